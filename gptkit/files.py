@@ -1,0 +1,140 @@
+"""Files: atomic writes, reference files found locally or downloaded with a checksum, text read in blocks.
+
+Stdlib only. Does not parse any format; the modules that own a format use these helpers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and a rename, so a crash or
+    Ctrl-C never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RefFile:
+    """A public reference file: where it lives under a data folder, where it comes from, its sha256."""
+
+    relpath: str  # e.g. "gpt2/encoder.json", relative to $GPTKIT_DATA or the user cache
+    url: str
+    sha256: str
+
+
+def cache_dir() -> Path:
+    """The user cache: $GPTKIT_CACHE, else $XDG_CACHE_HOME/gptkit, else ~/.cache/gptkit."""
+    if os.environ.get("GPTKIT_CACHE"):
+        return Path(os.environ["GPTKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gptkit"
+
+
+def _download(url: str, timeout: float = 30.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed https URLs)
+        return r.read()
+
+
+def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = _download) -> Path:
+    """Locate `ref`: $GPTKIT_DATA/relpath, then the user cache, else download it into the cache and
+    check its sha256. Raises FileNotFoundError saying where to put the file when all of that fails."""
+    data_dir = os.environ.get("GPTKIT_DATA")
+    if data_dir and (Path(data_dir) / ref.relpath).is_file():
+        return Path(data_dir) / ref.relpath
+    cached = cache_dir() / ref.relpath
+    if cached.is_file():
+        return cached
+    where = f"{cached}" + (f" or {Path(data_dir) / ref.relpath}" if data_dir else "")
+    if download is None:
+        raise FileNotFoundError(f"{ref.relpath} not found; put the file from {ref.url} at {where}")
+    try:
+        data = download(ref.url)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"{ref.relpath} not found locally and downloading {ref.url} failed ({e}); "
+            f"download it by hand and put it at {where} (or set GPTKIT_DATA to a folder that has it)"
+        ) from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != ref.sha256:
+        raise ValueError(f"download of {ref.url} has sha256 {got}, expected {ref.sha256}; not saved, try again")
+    atomic_write_bytes(cached, data)
+    return cached
+
+
+def read_text(path: str | os.PathLike, errors: str = "strict") -> str:
+    """Read a UTF-8 file; invalid UTF-8 raises ValueError naming the file and the byte offset."""
+    return "".join(iter_text_blocks(path, errors=errors, block_bytes=1 << 30))
+
+
+def _safe_cut(text: str) -> int:
+    """Index after the last newline that sits between two non-space characters, or -1.
+
+    Regex pre-tokenizers (GPT-2, GPT-4) never join chunks across such a newline, so cutting there
+    gives the same chunks as splitting the whole text. Example: "ab\\ncd\\n  ef" -> 3
+    """
+    i = len(text) - 1
+    while True:
+        i = text.rfind("\n", 0, i)
+        if i <= 0:
+            return -1
+        if i + 1 < len(text) and not text[i - 1].isspace() and not text[i + 1].isspace():
+            return i + 1
+
+
+def iter_text_blocks(path: str | os.PathLike, errors: str = "strict", block_bytes: int = 1 << 22) -> Iterator[str]:
+    """Yield a UTF-8 file's text in blocks of about `block_bytes`, cut only where `_safe_cut` allows,
+    so memory stays bounded however big the file is. Concatenated, the blocks are the whole text."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
+    pending = ""
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(block_bytes)
+            held = len(decoder.getstate()[0])  # bytes of a split character carried from the last block
+            try:
+                pending += decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}: not valid UTF-8 at byte offset {offset - held + e.start} ({e.reason}); "
+                    "convert the file to UTF-8, or pass errors='replace' (--errors replace) to substitute U+FFFD"
+                ) from None
+            offset += len(raw)
+            if not raw:
+                break
+            cut = _safe_cut(pending)
+            if cut > 0:
+                yield pending[:cut]
+                pending = pending[cut:]
+    if pending:
+        yield pending
