@@ -89,8 +89,8 @@ class _Vocab:
 def train_naive(word_counts: Iterable[tuple[bytes, int]], vocab_size: int) -> list[tuple[int, int]]:
     """The lecture's BPE loop. Returns the merges; merge i makes token 256 + i.
 
-    Example: [(b"aaabdaaabac", 1)], vocab_size=259 -> [(97, 97), (256, 97), (257, 98)]
-    (Wikipedia's example: aa -> Z, Za -> Y, Yb -> X)
+    Example: [(b"aaabdaaabac", 1)], vocab_size=259 -> [(97, 97), (97, 98), (256, 257)]
+    (Wikipedia's example: aa -> Z, ab -> Y, ZY -> X; (a, b) beats (Z, a) at count 2 by the tie-break)
     """
     words = [(list(w), f) for w, f in word_counts]
     vocab = _Vocab()

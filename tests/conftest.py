@@ -1,0 +1,88 @@
+"""Shared fixtures: the reference data folder and tiktoken encodings built from it (never downloaded).
+
+The reference files come from $GPTKIT_DATA (CI sets it to ../shared/data), else ../shared/data beside
+the repository. Tests that need them fail, not skip, when they are missing.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _data_dir() -> Path:
+    d = Path(os.environ.get("GPTKIT_DATA") or REPO.parent / "shared" / "data")
+    if not (d / "tinyshakespeare.txt").is_file():
+        pytest.fail(f"reference data not found at {d}; set GPTKIT_DATA to the shared/data folder", pytrace=False)
+    return d
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _data_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    """Point gptkit's lookups at the reference data, its cache at a temp folder, and stop tiktoken
+    caching files under /tmp: tests write nowhere but temp folders."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GPTKIT_DATA", str(_data_dir()))
+    mp.setenv("GPTKIT_CACHE", str(tmp_path_factory.mktemp("gptkit-cache")))
+    mp.setenv("TIKTOKEN_CACHE_DIR", "")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def shakespeare(data_dir) -> str:
+    return (data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def taylorswift(data_dir) -> str:
+    return (data_dir / "taylorswift.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def verdict(data_dir) -> str:
+    return (data_dir / "the-verdict.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiktoken_gpt2(data_dir):
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    from gptkit.tokenizer import GPT2_PATTERN
+
+    ranks = data_gym_to_mergeable_bpe_ranks(str(data_dir / "gpt2/vocab.bpe"), str(data_dir / "gpt2/encoder.json"))
+    return tiktoken.Encoding("gpt2-ref", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+
+
+@pytest.fixture(scope="session")
+def tiktoken_cl100k(data_dir):
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from gptkit.pretrained import CL100K_SPECIALS
+    from gptkit.tokenizer import GPT4_PATTERN
+
+    ranks = load_tiktoken_bpe(str(data_dir / "cl100k/cl100k_base.tiktoken"))
+    return tiktoken.Encoding("cl100k-ref", pat_str=GPT4_PATTERN, mergeable_ranks=ranks, special_tokens=CL100K_SPECIALS)
+
+
+@pytest.fixture(scope="session")
+def gpt2_tok():
+    from gptkit import Tokenizer
+
+    return Tokenizer.from_pretrained("gpt2")
+
+
+@pytest.fixture(scope="session")
+def cl100k_tok():
+    from gptkit import Tokenizer
+
+    return Tokenizer.from_pretrained("cl100k_base")

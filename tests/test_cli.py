@@ -1,0 +1,122 @@
+"""Every `gptkit tokenizer` subcommand end to end, and user mistakes as one line with exit code 1."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gptkit.cli import main
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def model(tmp_path, data_dir, capsys):
+    path = tmp_path / "tok.model"
+    rc, out, _ = run(capsys, "tokenizer", "train", str(data_dir / "the-verdict.txt"), "--vocab-size", "400",
+                     "--special", "<|endoftext|>", "-o", str(path), "-q")
+    assert rc == 0 and "vocab_size=400" in out
+    return path
+
+
+def test_train_writes_model_and_vocab(model):
+    assert model.read_text().startswith("gptkit tokenizer v1")
+    assert (model.parent / "tok.vocab").read_text(encoding="utf-8").count("->") == 400 - 256 - 1
+
+
+def test_train_named_dataset(tmp_path, capsys):
+    rc, out, _ = run(capsys, "tokenizer", "train", "shakespeare", "--type", "char", "-o", str(tmp_path / "c.model"))
+    assert rc == 0 and "vocab_size=65" in out
+
+
+def test_encode_decode_round_trip(model, tmp_path, capsys, verdict):
+    src = tmp_path / "in.txt"
+    src.write_text(verdict[:2000], encoding="utf-8")
+    rc, out, _ = run(capsys, "tokenizer", "encode", "-t", str(model), str(src))
+    assert rc == 0
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(out)
+    rc, text, _ = run(capsys, "tokenizer", "decode", "-t", str(model), str(ids_file))
+    assert rc == 0 and text == verdict[:2000]
+
+
+def test_encode_gpt2_golden(capsys):
+    # tiktoken.get_encoding("gpt2").encode("Hello world") == [15496, 995]
+    rc, out, _ = run(capsys, "tokenizer", "encode", "-t", "gpt2", "--text", "Hello world")
+    assert (rc, out) == (0, "15496 995\n")
+    rc, out, _ = run(capsys, "tokenizer", "encode", "-t", "gpt2", "--text", "hi<|endoftext|>", "--allowed-special", "all")
+    assert (rc, out) == (0, "5303 50256\n")
+
+
+def test_encode_stdin(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("Hello world".encode())))
+    rc, out, _ = run(capsys, "tokenizer", "encode", "-t", "cl100k_base", "-")
+    assert (rc, out) == (0, "9906 1917\n")  # tiktoken cl100k_base: "Hello world" -> [9906, 1917]
+
+
+def test_show_marks_token_boundaries(capsys):
+    rc, out, _ = run(capsys, "tokenizer", "show", "-t", "gpt2", "--text", "Hello world", "--color", "never", "--ids")
+    assert (rc, out) == (0, "[Hello][ world]\n15496 995\n")
+    rc, out, _ = run(capsys, "tokenizer", "show", "-t", "gpt2", "--text", "Hello world", "--color", "always")
+    assert out.count("\x1b[48;5;") == 2 and "Hello" in out
+
+
+def test_stats(capsys, data_dir):
+    rc, out, _ = run(capsys, "tokenizer", "stats", "-t", "char", str(data_dir / "tinyshakespeare.txt"))
+    assert rc == 0 and "tokens           1,115,394" in out and "compression      1.00x" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tokenizer", "encode", "-t", "nope", "--text", "x"], "unknown tokenizer 'nope'"),
+        (["tokenizer", "encode", "-t", "gpt2", "/no/such/file.txt"], "/no/such/file.txt: no such file"),
+        (["tokenizer", "decode", "-t", "gpt2", "--text", "1 2 x"], "decode reads whitespace-separated integer ids"),
+        (["tokenizer", "decode", "-t", "gpt2", "--text", "1 99999999"], "token id 99999999 is not in this vocabulary"),
+        (["tokenizer", "decode", "-t", "char", "--text", "1"], "--tokenizer char has no fixed vocabulary"),
+        (["tokenizer", "encode", "-t", "gpt2", "--text", "a<|endoftext|>"], "Pass --allowed-special all"),
+        (["tokenizer", "train", "/no/such.txt", "-o", "x.model"], "no such file"),
+        (["tokenizer", "train", "nosuchdataset", "-o", "x.model"], "not a named dataset"),
+    ],
+)
+def test_user_errors_are_one_line(capsys, argv, message):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 1 and message in err and err.startswith("gptkit: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_train_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    rc, _, err = run(capsys, "tokenizer", "train", str(empty), "-o", str(tmp_path / "t.model"))
+    assert rc == 1 and "training text is empty" in err
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"abc\xff")
+    rc, _, err = run(capsys, "tokenizer", "train", str(bad), "-o", str(tmp_path / "t.model"))
+    assert rc == 1 and "not valid UTF-8 at byte offset 3" in err and "--errors replace" in err
+    assert not (tmp_path / "t.model").exists()  # failed runs write nothing
+    small = tmp_path / "small.txt"
+    small.write_text("abcabc")
+    rc, _, err = run(capsys, "tokenizer", "train", str(small), "--vocab-size", "300", "-o", str(tmp_path / "t.model"), "-q")
+    assert rc == 0 and "gptkit: warning: the corpus supports only 3 merges" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["tokenizer"], ["tokenizer", "train"], ["tokenizer", "show", "--help"], ["--help"]])
+def test_help_and_usage_on_every_level(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert "usage: gptkit" in out + err
+    assert e.value.code == (0 if "--help" in argv else 2)
+
+
+def test_python_dash_m(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gptkit", "tokenizer", "encode", "-t", "gpt2", "--text", "Hello world"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "15496 995\n")
