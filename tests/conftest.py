@@ -5,11 +5,34 @@ the repository. Tests that need them fail, not skip, when they are missing.
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# No example database, and hypothesis's own caches in a temp folder: by default it writes .hypothesis/
+# into the working directory.
+settings.register_profile("gptkit", database=None)
+settings.load_profile("gptkit")
+_HYPOTHESIS_HOME = None
+
+
+def pytest_configure(config):
+    global _HYPOTHESIS_HOME
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="gptkit-hypothesis-")
+    set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def pytest_unconfigure(config):
+    if _HYPOTHESIS_HOME:
+        shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def _data_dir() -> Path:
