@@ -16,36 +16,21 @@ import re
 from collections.abc import Collection, Iterable
 
 from gptkit.files import atomic_write_text
-from gptkit.tokenizer import ENDOFTEXT, FORMAT_LINE, _Lines
+from gptkit.tokenizer import ENDOFTEXT, FORMAT_LINE, TokenizerBase, _Lines
 
 UNK = "<|unk|>"
 _WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
 _SPACE_BEFORE_PUNCT = re.compile(r'\s+([,.:;?!"()\'])')
 
 
-class _SimpleBase:
+class _SimpleBase(TokenizerBase):
     """Shared plumbing: decode via a list of strings, bytes views, specials, errors naming the id."""
 
     _itos: list[str]
-    _special: dict[str, int]
 
     @property
-    def vocab_size(self) -> int:
+    def _vocab_size(self) -> int:
         return len(self._itos)
-
-    n_vocab = vocab_size
-
-    @property
-    def special_tokens(self) -> dict[str, int]:
-        return dict(self._special)
-
-    @property
-    def special_tokens_set(self) -> set[str]:
-        return set(self._special)
-
-    @property
-    def eot_token(self) -> int | None:
-        return self._special.get(ENDOFTEXT)
 
     def _piece(self, i) -> str:
         if isinstance(i, bool) or not (0 <= i < len(self._itos)):  # a negative index must not wrap around

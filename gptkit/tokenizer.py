@@ -58,7 +58,38 @@ def render_token(t: bytes) -> str:
     return "".join(f"\\u{ord(c):04x}" if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in s)
 
 
-class Tokenizer:
+class TokenizerBase:
+    """What every gptkit tokenizer shares: the vocabulary size and the special tokens.
+
+    Subclasses set `_vocab_size` (one past the largest id, tiktoken's n_vocab; ids in gaps are not
+    tokens) and `_special` (string -> id).
+    """
+
+    _vocab_size: int
+    _special: dict[str, int]
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def n_vocab(self) -> int:
+        return self._vocab_size
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._special)
+
+    @property
+    def special_tokens_set(self) -> set[str]:
+        return set(self._special)
+
+    @property
+    def eot_token(self) -> int | None:
+        return self._special.get(ENDOFTEXT)
+
+
+class Tokenizer(TokenizerBase):
     """Byte-level BPE with tiktoken's encode/decode semantics.
 
     ranks: token bytes -> id for the mergeable tokens; special_tokens: string -> id, ids outside ranks.
@@ -101,25 +132,6 @@ class Tokenizer:
         self._special_re_cache: dict[frozenset, regex.Pattern] = {}
 
     # -- the vocabulary ---------------------------------------------------------------------------
-
-    @property
-    def vocab_size(self) -> int:
-        """One past the largest id (tiktoken's n_vocab); ids in gaps are not tokens."""
-        return self._vocab_size
-
-    n_vocab = vocab_size
-
-    @property
-    def special_tokens(self) -> dict[str, int]:
-        return dict(self._special)
-
-    @property
-    def special_tokens_set(self) -> set[str]:
-        return set(self._special)
-
-    @property
-    def eot_token(self) -> int | None:
-        return self._special.get(ENDOFTEXT)
 
     @property
     def mergeable_ranks(self) -> dict[bytes, int]:
