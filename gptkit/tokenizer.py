@@ -16,7 +16,6 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +23,7 @@ import regex
 
 from gptkit import bpe
 from gptkit.files import atomic_write_text
+from gptkit.parallel import imap_bounded
 
 # GPT-2's pre-tokenizer (as in tiktoken's r50k_base) and GPT-4's (cl100k_base).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
@@ -284,9 +284,12 @@ class Tokenizer(TokenizerBase):
         texts = list(texts)
         if num_workers <= 1 or len(texts) < 2:
             return [self.encode(t, **encode_kwargs) for t in texts]
-        chunksize = max(1, len(texts) // (4 * num_workers))
-        with ProcessPoolExecutor(num_workers, initializer=_set_worker_tokenizer, initargs=(self,)) as ex:
-            return list(ex.map(_worker_encode, texts, [encode_kwargs] * len(texts), chunksize=chunksize))
+        size = max(1, len(texts) // (4 * num_workers))
+        tasks = [(texts[i : i + size], encode_kwargs) for i in range(0, len(texts), size)]
+        out: list[list[int]] = []
+        for ids in imap_bounded(_worker_encode, tasks, num_workers, initializer=_set_worker_tokenizer, initargs=(self,)):
+            out += ids
+        return out
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -474,22 +477,9 @@ def _batches(texts: Iterable[str], pattern, specials, target_chars: int = 1 << 2
 
 def count_chunks(texts: Iterable[str], pattern: str | None, specials: list[str] = (), num_workers: int = 1) -> Counter:
     """Count each unique pre-tokenized chunk over documents, streaming; each document is split alone."""
-    specials = list(specials)
     total: Counter = Counter()
-    batches = _batches(texts, pattern, specials)
-    if num_workers <= 1:
-        for b in batches:
-            total.update(_count_block(b))
-        return total
-    with ProcessPoolExecutor(num_workers) as ex:
-        # map() would read the whole iterable up front; keep at most 2 batches per worker in flight.
-        pending = []
-        for b in batches:
-            pending.append(ex.submit(_count_block, b))
-            if len(pending) >= 2 * num_workers:
-                total.update(pending.pop(0).result())
-        for fut in pending:
-            total.update(fut.result())
+    for counts in imap_bounded(_count_block, _batches(texts, pattern, list(specials)), num_workers):
+        total.update(counts)
     return total
 
 
@@ -503,8 +493,9 @@ def _set_worker_tokenizer(tok) -> None:
     _WORKER_TOKENIZER = tok
 
 
-def _worker_encode(text: str, kwargs: dict) -> list[int]:
-    return _WORKER_TOKENIZER.encode(text, **kwargs)
+def _worker_encode(task: tuple[list[str], dict]) -> list[list[int]]:
+    texts, kwargs = task
+    return [_WORKER_TOKENIZER.encode(t, **kwargs) for t in texts]
 
 
 # -- the saved-file format, shared with gptkit.simple_tokenizers ----------------------------------------

@@ -1,0 +1,40 @@
+"""Worker processes over a stream, in bounded memory. Stdlib only.
+
+`Executor.map` and `Pool.imap` read their whole input up front, so a corpus larger than RAM would be
+held in memory; `imap_bounded` keeps at most `max_pending` items in flight and yields results in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+
+def imap_bounded(
+    fn: Callable,
+    items: Iterable,
+    num_workers: int = 1,
+    *,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+    max_pending: int | None = None,
+) -> Iterator:
+    """Yield fn(item) for each item, in order. num_workers <= 1 runs in this process (no pickling).
+
+    Example: list(imap_bounded(abs, [-1, 2, -3], num_workers=2)) == [1, 2, 3]
+    """
+    if num_workers <= 1:
+        if initializer is not None:
+            initializer(*initargs)
+        yield from map(fn, items)
+        return
+    max_pending = max_pending or 2 * num_workers
+    with ProcessPoolExecutor(num_workers, initializer=initializer, initargs=initargs) as ex:
+        pending: deque = deque()
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= max_pending:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
