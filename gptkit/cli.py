@@ -149,6 +149,20 @@ def cmd_tokenizer_stats(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from gptkit.data import prepare
+
+    meta = prepare(
+        args.sources, args.tokenizer, args.output, val_fraction=args.val_fraction, field=args.field,
+        shard_tokens=args.shard_tokens, dtype=args.dtype, num_workers=args.workers, errors=args.errors,
+        progress=not args.quiet, command=" ".join(["gptkit", *args.argv]),
+    )
+    s = meta["splits"]
+    print(f"wrote {args.output}: train {s['train']['tokens']:,} tokens, val {s['val']['tokens']:,} tokens "
+          f"({meta['dtype']}, vocab {meta['tokenizer']['vocab_size']:,}) in {meta['seconds']:.1f} s")
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------------------------
 
 
@@ -168,6 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gptkit", description="A GPT toolkit built from scratch.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("prepare", help="tokenize text into train/val token files",
+                       description="Tokenize text into train/val token files (nanoGPT's .bin format) and meta.json.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="text files, folders (their *.txt), globs, .jsonl files, or a named dataset (shakespeare)")
+    p.add_argument("--tokenizer", "-t", default="gpt2", help="char, gpt2, cl100k_base, or a saved tokenizer file")
+    p.add_argument("-o", "--output", required=True, help="the data dir to write")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="last fraction of the characters kept for val")
+    p.add_argument("--field", default="text", help="the JSONL field holding the text")
+    p.add_argument("--shard-tokens", type=int, default=0, help="tokens per shard file (0: one file per split)")
+    p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
+    p.add_argument("--workers", type=int, default=None, help="tokenizing processes (default: all cores)")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict", help="what to do with invalid UTF-8")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
 
     tp = sub.add_parser("tokenizer", help="train, run and inspect tokenizers", description="Tokenizers.")
     tsub = tp.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
@@ -216,6 +245,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)

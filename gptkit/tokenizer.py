@@ -11,6 +11,7 @@ Not here: anything about models or token files on disk (that is `gptkit.data`).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import warnings
@@ -87,6 +88,19 @@ class TokenizerBase:
     @property
     def eot_token(self) -> int | None:
         return self._special.get(ENDOFTEXT)
+
+    def fingerprint(self) -> str:
+        """sha256 of every id's bytes, the special tokens and the split pattern: equal exactly when two
+        tokenizers turn text into the same ids, so a data dir can check it was made by this tokenizer."""
+        h = hashlib.sha256(f"{type(self).__name__} {json.dumps(getattr(self, 'pattern', None))}".encode())
+        for i in range(self.vocab_size):
+            try:
+                b = self.token_bytes(i)
+            except ValueError:  # a gap in the ids (cl100k_base has some)
+                continue
+            h.update(i.to_bytes(4, "little") + len(b).to_bytes(4, "little") + b)
+        h.update(json.dumps(sorted(self._special.items())).encode())
+        return h.hexdigest()
 
 
 class Tokenizer(TokenizerBase):
