@@ -108,19 +108,24 @@ class SlidingWindowDataset:
 class ShardedLoader:
     """build-nanogpt's DataLoaderLite over a split's shards, for `world_size` ranks.
 
-    Rank r reads B*T+1 tokens at r*B*T, then steps by B*T*world_size; when the next step would run past
-    the shard it moves to the next shard (wrapping around), starting again at r*B*T.
+    Rank r reads B*T+1 tokens at r*B*T, then steps by B*T*world_size; when the next step of all ranks
+    would run past the shard, every rank moves to the next shard (wrapping around) at r*B*T. Unlike
+    DataLoaderLite, the end-of-shard test uses rank 0's position, so all ranks switch at the same step
+    (there, higher ranks switch a step early and the ranks drift apart). Shards too small for one
+    step (a short last shard) are skipped.
     """
 
     def __init__(self, data_dir, split: str, batch_size: int, block_size: int, rank: int = 0, world_size: int = 1) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        self.paths, self.sizes, self.dtype = split_files(data_dir, split)
+        paths, sizes, self.dtype = split_files(data_dir, split)
         self.B, self.T, self.rank, self.world = batch_size, block_size, rank, world_size
         need = batch_size * block_size * world_size + 1
-        for p, n in zip(self.paths, self.sizes):
-            if n < need:
-                raise _too_small(split, n, need, f"one step of batch {batch_size} x block {block_size} x {world_size} ranks ({p.name})")
+        keep = [(p, n) for p, n in zip(paths, sizes) if n >= need]
+        if not keep:
+            what = f"one step of batch {batch_size} x block {block_size} x {world_size} ranks"
+            raise _too_small(split, max(sizes, default=0), need, what)
+        self.paths, self.sizes = [p for p, _ in keep], [n for _, n in keep]
         self.shard, self.pos = 0, self.B * self.T * rank
 
     def __iter__(self):
@@ -132,7 +137,8 @@ class ShardedLoader:
         buf = data[self.pos : self.pos + B * T + 1].astype(np.int64)
         x, y = buf[:-1].reshape(B, T), buf[1:].reshape(B, T)
         self.pos += B * T * self.world
-        if self.pos + B * T * self.world + 1 > self.sizes[self.shard]:
+        base = self.pos - B * T * self.rank  # rank 0's position: every rank takes the same decision
+        if base + B * T * self.world + 1 > self.sizes[self.shard]:
             self.shard = (self.shard + 1) % len(self.paths)
             self.pos = B * T * self.rank
         return x, y
