@@ -28,7 +28,7 @@ import numpy as np
 
 from gptkit.datasets import NAMED, dataset_path
 from gptkit.files import atomic_write_text, iter_text_blocks
-from gptkit.parallel import imap_bounded
+from gptkit.parallel import fix_malloc_threshold, imap_bounded
 
 FORMAT = "gptkit-data"
 VERSION = 1
@@ -90,9 +90,9 @@ def _documents(src: Source, field: str, errors: str) -> Iterator[Iterator[str]]:
             yield iter([value])
 
 
-def _scan(sources: list[Source], field: str, errors: str, want_chars: bool) -> tuple[list[dict], int, set[str]]:
-    """Pass 1: size, sha256 and character count of every source, and the character set if asked."""
-    infos, total, chars = [], 0, set()
+def _scan(sources: list[Source], field: str, errors: str, want_chars: bool) -> tuple[list[dict], int, int, set[str]]:
+    """Pass 1: size, sha256, character and UTF-8 byte counts of every source, and the character set if asked."""
+    infos, total, total_bytes, chars = [], 0, 0, set()
     for src in sources:
         h = hashlib.sha256()
         with open(src.path, "rb") as f:
@@ -102,13 +102,14 @@ def _scan(sources: list[Source], field: str, errors: str, want_chars: bool) -> t
         for doc in _documents(src, field, errors):
             for block in doc:
                 n += len(block)
+                total_bytes += len(block.encode("utf-8", errors="replace"))
                 if want_chars:
                     chars.update(block)
         infos.append({"path": str(src.path), "bytes": src.path.stat().st_size, "sha256": h.hexdigest(), "characters": n})
         total += n
     if total == 0:
         raise ValueError(f"the sources hold no text ({', '.join(str(s.path) for s in sources)})")
-    return infos, total, chars
+    return infos, total, total_bytes, chars
 
 
 def _pieces(sources, field, errors, split_at: int, with_eot: bool) -> Iterator[tuple[str, str | None]]:
@@ -146,6 +147,7 @@ _WORKER = {}
 
 
 def _init_worker(tok, dtype: str) -> None:
+    fix_malloc_threshold()
     _WORKER.update(tok=tok, dtype=dtype)
 
 
@@ -154,8 +156,8 @@ def _encode_task(task: tuple[str, list]) -> tuple[str, np.ndarray, int]:
     tok, ids = _WORKER["tok"], []
     for text in pieces:
         ids += [tok.eot_token] if text is None else tok.encode_ordinary(text)
-    chars = sum(len(t) for t in pieces if t)
-    return split, np.asarray(ids, dtype=_WORKER["dtype"]), chars
+    n_bytes = sum(len(t.encode("utf-8", errors="replace")) for t in pieces if t)
+    return split, np.asarray(ids, dtype=_WORKER["dtype"]), n_bytes
 
 
 class _SplitWriter:
@@ -243,8 +245,9 @@ def prepare(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if shard_tokens < 0:
         raise ValueError(f"shard_tokens must be >= 0 (0 = one file per split), got {shard_tokens}")
+    fix_malloc_threshold()  # streaming many MB through Python strings; see parallel.fix_malloc_threshold
     srcs = resolve_sources(sources)
-    infos, total_chars, chars = _scan(srcs, field, errors, want_chars=tokenizer == "char")
+    infos, total_chars, total_bytes, chars = _scan(srcs, field, errors, want_chars=tokenizer == "char")
     tok = _make_tokenizer(tokenizer, chars)
     dtype = choose_dtype(tok.vocab_size, dtype)
     out = Path(out_dir)
@@ -258,12 +261,12 @@ def prepare(
     t0 = time.perf_counter()
     try:
         pieces = _pieces(srcs, field, errors, split_at, with_eot=tok.eot_token is not None)
-        with tqdm(total=total_chars, unit="char", unit_scale=True, desc="prepare", disable=_no_bar(progress)) as bar:
-            for split, ids, n_chars in imap_bounded(
+        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", disable=_no_bar(progress)) as bar:
+            for split, ids, n_bytes in imap_bounded(
                 _encode_task, _tasks(pieces), workers, initializer=_init_worker, initargs=(tok, dtype)
             ):
                 writers[split].write(ids)
-                bar.update(n_chars)
+                bar.update(n_bytes)
                 tokens = sum(w.tokens for w in writers.values())
                 bar.set_postfix(tok_per_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
         for w in writers.values():

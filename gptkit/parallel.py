@@ -6,6 +6,8 @@ held in memory; `imap_bounded` keeps at most `max_pending` items in flight and y
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -38,3 +40,19 @@ def imap_bounded(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def fix_malloc_threshold(threshold: int = 256 * 1024) -> None:
+    """Keep glibc from holding freed multi-MB buffers on its heap (Linux only, no-op elsewhere).
+
+    glibc raises its mmap threshold each time a large block is freed, so later blocks of text come from
+    the heap, which fragments: a streaming prepare then grows RSS with corpus size (236 MB on 68 MB,
+    623 MB on 544 MB, measured). A fixed threshold returns such blocks to the OS when freed.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        pass

@@ -120,3 +120,26 @@ def test_python_dash_m(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gptkit", "tokenizer", "encode", "-t", "gpt2", "--text", "Hello world"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert (r.returncode, r.stdout) == (0, "15496 995\n")
+
+
+def test_prepare_end_to_end(tmp_path, capsys):
+    rc, out, err = run(capsys, "prepare", "shakespeare", "-t", "char", "-o", str(tmp_path / "d"), "-q")
+    assert rc == 0 and "train 1,003,854 tokens, val 111,540 tokens (uint16, vocab 65)" in out
+    import json
+
+    meta = json.loads((tmp_path / "d/meta.json").read_text())
+    assert meta["command"] == f"gptkit prepare shakespeare -t char -o {tmp_path / 'd'} -q"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["prepare", "nosuch.txt", "-o", "x"], "nosuch.txt: no such file, folder or glob"),
+        (["prepare", "shakespeare", "-t", "cl100k_base", "--dtype", "uint16", "-o", "x"], "do not fit uint16"),
+        (["prepare", "shakespeare", "--val-fraction", "1.5", "-o", "x"], "val_fraction must be in [0, 1)"),
+    ],
+)
+def test_prepare_user_errors(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(capsys, *argv)
+    assert rc == 1 and message in err and err.count("\n") == 1

@@ -144,3 +144,11 @@ def test_addition_batches_are_correct_sums_and_seeded():
         assert (y[: 2 * n + 1] == -1).all() and (y[2 * n + 1 :] >= 0).all()
         lhs = int("".join(map(str, x[:n]))) + int("".join(map(str, x[n + 1 : 2 * n + 1])))
         assert a.decode_answer(list(y[2 * n + 1 :])) == lhs
+
+
+def test_sliding_window_is_a_torch_dataset():
+    torch = pytest.importorskip("torch", reason="torch is not installed (CI installs it)")
+    ds = SlidingWindowDataset(np.arange(50), max_length=8, stride=4)
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False))
+    assert len(batches) == 3 and batches[0][0].shape == (4, 8) and batches[0][0].dtype == torch.int64
+    assert torch.equal(batches[0][1], batches[0][0] + 1)
