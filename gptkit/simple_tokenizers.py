@@ -160,14 +160,7 @@ class WordTokenizer(_SimpleBase):
     def _from_lines(cls, lines: _Lines) -> WordTokenizer:
         words = []
         for _ in range(lines.count("words")):
-            line = lines.next()
-            try:
-                w = json.loads(line)
-            except json.JSONDecodeError:
-                w = None
-            if not isinstance(w, str):
-                lines.fail(f"expected a JSON string, got {line[:60]!r}")
-            words.append(w)
+            words.append(lines.json_str())
         lines.end()
         return cls(words)
 

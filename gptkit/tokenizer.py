@@ -558,16 +558,20 @@ class _Lines:
         except json.JSONDecodeError as e:
             self.fail(f"bad JSON ({e})")
 
-    def json_and_int(self) -> tuple[str, int]:
-        line = self.next()
-        s, _, i = line.rpartition(" ")
+    def json_str(self, s: str | None = None, what: str = "a JSON string") -> str:
+        """Parse `s` (default: the next line) as a JSON string, or fail naming the line."""
+        line = self.next() if s is None else s
         try:
-            val = json.loads(s)
+            val = json.loads(line)
         except json.JSONDecodeError:
             val = None
         if not isinstance(val, str):
-            self.fail(f"expected a JSON string and an id, got {line[:60]!r}")
-        return val, self.ints(i, 1)[0]
+            self.fail(f"expected {what}, got {line[:60]!r}")
+        return val
+
+    def json_and_int(self) -> tuple[str, int]:
+        s, _, i = self.next().rpartition(" ")
+        return self.json_str(s, "a JSON string and an id"), self.ints(i, 1)[0]
 
     def end(self) -> None:
         if self.i != len(self.lines):
