@@ -29,6 +29,7 @@ import numpy as np
 from gptkit.datasets import NAMED, dataset_path
 from gptkit.files import atomic_write_text, iter_text_blocks
 from gptkit.parallel import fix_malloc_threshold, imap_bounded
+from gptkit.tokenizer import _no_bar
 
 FORMAT = "gptkit-data"
 VERSION = 1
@@ -294,10 +295,6 @@ def prepare(
     }
     atomic_write_text(out / META, json.dumps(meta, indent=2) + "\n")
     return meta
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 # -- reading a data dir back --------------------------------------------------------------------------
