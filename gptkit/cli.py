@@ -163,6 +163,84 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from gptkit.config import load_run_config
+
+    _need_torch("train")
+    from gptkit.train import resume_config, train
+
+    if args.resume:
+        run_dir = args.resume if isinstance(args.resume, str) else load_run_config(args.preset, args.overrides).train.out_dir
+        if not run_dir:
+            raise ValueError("--resume needs the run dir: `gptkit train --resume RUN_DIR`")
+        cfg = resume_config(run_dir, args.overrides)
+    else:
+        cfg = load_run_config(args.preset, args.overrides)
+    result = train(cfg, resume=bool(args.resume))
+    if result.evals:
+        last = result.evals[-1]
+        print(f"step {last['step']}: train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
+              f"best val {result.best_val:.4f}, {last['elapsed_s']:.1f} s")
+    how = {"interrupted": "interrupted; continue with", "time": "stopped at max_seconds; continue with"}
+    if result.stopped in how:
+        print(f"{how[result.stopped]} `gptkit train --resume {result.run_dir}`")
+    print(f"run dir: {result.run_dir}  (sample with `gptkit sample {result.run_dir}`)")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    _need_torch("sample")
+    import torch
+
+    from gptkit.checkpoint import load_run_tokenizer
+    from gptkit.runtime import pick_device
+    from gptkit.sample import check_sampling, stream_text
+    from gptkit.weights import load_model
+
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0 or args.num_samples < 1:
+        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+    device = pick_device(args.device)
+    which = args.checkpoint or ("best" if (Path(args.run_dir) / "best.safetensors").is_file() else "last")
+    model, config, _ = load_model(args.run_dir, which, device)
+    tok = load_run_tokenizer(args.run_dir)
+    prompt = tok.encode(args.prompt, allowed_special="all")
+    if not prompt:
+        raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
+    if len(prompt) > config.block_size:
+        print(f"gptkit: notice: the prompt has {len(prompt)} tokens; the model sees the last {config.block_size} "
+              "(block_size)", file=sys.stderr)
+    gen = torch.Generator(device).manual_seed(args.seed)
+    for k in range(args.num_samples):
+        if k:
+            print("\n" + "-" * 40)
+        sys.stdout.write(args.prompt)
+        for piece in stream_text(model, tok, prompt, args.max_new_tokens, device=device, temperature=args.temperature,
+                                 top_k=args.top_k, top_p=args.top_p, generator=gen):
+            sys.stdout.write(piece)
+            if args.stream:
+                sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0
+
+
+def _list_presets() -> int:
+    from gptkit.config import CONFIGS_DIR
+
+    for path in sorted(CONFIGS_DIR.glob("*.toml")):
+        first = next((ln[1:].strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("#")), "")
+        print(f"{path.stem:24s} {first}")
+    return 0
+
+
+def _need_torch(command: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError(f"`gptkit {command}` needs PyTorch; install it with `pip install torch` "
+                         "(CPU only: `pip install torch --index-url https://download.pytorch.org/whl/cpu`)")
+
+
 # -- the parser ---------------------------------------------------------------------------------
 
 
@@ -229,6 +307,29 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--ids", action="store_true", help="also print the ids")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("train", help="train a model (default: char-level tiny Shakespeare on the CPU)", allow_abbrev=False,
+                       description="Train a GPT. Fields of the preset can be overridden with --key=value "
+                       "(e.g. --max_iters=500 --n_layer=6 --device=cuda); see `gptkit train --list`.")
+    p.add_argument("preset", nargs="?", default="shakespeare_char", help="a preset name or a .toml file")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint (default: the preset's out_dir)")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.set_defaults(func=cmd_train, overrides=[])
+
+    p = sub.add_parser("sample", help="generate text from a trained run", description="Generate text from a run.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out_dir of a `gptkit train` run")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--checkpoint", choices=["best", "last"], help="default: best if the run has one")
+    p.set_defaults(func=cmd_sample)
+
     p = tsub.add_parser("decode", help="turn ids back into text", description="Decode whitespace-separated ids.")
     _input_args(p)
     _tokenizer_arg(p)
@@ -244,7 +345,12 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not cmd_train:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    if getattr(args, "list", False):
+        return _list_presets()
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.datasets import NAMED, dataset_path
-from gptkit.files import atomic_write_text, iter_text_blocks
+from gptkit.files import atomic_write_text, cache_dir, iter_text_blocks
 from gptkit.parallel import fix_malloc_threshold, imap_bounded
 from gptkit.tokenizer import _no_bar
 
@@ -36,6 +36,8 @@ VERSION = 1
 META = "meta.json"
 TOKENIZER_FILE = "tokenizer.model"
 _TASK_CHARS = 1 << 20  # characters per worker task
+# Data dirs that training prepares on first use, under the user cache: name -> (source, tokenizer)
+NAMED_DATA = {"shakespeare_char": ("shakespeare", "char"), "shakespeare_gpt2": ("shakespeare", "gpt2")}
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,22 @@ def load_meta(data_dir: str | os.PathLike) -> dict:
     if meta.get("version") != VERSION:
         raise ValueError(f"{path}: data format version {meta.get('version')}, this gptkit reads {VERSION}; prepare again")
     return meta
+
+
+def resolve_data_dir(spec: str | os.PathLike) -> Path:
+    """A data dir, or a named one (NAMED_DATA) prepared under the user cache the first time it is asked for.
+
+    Example: "shakespeare_char" -> ~/.cache/gptkit/data/shakespeare_char (tiny Shakespeare, char tokens)
+    """
+    p = Path(spec)
+    if p.is_dir() or str(spec) not in NAMED_DATA:
+        load_meta(p)  # a clear error for a missing or unfinished dir
+        return p
+    out = cache_dir() / "data" / str(spec)
+    if not (out / META).is_file():
+        source, tokenizer = NAMED_DATA[str(spec)]
+        prepare([source], tokenizer, out, progress=False, command=f"gptkit prepare {source} -t {tokenizer} -o {out}")
+    return out
 
 
 def data_tokenizer(data_dir: str | os.PathLike):

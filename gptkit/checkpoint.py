@@ -1,0 +1,118 @@
+"""The run dir and its checkpoint files. numpy + safetensors, no torch (the MLX backend shares it).
+
+A run dir holds:
+- `config.json`: the resolved RunConfig (model + train), written when the run starts.
+- `ckpt.safetensors` (the latest) and `best.safetensors` (lowest val loss): one file each, written
+  atomically (temp file + rename). Tensors `model.<name>` are the unwrapped model's weights in fp32
+  (lm_head.weight left out when tied to wte); `optim.<i>.<key>` the optimizer state; `rank<r>.<key>`
+  each rank's RNG state. The safetensors header metadata key "gptkit" holds a JSON object: format,
+  version, step, model config, loader states, optimizer param groups, and the run's counters.
+- `tokenizer.model` when the data's tokenizer is a file (char, trained BPE); else config.json names it.
+- `metrics.jsonl`, `loss.png`: see gptkit.train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from gptkit.config import RunConfig
+from gptkit.files import atomic_write_bytes, atomic_write_text
+
+FORMAT = "gptkit-checkpoint"
+VERSION = 1
+CONFIG = "config.json"
+LAST, BEST = "ckpt.safetensors", "best.safetensors"
+TOKENIZER = "tokenizer.model"
+META_KEY = "gptkit"
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict) -> None:
+    """Write tensors and a JSON-able meta dict as one safetensors file, atomically."""
+    from safetensors.numpy import save
+
+    header = {"format": FORMAT, "version": VERSION, **meta}
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    atomic_write_bytes(path, save(arrays, metadata={META_KEY: json.dumps(header)}))
+
+
+def read_checkpoint(path: str | os.PathLike, prefix: str = "") -> tuple[dict[str, np.ndarray], dict]:
+    """Tensors whose names start with `prefix` (prefix removed) and the meta dict of a checkpoint file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path} is a safetensors file, but not a gptkit checkpoint")
+            if meta.get("version") != VERSION:
+                raise ValueError(f"{path}: checkpoint version {meta.get('version')}, this gptkit reads {VERSION}")
+            tensors = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    except (SafetensorError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+    return tensors, meta
+
+
+def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
+    """The checkpoint file of a run dir ("last" or "best"), with an error that says what is wrong."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: no such run dir; train one with `gptkit train --out_dir={d}`")
+    if not (d / CONFIG).is_file():
+        raise ValueError(f"{d} is not a gptkit run dir (no {CONFIG}); give the --out_dir of a `gptkit train` run")
+    name = {"last": LAST, "best": BEST}.get(which)
+    if name is None:
+        raise ValueError(f"which checkpoint: 'last' or 'best', got {which!r}")
+    path = d / name
+    if not path.is_file():
+        other = d / (BEST if name == LAST else LAST)
+        hint = f" (it has {other.name})" if other.is_file() else " (the run wrote no checkpoint yet)"
+        raise ValueError(f"{d} has no {name}{hint}")
+    return path
+
+
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a gptkit run dir (no {CONFIG})")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    return RunConfig.from_dict(doc)
+
+
+def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict) -> None:
+    doc = {**cfg.to_dict(), "tokenizer": tokenizer}
+    atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2) + "\n")
+
+
+def save_run_tokenizer(run_dir: str | os.PathLike, data_dir: str | os.PathLike, meta: dict) -> dict:
+    """Copy a data dir's tokenizer file into the run dir; returns what config.json records about it."""
+    t = meta["tokenizer"]
+    if t["file"]:
+        src = Path(data_dir) / t["file"]
+        atomic_write_bytes(Path(run_dir) / TOKENIZER, src.read_bytes())
+        for extra in src.parent.glob(src.name + ".*"):  # a trained BPE's .vocab view travels along
+            shutil.copyfile(extra, Path(run_dir) / (TOKENIZER + extra.name[len(src.name):]))
+        return {"spec": t["spec"], "file": TOKENIZER, "fingerprint": t["fingerprint"]}
+    return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"]}
+
+
+def load_run_tokenizer(run_dir: str | os.PathLike):
+    """The tokenizer a run was trained with."""
+    from gptkit.tokenizer import get_tokenizer, load_tokenizer
+
+    path = Path(run_dir) / CONFIG
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    t = doc.get("tokenizer")
+    if not t:
+        raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
+    return load_tokenizer(Path(run_dir) / t["file"]) if t["file"] else get_tokenizer(t["spec"])

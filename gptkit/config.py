@@ -1,0 +1,260 @@
+"""Typed, frozen configuration: the model (`GPTConfig`), a training run (`TrainConfig`), and how a run's
+config is assembled from a TOML preset plus `--key=value` overrides.
+
+Stdlib only (the MLX backend shares it). Presets are TOML data under `configs/`, never executed code.
+A preset file has two tables, `[model]` (GPTConfig fields, plus `preset = "char-tiny"` to start from a
+named model) and `[train]` (TrainConfig fields). An override names a field of either, bare or
+qualified: `--n_layer=6`, `--model.dropout=0.1`, `--train.lr=3e-4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # the shipped presets (package data)
+DEFAULT_PRESET = "shakespeare_char"
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a model. Defaults are GPT-2 small (124M)."""
+
+    vocab_size: int = 50257  # tokens the tokenizer knows (training sets it from the data's tokenizer)
+    block_size: int = 1024  # context length in tokens; also the number of learned positions
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads; n_embd must divide by it
+    n_embd: int = 768  # residual stream width
+    dropout: float = 0.0  # probability, on attention weights, residual branches and embeddings
+    bias: bool = True  # biases in Linear layers and LayerNorms (GPT-2: True)
+    tie_weights: bool = True  # lm_head shares wte's weight (GPT-2: True)
+    pad_vocab_to: int = 1  # round the embedding rows up to a multiple of this (64 -> 50,304); 1 = none
+    arch: str = "gpt"  # "gpt" (GPT-2) or "bigram" (the lecture's first model: a table of next-token logits)
+    gelu: str = "tanh"  # "tanh" (GPT-2's approximation, HF gelu_new) or "exact" (erf: nanoGPT; ~10x faster
+    #                     backward on AVX2 CPUs, so the CPU presets use it)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu not in ("tanh", "exact"):
+            raise ValueError(f"gelu must be 'tanh' or 'exact', got {self.gelu!r}")
+        if self.arch not in ("gpt", "bigram"):
+            raise ValueError(f"arch must be 'gpt' or 'bigram', got {self.arch!r}")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Example: vocab_size=50257, pad_vocab_to=64 -> 50304."""
+        return math.ceil(self.vocab_size / self.pad_vocab_to) * self.pad_vocab_to
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> GPTConfig:
+        if name not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; presets: {', '.join(MODEL_PRESETS)}")
+        return cls(**{**MODEL_PRESETS[name], **overrides})
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    # OpenAI's GPT-2 family (vocab 50,257, block 1,024)
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    # small models for CPUs (vocab from the data)
+    "char-tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, gelu="exact"),  # nanoGPT CPU
+    "char-small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65, dropout=0.2, gelu="exact"),
+    "bigram": dict(arch="bigram", n_layer=1, n_head=1, n_embd=1, block_size=8, vocab_size=65),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Batch sizes count sequences per rank; `total_batch_tokens` sets accumulation."""
+
+    data: str = "shakespeare_char"  # a data dir from `gptkit prepare`, or a named one prepared on first use
+    out_dir: str = ""  # the run dir; "" = runs/<preset name>
+    seed: int = 1337  # model init, dropout and batches; rank r draws batches with seed + r
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
+    dtype: str = "auto"  # auto, float32, bfloat16, float16 (autocast; auto = bf16 where it is fast)
+    compile: bool = False  # torch.compile the training step (eval and sampling use the plain module)
+    threads: int = 0  # CPU threads for torch; 0 = all cores of this process
+    loader: str = "random"  # random (nanoGPT's random windows) or sequential (build-nanogpt's shard strides)
+    batch_size: int = 12  # sequences per micro-step per rank
+    total_batch_tokens: int = 0  # tokens per optimizer step over all ranks; 0 = one micro-step per rank
+    max_iters: int = 2000  # optimizer steps
+    max_seconds: float = 0.0  # also stop (with a checkpoint) after this many seconds of training; 0 = no limit
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-4  # the cosine decays to this
+    warmup_iters: int = 100  # linear warmup steps from lr/warmup_iters
+    lr_decay_iters: int = 0  # where the cosine reaches min_lr; 0 = max_iters
+    weight_decay: float = 0.1  # on 2-D weights only (matmuls and embeddings), never biases or LayerNorms
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+    eval_interval: int = 250  # steps between evaluations (and checkpoints); the last step always evaluates
+    eval_iters: int = 50  # batches per split in an evaluation (the same fixed batches each time)
+    log_interval: int = 10  # steps between progress bar updates
+    sample_tokens: int = 200  # tokens sampled at each evaluation; 0 = none
+    sample_prompt: str = "\n"  # prompt for the samples printed during training
+    peak_flops: float = 0.0  # device peak FLOP/s for MFU; 0 = known GPU table, or measured on a CPU
+    progress: bool = True  # progress bar and eval lines on stderr
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "max_iters", "eval_interval", "eval_iters", "log_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("total_batch_tokens", "warmup_iters", "lr_decay_iters", "sample_tokens", "threads",
+                     "max_seconds", "weight_decay", "grad_clip", "peak_flops"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.loader not in ("random", "sequential"):
+            raise ValueError(f"loader must be 'random' or 'sequential', got {self.loader!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What `gptkit train` runs: a model, a training config, and the preset name they came from."""
+
+    model: GPTConfig
+    train: TrainConfig
+    name: str = DEFAULT_PRESET
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        try:
+            return cls(GPTConfig(**d["model"]), TrainConfig(**d["train"]), d.get("name", DEFAULT_PRESET))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a gptkit run config ({e})") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+# -- assembling a config: preset file + overrides ---------------------------------------------------
+
+
+def _coerce(value, to: type, key: str):
+    """A TOML value or a command-line string, checked and converted to the field's type.
+
+    Example: _coerce("3e-4", float, "lr") -> 0.0003; _coerce("false", bool, "compile") -> False
+    """
+    if isinstance(value, str) and to is not str:
+        text = value.strip()
+        if to is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+        else:
+            try:
+                if to is int:
+                    number = float(text)  # accepts "2000" and "2e3", refuses "2.5" below
+                    if number.is_integer():
+                        return int(number)
+                else:
+                    return to(text)
+            except ValueError:
+                pass
+        raise ValueError(f"{key} must be {to.__name__}, got {value!r}")
+    if to is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if to is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, to) or (to is int and isinstance(value, bool)):
+        raise ValueError(f"{key} must be {to.__name__}, got {value!r}")
+    return value
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _field_types(cls) -> dict[str, type]:
+    return {f.name: _TYPES[f.type if isinstance(f.type, str) else f.type.__name__] for f in fields(cls)}
+
+
+MODEL_FIELDS = _field_types(GPTConfig)
+TRAIN_FIELDS = _field_types(TrainConfig)
+assert not MODEL_FIELDS.keys() & TRAIN_FIELDS.keys(), "bare overrides need unique field names"
+
+
+def find_preset(name: str) -> Path:
+    """A preset name (configs/<name>.toml) or a path to a TOML file."""
+    p = Path(name)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise FileNotFoundError(f"{name}: no such config file")
+        return p
+    p = CONFIGS_DIR / f"{name}.toml"
+    if not p.is_file():
+        have = sorted(q.stem for q in CONFIGS_DIR.glob("*.toml"))
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(have) or '(none found)'}, or a .toml path")
+    return p
+
+
+def parse_overrides(items: list[str]) -> tuple[dict, dict]:
+    """`--key=value` strings -> (model overrides, train overrides), values typed and checked.
+
+    Example: ["--n_layer=6", "--train.lr=3e-4"] -> ({"n_layer": 6}, {"lr": 0.0003})
+    """
+    model, train = {}, {}
+    for item in items:
+        if not item.startswith("--") or "=" not in item:
+            raise ValueError(f"overrides look like --key=value, got {item!r}")
+        key, value = item[2:].split("=", 1)
+        table, _, name = key.rpartition(".")
+        name = name.replace("-", "_")
+        _put(table, name, value, model, train, where=item)
+    return model, train
+
+
+def _put(table: str, name: str, value, model: dict, train: dict, where: str) -> None:
+    if table in ("", "model") and name in MODEL_FIELDS:
+        model[name] = _coerce(value, MODEL_FIELDS[name], name)
+    elif table in ("", "train") and name in TRAIN_FIELDS:
+        train[name] = _coerce(value, TRAIN_FIELDS[name], name)
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(name, [*MODEL_FIELDS, *TRAIN_FIELDS], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{where}: unknown config field {'.'.join(filter(None, [table, name]))!r}{hint}")
+
+
+def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple = ()) -> RunConfig:
+    """A preset (a name under configs/ or a .toml path) with `--key=value` overrides applied."""
+    path = find_preset(preset)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+    unknown = set(doc) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; a preset has [model] and [train]")
+    model_doc = dict(doc.get("model", {}))
+    base = model_doc.pop("preset", None)
+    model, train = {}, {}
+    for name, value in model_doc.items():
+        _put("model", name, value, model, train, where=str(path))
+    for name, value in doc.get("train", {}).items():
+        _put("train", name, value, model, train, where=str(path))
+    m_over, t_over = parse_overrides(list(overrides))
+    model.update(m_over)
+    train.update(t_over)
+    model_cfg = GPTConfig.from_preset(base, **model) if base else GPTConfig(**model)
+    return RunConfig(model_cfg, TrainConfig(**train), name=path.stem)

@@ -1,0 +1,421 @@
+"""`train(cfg)`: the training loop that real runs need, from one CPU to many GPUs (torchrun + DDP).
+
+AdamW with weight decay on 2-D weights only, linear warmup + cosine decay, gradient clipping, gradient
+accumulation from a total batch size in tokens, autocast (bf16, or fp16 + GradScaler on CUDA), optional
+torch.compile of the training step only, evaluation on fixed batches, samples at each evaluation, and
+checkpoints that make `resume=True` continue with the identical loss sequence (weights, optimizer,
+each rank's RNG and data position, counters). Ctrl-C finishes the current step and checkpoints.
+
+Only rank 0 prints and writes. Not here: the model (gptkit.model), batches (gptkit.loaders), the file
+format (gptkit.checkpoint), device rules (gptkit.runtime).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gptkit import checkpoint as ckpt
+from gptkit.config import RunConfig, TrainConfig
+from gptkit.data import check_tokenizer, data_tokenizer, load_meta, resolve_data_dir
+from gptkit.loaders import RandomBatches, ShardedLoader
+from gptkit.model import build_model
+from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
+                            teardown_distributed)
+from gptkit.sample import generate
+from gptkit.weights import load_weights, model_tensors
+
+METRICS = "metrics.jsonl"
+EVAL_SEED = 10_000  # eval batches come from their own fixed seed: the same batches at every evaluation
+# Fields a resumed run may change; anything else must match the checkpoint's run.
+RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
+             "progress", "device", "compile", "threads", "peak_flops", "out_dir"}
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or inf; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int  # optimizer steps done
+    losses: list[float] = field(default_factory=list)  # training loss of each step run in this call
+    evals: list[dict] = field(default_factory=list)  # the metrics.jsonl records written in this call
+    best_val: float = math.inf
+    stopped: str = "done"  # done | interrupted | time
+
+
+def lr_at(step: int, t: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warmup, cosine to min_lr, then min_lr.
+
+    Example (lr=1e-3, min_lr=1e-4, warmup_iters=100, decay to 2000): step 0 -> 1e-5, step 99 -> 1e-3,
+    step 2000 -> 1e-4.
+    """
+    decay_iters = t.lr_decay_iters or t.max_iters
+    if step < t.warmup_iters:
+        return t.lr * (step + 1) / t.warmup_iters
+    if step >= decay_iters:
+        return t.min_lr
+    progress = (step - t.warmup_iters) / max(1, decay_iters - t.warmup_iters)
+    return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - t.min_lr)
+
+
+def configure_optimizer(model: torch.nn.Module, t: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on tensors with >= 2 dims (matmul weights, embeddings), none on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
+
+
+def accumulation_steps(t: TrainConfig, block_size: int, world_size: int) -> int:
+    """Micro-steps per optimizer step so that all ranks together see total_batch_tokens per step."""
+    per_micro = t.batch_size * block_size * world_size
+    if t.total_batch_tokens == 0:
+        return 1
+    if t.total_batch_tokens % per_micro:
+        raise ValueError(
+            f"total_batch_tokens={t.total_batch_tokens:,} is not a multiple of batch_size x block_size x ranks "
+            f"= {t.batch_size} x {block_size} x {world_size} = {per_micro:,}; pick a multiple, e.g. "
+            f"{max(1, round(t.total_batch_tokens / per_micro)) * per_micro:,}"
+        )
+    return t.total_batch_tokens // per_micro
+
+
+def _batches(data_dir, split: str, cfg: RunConfig, dist: Dist, seed: int, loader: str):
+    t, T = cfg.train, cfg.model.block_size
+    if loader == "sequential":
+        return ShardedLoader(data_dir, split, t.batch_size, T, rank=dist.rank, world_size=dist.world_size)
+    return RandomBatches(data_dir, split, t.batch_size, T, seed=seed + dist.rank)
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the step, checkpoint, stop. Second: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Trainer:
+    """One run: set up from a RunConfig (fresh or resumed), then `run()`."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
+        t = cfg.train
+        device = pick_device(t.device)
+        self.dtype = pick_dtype(t.dtype, device)
+        self.dist, self.device = init_distributed(device)
+        self.threads = setup_threads(t.threads) if self.device.type == "cpu" else t.threads
+        if self.dist.is_main:
+            self.data_dir = resolve_data_dir(t.data)
+        self._barrier()
+        if not self.dist.is_main:
+            self.data_dir = resolve_data_dir(t.data)
+        meta = load_meta(self.data_dir)
+        self.tok = data_tokenizer(self.data_dir)
+        self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
+        self.run_dir = Path(t.out_dir or Path("runs") / cfg.name)
+        self.accum = accumulation_steps(t, cfg.model.block_size, self.dist.world_size)
+        self.tokens_per_step = t.batch_size * cfg.model.block_size * self.dist.world_size * self.accum
+
+        torch.manual_seed(t.seed)  # the same init on every rank
+        self.model = build_model(self.cfg.model).to(self.device)
+        self.optimizer = configure_optimizer(self.model, t, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.train_batches = _batches(self.data_dir, "train", self.cfg, self.dist, t.seed, t.loader)
+        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
+        if resume:
+            self._resume()
+        else:
+            torch.manual_seed(t.seed + self.dist.rank)  # dropout differs per rank
+        self.fwd = self._wrap(self.model)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            tok_info = ckpt.save_run_tokenizer(self.run_dir, self.data_dir, meta)
+            ckpt.write_run_config(self.run_dir, self.cfg, tok_info)
+
+    def _wrap(self, model: torch.nn.Module):
+        """The callable the training step runs: the model, DDP-wrapped and/or compiled. Eval and sampling
+        use self.model, so compile never touches them and checkpoints never see `module.`/`_orig_mod.`."""
+        fwd = model
+        if self.cfg.train.compile:
+            fwd = torch.compile(fwd)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            fwd = DDP(fwd, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
+        return fwd
+
+    def _barrier(self) -> None:
+        if self.dist.enabled:
+            torch.distributed.barrier()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _rank_state(self) -> dict:
+        state = {"loader": self.train_batches.state_dict(), "torch_rng": torch.get_rng_state().numpy()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device).numpy()
+        return state
+
+    def save(self, name: str) -> None:
+        """Write a checkpoint (all ranks must call this: each sends its RNG and loader state to rank 0)."""
+        states = [self._rank_state()]
+        if self.dist.enabled:
+            states = [None] * self.dist.world_size if self.dist.is_main else None
+            torch.distributed.gather_object(self._rank_state(), states, dst=0)
+        if not self.dist.is_main:
+            return
+        tensors = {f"model.{k}": v for k, v in model_tensors(self.model).items()}
+        opt = self.optimizer.state_dict()
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"optim.{i}.{k}"] = v.detach().cpu().numpy()
+        ranks = []
+        for r, s in enumerate(states):
+            for k in ("torch_rng", "cuda_rng"):
+                if k in s:
+                    tensors[f"rank{r}.{k}"] = s[k]
+            ranks.append({"loader": s["loader"]})
+        meta = {
+            "step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
+            "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
+            "param_groups": opt["param_groups"], "scaler": self.scaler.state_dict(), "ranks": ranks,
+        }
+        ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
+
+    def _resume(self) -> None:
+        path = ckpt.checkpoint_path(self.run_dir, "last")
+        tensors, meta = ckpt.read_checkpoint(path)
+        if meta["model"] != self.cfg.model.__dict__:
+            diff = {k: (v, self.cfg.model.__dict__.get(k)) for k, v in meta["model"].items()
+                    if self.cfg.model.__dict__.get(k) != v}
+            raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
+                             "resume with the run's own config, or start a new --out_dir")
+        if len(meta["ranks"]) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(meta['ranks'])} process(es); resume with as many "
+                             f"(this run has {self.dist.world_size})")
+        load_weights(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+        opt_state = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                opt_state.setdefault(int(i), {})[name] = torch.from_numpy(np.array(v))
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        if meta["scaler"]:
+            self.scaler.load_state_dict(meta["scaler"])
+        r = self.dist.rank
+        self.train_batches.load_state_dict(meta["ranks"][r]["loader"])
+        torch.set_rng_state(torch.from_numpy(np.array(tensors[f"rank{r}.torch_rng"])))
+        if self.device.type == "cuda" and f"rank{r}.cuda_rng" in tensors:
+            torch.cuda.set_rng_state(torch.from_numpy(np.array(tensors[f"rank{r}.cuda_rng"])), self.device)
+        self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
+        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
+        _truncate_metrics(self.run_dir / METRICS, self.step)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
+
+    def train_step(self) -> float:
+        """One optimizer step over `accum` micro-batches; returns the mean loss (over ranks too)."""
+        t = self.cfg.train
+        lr = lr_at(self.step, t)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for micro in range(self.accum):
+            x, y = (torch.from_numpy(a).to(self.device, non_blocking=True) for a in next(self.train_batches))
+            if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
+                self.fwd.require_backward_grad_sync = micro == self.accum - 1
+            with autocast(self.device, self.dtype):
+                _, loss = self.fwd(x, y)
+            loss = loss / self.accum  # the mean over micro-batches, as one big batch would give
+            total += loss.detach()
+            self.scaler.scale(loss).backward()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.AVG)
+        value = total.item()
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"the training loss became {value} at step {self.step + 1}; stopped without updating the weights. "
+                f"The last good checkpoint ({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters"
+            )
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return value
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over eval_iters fixed batches of each split, on the plain module in eval mode."""
+        self.model.eval()
+        out = {}
+        for split in ("train", "val"):
+            batches = RandomBatches(self.data_dir, split, self.cfg.train.batch_size, self.cfg.model.block_size,
+                                    seed=EVAL_SEED)
+            losses = []
+            for _ in range(self.cfg.train.eval_iters):
+                x, y = (torch.from_numpy(a).to(self.device) for a in next(batches))
+                with autocast(self.device, self.dtype):
+                    losses.append(self.model(x, y)[1].item())
+            out[split] = float(np.mean(losses))
+        self.model.train()
+        return out
+
+    @torch.no_grad()
+    def sample_text(self) -> str:
+        t = self.cfg.train
+        self.model.eval()
+        prompt = self.tok.encode(t.sample_prompt)
+        idx = torch.tensor([prompt or [0]], dtype=torch.long, device=self.device)
+        gen = torch.Generator(self.device).manual_seed(t.seed + self.step)  # never the training RNG
+        with autocast(self.device, self.dtype):
+            ids = [int(i) for i in generate(self.model, idx, t.sample_tokens, temperature=0.8, top_k=200,
+                                            generator=gen, stop_token=self.tok.eot_token)]
+        self.model.train()
+        if self.tok.eot_token in ids:
+            ids = ids[: ids.index(self.tok.eot_token)]
+        return t.sample_prompt + self.tok.decode(ids)
+
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        main = self.dist.is_main
+        result = TrainResult(self.run_dir, self.step, best_val=self.best_val)
+        peak = peak_flops(self.device, self.dtype, t.peak_flops) if main else None
+        flops_per_step = self.model.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
+        bar = tqdm(total=t.max_iters, initial=self.step, disable=not (main and t.progress), desc="train",
+                   unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.t0 = time.perf_counter()
+        resumed_at = self.step
+        self.model.train()
+        try:
+            with _Interrupt() as interrupt:
+                while True:
+                    at_end = self.step >= t.max_iters
+                    if (self.step % t.eval_interval == 0 or at_end) and not self.step == resumed_at > 0:
+                        result.evals.append(self._eval_and_save(bar))
+                    if at_end:
+                        break
+                    reason = self._stop_reason(interrupt)
+                    if reason:
+                        result.stopped = reason
+                        if reason == "time":
+                            result.evals.append(self._eval_and_save(bar))
+                        else:
+                            self.save(ckpt.LAST)
+                        break
+                    t_step = time.perf_counter()
+                    loss = self.train_step()
+                    result.losses.append(loss)
+                    dt = time.perf_counter() - t_step
+                    if self.step % t.log_interval == 0 or self.step == t.max_iters:
+                        post = {"loss": f"{loss:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
+                        if peak:
+                            post["mfu"] = f"{100 * flops_per_step / dt / peak:.1f}%"
+                        bar.set_postfix(post, refresh=False)
+                    bar.update(1)
+        finally:
+            bar.close()
+            if main and (self.run_dir / METRICS).is_file():
+                from gptkit.plot import plot_metrics
+
+                plot_metrics(self.run_dir / METRICS, self.run_dir / "loss.png")
+        result.step, result.best_val = self.step, self.best_val
+        return result
+
+    def _stop_reason(self, interrupt: _Interrupt) -> str:
+        """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
+        code = 2.0 if interrupt.requested else 0.0
+        if not code and self.cfg.train.max_seconds and self.elapsed() >= self.cfg.train.max_seconds:
+            code = 1.0
+        if self.dist.enabled:  # every rank stops at the same step, or the next all-reduce hangs
+            flag = torch.tensor([code], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            code = flag.item()
+        return {0.0: "", 1.0: "time", 2.0: "interrupted"}[code]
+
+    def _eval_and_save(self, bar) -> dict:
+        t = self.cfg.train
+        losses = self.evaluate()
+        record = {"step": self.step, "tokens": self.step * self.tokens_per_step, "elapsed_s": round(self.elapsed(), 3),
+                  "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr_at(max(self.step - 1, 0), t)}
+        improved = losses["val"] < self.best_val
+        self.best_val = min(self.best_val, losses["val"])
+        if self.step > 0:
+            self.save(ckpt.LAST)
+            if improved:
+                self.save(ckpt.BEST)
+        if self.dist.is_main:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            if t.progress:
+                bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                          f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
+                if t.sample_tokens and self.step > 0:
+                    bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
+        return record
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics.jsonl records past `step`: a resumed run writes them again."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def train(cfg: RunConfig, resume: bool = False) -> TrainResult:
+    """Train (or, with resume=True, continue) the run `cfg` describes; returns what happened."""
+    try:
+        return Trainer(cfg, resume=resume).run()
+    finally:
+        teardown_distributed()
+
+
+def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
+    """The config of a run dir with `--key=value` overrides, refusing changes that break exact resume."""
+    from gptkit.config import parse_overrides
+
+    saved = ckpt.read_run_config(run_dir)
+    model_over, train_over = parse_overrides(overrides)
+    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE))
+    if bad:
+        raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
+                         f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
+    return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))

@@ -1,0 +1,58 @@
+"""Torch models <-> checkpoint tensors: weights out as fp32 numpy, weights in with every name and shape
+checked, and `load_model(run_dir)` for sampling and evaluation.
+
+The checkpoint file format itself lives in gptkit.checkpoint (no torch); this module is its torch side.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from gptkit.checkpoint import checkpoint_path, read_checkpoint, read_run_config
+from gptkit.config import GPTConfig
+from gptkit.model import build_model
+
+TIED = "lm_head.weight"
+
+
+def _unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict without lm_head.weight when it is wte.weight (tied), so no tensor is stored twice."""
+    state = model.state_dict()
+    if model.config.arch == "gpt" and model.config.tie_weights:
+        state.pop(TIED, None)
+    return state
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """The weights of an unwrapped model as fp32 numpy arrays, by parameter name."""
+    return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in _unique_state(model).items()}
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
+    """Copy `tensors` into `model`, after checking that the names and shapes are exactly the model's."""
+    want = {k: tuple(v.shape) for k, v in _unique_state(model).items()}
+    missing = sorted(want.keys() - tensors.keys())
+    extra = sorted(tensors.keys() - want.keys())
+    if missing or extra:
+        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}; "
+                         "it was saved from another model config")
+    for k, shape in want.items():
+        if tuple(tensors[k].shape) != shape:
+            raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs {shape}; "
+                             "it was saved from another model config")
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=False)  # a tied lm_head follows wte
+
+
+def load_model(run_dir: str | os.PathLike, which: str = "last", device: str | torch.device = "cpu"):
+    """(model in eval mode, its GPTConfig, the checkpoint's meta) from a run dir."""
+    path = checkpoint_path(run_dir, which)
+    cfg = read_run_config(run_dir)
+    tensors, meta = read_checkpoint(path, prefix="model.")
+    model_cfg = GPTConfig(**meta.get("model", cfg.model.__dict__))
+    model = build_model(model_cfg)
+    load_weights(model, tensors, source=str(path))
+    return model.to(device).eval(), model_cfg, meta
