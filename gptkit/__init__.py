@@ -7,4 +7,16 @@ from gptkit.simple_tokenizers import CharTokenizer, WordTokenizer
 from gptkit.tokenizer import Tokenizer, get_tokenizer, load_tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["CharTokenizer", "Tokenizer", "WordTokenizer", "get_tokenizer", "load_tokenizer", "__version__"]
+__all__ = ["GPT", "GPTConfig", "Bigram", "CharTokenizer", "Tokenizer", "WordTokenizer", "get_tokenizer",
+           "load_tokenizer", "__version__"]
+
+# Names whose modules import torch: loaded on first use, so `import gptkit` stays light.
+_LAZY = {"GPT": "gptkit.model", "Bigram": "gptkit.model", "GPTConfig": "gptkit.config"}  # train(): gptkit.train
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gptkit' has no attribute {name!r}")

@@ -106,13 +106,18 @@ def save_run_tokenizer(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"]}
 
 
+def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:
+    """What config.json records about the run's tokenizer: spec, file, fingerprint."""
+    path = Path(run_dir) / CONFIG
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not doc.get("tokenizer"):
+        raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
+    return doc["tokenizer"]
+
+
 def load_run_tokenizer(run_dir: str | os.PathLike):
     """The tokenizer a run was trained with."""
     from gptkit.tokenizer import get_tokenizer, load_tokenizer
 
-    path = Path(run_dir) / CONFIG
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    t = doc.get("tokenizer")
-    if not t:
-        raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
+    t = read_run_tokenizer_info(run_dir)
     return load_tokenizer(Path(run_dir) / t["file"]) if t["file"] else get_tokenizer(t["spec"])

@@ -8,6 +8,7 @@ inside the subcommand that needs them. A user mistake (ValueError, a missing fil
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -170,13 +171,16 @@ def cmd_train(args) -> int:
     from gptkit.train import resume_config, train
 
     if args.resume:
-        run_dir = args.resume if isinstance(args.resume, str) else load_run_config(args.preset, args.overrides).train.out_dir
-        if not run_dir:
-            raise ValueError("--resume needs the run dir: `gptkit train --resume RUN_DIR`")
+        run_dir = args.resume
+        if not isinstance(run_dir, str):  # bare --resume: the run dir the preset (and --out_dir) would use
+            preset = load_run_config(args.preset, args.overrides)
+            run_dir = preset.train.out_dir or f"runs/{preset.name}"
         cfg = resume_config(run_dir, args.overrides)
     else:
         cfg = load_run_config(args.preset, args.overrides)
-    result = train(cfg, resume=bool(args.resume))
+    result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     if result.evals:
         last = result.evals[-1]
         print(f"step {last['step']}: train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
@@ -313,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset", nargs="?", default="shakespeare_char", help="a preset name or a .toml file")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                    help="continue a run from its last checkpoint (default: the preset's out_dir)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in the same run dir")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.set_defaults(func=cmd_train, overrides=[])
 
@@ -326,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--checkpoint", choices=["best", "last"], help="default: best if the run has one")
     p.set_defaults(func=cmd_sample)
 

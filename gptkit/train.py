@@ -127,11 +127,14 @@ class _Interrupt:
 class Trainer:
     """One run: set up from a RunConfig (fresh or resumed), then `run()`."""
 
-    def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
+    def __init__(self, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
         t = cfg.train
         device = pick_device(t.device)
         self.dtype = pick_dtype(t.dtype, device)
         self.dist, self.device = init_distributed(device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on TF32 tensor cores
+            torch.backends.cudnn.allow_tf32 = True
         self.threads = setup_threads(t.threads) if self.device.type == "cpu" else t.threads
         if self.dist.is_main:
             self.data_dir = resolve_data_dir(t.data)
@@ -141,7 +144,7 @@ class Trainer:
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
         self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
-        self.run_dir = Path(t.out_dir or Path("runs") / cfg.name)
+        self.run_dir = Path(t.out_dir or f"runs/{cfg.name}")
         self.accum = accumulation_steps(t, cfg.model.block_size, self.dist.world_size)
         self.tokens_per_step = t.batch_size * cfg.model.block_size * self.dist.world_size * self.accum
 
@@ -152,14 +155,31 @@ class Trainer:
         self.train_batches = _batches(self.data_dir, "train", self.cfg, self.dist, t.seed, t.loader)
         self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
         if resume:
+            self._check_run_tokenizer(meta)
             self._resume()
         else:
+            self._check_fresh(overwrite)
             torch.manual_seed(t.seed + self.dist.rank)  # dropout differs per rank
         self.fwd = self._wrap(self.model)
         if self.dist.is_main:
+            if overwrite:
+                for name in (METRICS, ckpt.LAST, ckpt.BEST, "loss.png"):
+                    (self.run_dir / name).unlink(missing_ok=True)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             tok_info = ckpt.save_run_tokenizer(self.run_dir, self.data_dir, meta)
             ckpt.write_run_config(self.run_dir, self.cfg, tok_info)
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        """A new run never silently replaces another run's checkpoints and metrics."""
+        if not overwrite and any((self.run_dir / n).exists() for n in (ckpt.LAST, ckpt.BEST, METRICS)):
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with `gptkit train --resume "
+                             f"{self.run_dir}`, pick another --out_dir, or replace it with --overwrite")
+
+    def _check_run_tokenizer(self, meta: dict) -> None:
+        saved = ckpt.read_run_tokenizer_info(self.run_dir)
+        if saved.get("fingerprint") != meta["tokenizer"]["fingerprint"]:
+            raise ValueError(f"{self.data_dir} was prepared with another tokenizer than the run {self.run_dir} "
+                             f"({meta['tokenizer']['spec']!r} vs {saved.get('spec')!r}); resume with the run's data")
 
     def _wrap(self, model: torch.nn.Module):
         """The callable the training step runs: the model, DDP-wrapped and/or compiled. Eval and sampling
@@ -400,10 +420,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
     ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def train(cfg: RunConfig, resume: bool = False) -> TrainResult:
-    """Train (or, with resume=True, continue) the run `cfg` describes; returns what happened."""
+def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train (or, with resume=True, continue) the run `cfg` describes; returns what happened.
+    A fresh run refuses a run dir that already holds a run unless overwrite=True."""
     try:
-        return Trainer(cfg, resume=resume).run()
+        return Trainer(cfg, resume=resume, overwrite=overwrite).run()
     finally:
         teardown_distributed()
 

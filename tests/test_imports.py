@@ -9,7 +9,20 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "gptkit"
 STDLIB_ONLY = {"bpe", "files", "datasets", "config"}
-NO_TORCH = {"bpe", "files", "datasets", "config", "tokenizer", "simple_tokenizers", "pretrained", "data", "checkpoint"}
+NO_TORCH = {"bpe", "files", "datasets", "config", "tokenizer", "simple_tokenizers", "pretrained", "data", "checkpoint",
+            "loaders", "parallel", "plot"}
+# The model knows only its config (DESIGN: "The model imports neither data nor tokenizer").
+GPTKIT_IMPORTS = {"model": {"gptkit.config"}, "sample": set(), "runtime": set()}
+
+
+def _gptkit_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gptkit"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("gptkit")}
+    return names
 
 
 def _imports(path: Path) -> set[str]:
@@ -36,3 +49,13 @@ def test_dependency_direction(module):
         assert not third_party, f"{module} must use the standard library only, imports {third_party}"
     if module in NO_TORCH:
         assert not imported & {"torch", "mlx"}, f"{module} must not import torch or mlx"
+    if module in GPTKIT_IMPORTS:
+        extra = _gptkit_imports(PKG / f"{module}.py") - GPTKIT_IMPORTS[module]
+        assert not extra, f"{module} must not import {extra}"
+
+
+def test_public_torch_names_are_lazy():
+    code = ("import sys, gptkit; assert 'torch' not in sys.modules; from gptkit import GPT, GPTConfig; "
+            "print(GPT.__module__, GPTConfig.__module__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout.split()) == (0, ["gptkit.model", "gptkit.config"]), r.stderr

@@ -188,3 +188,27 @@ def test_weights_from_another_config_name_the_tensor(tmp_path):
         load_weights(c, model_tensors(a))
     assert np.array_equal(model_tensors(a)["wte.weight"], a.wte.weight.detach().numpy())
     assert math.isfinite(float(model_tensors(a)["ln_f.weight"].sum()))
+
+
+def test_a_fresh_run_never_replaces_another_unless_asked(tmp_path):
+    train(tiny_run(tmp_path, max_iters=3, eval_interval=3))
+    before = (tmp_path / "run" / ckpt.LAST).read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        train(tiny_run(tmp_path, max_iters=3, eval_interval=3))
+    assert (tmp_path / "run" / ckpt.LAST).read_bytes() == before
+    result = train(tiny_run(tmp_path, max_iters=3, eval_interval=3, lr=1e-2), overwrite=True)
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert result.step == 3 and len(records) == 2  # steps 0 and 3 of the new run only
+
+
+def test_resume_with_data_from_another_tokenizer(tmp_path):
+    from gptkit.data import prepare
+
+    train(tiny_run(tmp_path, max_iters=3, eval_interval=3))
+    other = tmp_path / "other"
+    text = tmp_path / "t.txt"
+    text.write_text("abcdefghij" * 500)
+    prepare([str(text)], "char", other, progress=False)
+    cfg = tiny_run(tmp_path, max_iters=6, eval_interval=3)
+    with pytest.raises(ValueError, match="another tokenizer"):
+        Trainer(replace(cfg, train=replace(cfg.train, data=str(other))), resume=True)

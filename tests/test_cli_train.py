@@ -1,0 +1,92 @@
+"""`gptkit train` and `gptkit sample` end to end (in-process), and their user errors as one line."""
+
+import json
+
+import pytest
+
+from gptkit.cli import main
+
+FAST = ["--max_iters=6", "--eval_interval=3", "--eval_iters=2", "--progress=false", "--sample_tokens=0", "--threads=1"]
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--n_layer=1", "--n_embd=32", "--n_head=2", f"--out_dir={out}", *FAST]) == 0
+    return out
+
+
+def test_train_defaults_to_char_shakespeare_in_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run(capsys, "train", "--n_layer=1", "--max_iters=2", "--eval_interval=2", "--eval_iters=1",
+                     "--progress=false", "--sample_tokens=0")
+    assert rc == 0 and "run dir: runs/shakespeare_char" in out and "val loss" in out
+    saved = json.loads((tmp_path / "runs" / "shakespeare_char" / "config.json").read_text())
+    assert saved["name"] == "shakespeare_char" and saved["model"]["vocab_size"] == 65
+    assert saved["train"]["data"] == "shakespeare_char" and saved["tokenizer"]["spec"] == "char"
+
+
+def test_sample_greedy_and_seeded(run_dir, capsys):
+    a = run(capsys, "sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
+    b = run(capsys, "sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
+    c = run(capsys, "sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "4")
+    assert a[0] == 0 and a[1] == b[1] != c[1] and a[1].startswith("ROMEO:")
+    assert len(a[1]) == len("ROMEO:") + 40 + 1
+    g1 = run(capsys, "sample", str(run_dir), "--temperature", "0", "--seed", "1", "--max-new-tokens", "30")[1]
+    g2 = run(capsys, "sample", str(run_dir), "--temperature", "0", "--seed", "2", "--max-new-tokens", "30")[1]
+    assert g1 == g2
+
+
+def test_sample_num_samples_stream_and_long_prompt(run_dir, capsys):
+    rc, out, err = run(capsys, "sample", str(run_dir), "--prompt", "a" * 100, "--max-new-tokens", "5",
+                       "--num-samples", "2", "--stream", "--top-k", "5", "--top-p", "0.9")
+    assert rc == 0 and out.count("-" * 40) == 1
+    assert "100 tokens; the model sees the last 64" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "/nonexistent/run"], "no such run dir"),
+    (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
+    (["sample", "{run}", "--prompt", ""], "the prompt is empty"),
+    (["sample", "{run}", "--device", "cuda"], "no CUDA GPU"),
+    (["train", "--n_layr=2"], "did you mean 'n_layer'"),
+    (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+    (["train", "--batch_size=4", "--total_batch_tokens=100"], "not a multiple"),
+    (["train", "--data=/nonexistent/dir"], "no such data dir"),
+    (["train", "--resume", "/nonexistent/run"], "not a gptkit run dir"),
+    (["train", "--resume", "{run}", "--n_layer=3"], "cannot change: n_layer"),
+])
+def test_user_errors_are_one_line(run_dir, capsys, argv, message):
+    import torch
+
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA, so asking for it is not an error")
+    rc, _, err = run(capsys, *[a.replace("{run}", str(run_dir)) for a in argv])
+    assert rc == 1 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_resume_continues_to_new_max_iters(run_dir, capsys, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    rc, out, _ = run(capsys, "train", "--resume", str(copy), "--max_iters=9", "--progress=false")
+    assert rc == 0 and "step 9:" in out
+    steps = [json.loads(x)["step"] for x in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 3, 6, 9]
+
+
+def test_list_presets(capsys):
+    rc, out, _ = run(capsys, "train", "--list")
+    assert rc == 0 and "shakespeare_char" in out and "nanogpt_cpu" in out
+
+
+def test_unknown_arguments_outside_train(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "x", "--n_layer=3"])
