@@ -59,10 +59,15 @@ def _line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color, wi
         img[np.clip(ys + d, 0, img.shape[0] - 1), np.clip(xs, 0, img.shape[1] - 1)] = color
 
 
-def _fmt(v: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v / 1000:g}k"
+def _fmt_loss(v: float) -> str:
     return f"{v:.2f}" if v < 10 else f"{v:.0f}"
+
+
+def _fmt_step(s: int) -> str:
+    """Example: 0 -> "0", 750 -> "750", 1075 -> "1.1k", 43000 -> "43k"."""
+    if s < 1000:
+        return str(s)
+    return f"{s / 1000:.1f}".rstrip("0").rstrip(".") + "k" if s < 10_000 else f"{s // 1000}k"
 
 
 def plot_losses(steps: list[int], series: dict[str, list[float]]) -> np.ndarray:
@@ -82,10 +87,11 @@ def plot_losses(steps: list[int], series: dict[str, list[float]]) -> np.ndarray:
         v = y_lo + (y_hi - y_lo) * i / 4
         _, y = px(x_lo, v)
         _line(img, LEFT, y, W - RIGHT, y, (225, 225, 225), 1)
-        _text(img, 6, int(y) - 5, _fmt(v))
-        s = x_lo + (x_hi - x_lo) * i / 4
+        _text(img, 6, int(y) - 5, _fmt_loss(v))
+        s = round(x_lo + (x_hi - x_lo) * i / 4)
         x, _ = px(s, y_lo)
-        _text(img, int(x) - 8, H - BOTTOM + 8, _fmt(round(s)))
+        label = _fmt_step(s)
+        _text(img, min(int(x) - 4 * len(label), W - 8 * len(label) - 2), H - BOTTOM + 8, label)
     _line(img, LEFT, TOP, LEFT, H - BOTTOM, (0, 0, 0))
     _line(img, LEFT, H - BOTTOM, W - RIGHT, H - BOTTOM, (0, 0, 0))
     _text(img, W // 2 - 16, H - 22, "step")

@@ -59,6 +59,18 @@ def test_accumulation_equals_one_big_batch(tmp_path):
     big = Trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
     acc = Trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
     assert acc.accum == 2
+    for tr in (acc, big):  # keep the gradients: no update, no zeroing
+        tr.optimizer.step = lambda *a, **k: None
+        tr.optimizer.zero_grad = lambda *a, **k: None
+    la, lb = acc.train_step(), big.train_step()
+    for (name, pa), pb in zip(acc.model.named_parameters(), big.model.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-5, msg=name)
+    assert la == pytest.approx(lb, rel=1e-5)
+
+
+def test_accumulated_step_updates_like_one_big_batch(tmp_path):
+    big = Trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
+    acc = Trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
     la, lb = acc.train_step(), big.train_step()
     assert la == pytest.approx(lb, rel=1e-5)
     for (name, pa), pb in zip(acc.model.named_parameters(), big.model.parameters()):
