@@ -224,3 +224,17 @@ def test_resume_with_data_from_another_tokenizer(tmp_path):
     cfg = tiny_run(tmp_path, max_iters=6, eval_interval=3)
     with pytest.raises(ValueError, match="another tokenizer"):
         Trainer(replace(cfg, train=replace(cfg.train, data=str(other))), resume=True)
+
+
+def test_compile_wraps_the_training_step_only(tmp_path, monkeypatch):
+    # backend="eager" runs torch.compile's graph capture without the minutes of inductor codegen
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: compile_(m, backend="eager"))
+    tr = Trainer(tiny_run(tmp_path, max_iters=4, eval_interval=2, compile=True, sample_tokens=5))
+    assert tr.fwd is not tr.model and hasattr(tr.fwd, "_orig_mod")
+    result = tr.run()
+    tensors, _ = ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST, prefix="model.")
+    assert result.step == 4 and not any("_orig_mod" in k for k in tensors)
+    rng = torch.get_rng_state()
+    text = tr.sample_text()  # on the plain module, from its own generator
+    assert text.startswith("\n") and len(text) == 1 + 5 and torch.equal(torch.get_rng_state(), rng)
