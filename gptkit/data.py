@@ -28,7 +28,7 @@ import numpy as np
 
 from gptkit.datasets import NAMED, dataset_path
 from gptkit.files import atomic_write_text, cache_dir, iter_text_blocks
-from gptkit.parallel import fix_malloc_threshold, imap_bounded
+from gptkit.parallel import MMAP_THRESHOLD_MAX, fix_malloc_threshold, imap_bounded
 from gptkit.tokenizer import _no_bar
 
 FORMAT = "gptkit-data"
@@ -244,11 +244,21 @@ def prepare(
     command: str | None = None,
 ) -> dict:
     """Tokenize `sources` into `out_dir`; returns the meta.json contents. See the module docstring."""
+    fix_malloc_threshold()  # streaming many MB through Python strings; see parallel.fix_malloc_threshold
+    try:
+        return _prepare(sources, tokenizer, out_dir, val_fraction=val_fraction, field=field,
+                        shard_tokens=shard_tokens, dtype=dtype, num_workers=num_workers, errors=errors,
+                        progress=progress, command=command)
+    finally:  # the setting is process-wide; a training step that follows wants glibc's usual behaviour back
+        fix_malloc_threshold(MMAP_THRESHOLD_MAX)
+
+
+def _prepare(sources, tokenizer, out_dir, *, val_fraction, field, shard_tokens, dtype, num_workers, errors, progress,
+             command) -> dict:
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if shard_tokens < 0:
         raise ValueError(f"shard_tokens must be >= 0 (0 = one file per split), got {shard_tokens}")
-    fix_malloc_threshold()  # streaming many MB through Python strings; see parallel.fix_malloc_threshold
     srcs = resolve_sources(sources)
     infos, total_chars, total_bytes, chars = _scan(srcs, field, errors, want_chars=tokenizer == "char")
     tok = _make_tokenizer(tokenizer, chars)

@@ -42,6 +42,9 @@ def imap_bounded(
             yield pending.popleft().result()
 
 
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its dynamic threshold stops
+
+
 def fix_malloc_threshold(threshold: int = 256 * 1024) -> None:
     """Keep glibc from holding freed multi-MB buffers on its heap (Linux only, no-op elsewhere).
 
