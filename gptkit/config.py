@@ -90,7 +90,7 @@ class TrainConfig:
     batch_size: int = 12  # sequences per micro-step per rank
     total_batch_tokens: int = 0  # tokens per optimizer step over all ranks; 0 = one micro-step per rank
     max_iters: int = 2000  # optimizer steps
-    max_seconds: float = 0.0  # also stop (with a checkpoint) after this many seconds of training; 0 = no limit
+    max_seconds: float = 0.0  # also stop (eval + checkpoint) after this many seconds of this invocation; 0 = none
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-4  # the cosine decays to this
     warmup_iters: int = 100  # linear warmup steps from lr/warmup_iters

@@ -382,7 +382,8 @@ class Trainer:
     def _stop_reason(self, interrupt: _Interrupt) -> str:
         """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
         code = 2.0 if interrupt.requested else 0.0
-        if not code and self.cfg.train.max_seconds and self.elapsed() >= self.cfg.train.max_seconds:
+        session = time.perf_counter() - self.t0  # this invocation's time, so a resumed run gets its own budget
+        if not code and self.cfg.train.max_seconds and session >= self.cfg.train.max_seconds:
             code = 1.0
         if self.dist.enabled:  # every rank stops at the same step, or the next all-reduce hangs
             flag = torch.tensor([code], device=self.device)

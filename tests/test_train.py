@@ -131,6 +131,8 @@ def test_ctrl_c_checkpoints_and_resumes(tmp_path):
 def test_max_seconds_stops_with_an_eval(tmp_path):
     result = train(tiny_run(tmp_path, max_iters=10_000, eval_interval=10_000, max_seconds=0.5))
     assert result.stopped == "time" and 0 < result.step < 10_000 and result.evals[-1]["step"] == result.step
+    again = train(resume_config(tmp_path / "run", []), resume=True)  # a resumed run gets its own time budget
+    assert again.stopped == "time" and again.step > result.step
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
