@@ -172,6 +172,18 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
         return logits, _loss(logits, targets)
 
+    @classmethod
+    def from_pretrained(cls, path: str, attention: str = "sdpa") -> GPT:
+        """GPT-2 weights from a Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin).
+        The reading and name map live in gptkit.hf; this is the model-side entry point."""
+        from gptkit.hf import read_hf_gpt2
+        from gptkit.weights import load_weights
+
+        config, tensors = read_hf_gpt2(path)
+        model = cls(config, attention)
+        load_weights(model, tensors, source=str(path))
+        return model
+
     def new_cache(self, batch_size: int) -> KVCache:
         p = next(self.parameters())
         return KVCache(self.config, batch_size, p.device, p.dtype)

@@ -12,7 +12,8 @@ STDLIB_ONLY = {"bpe", "files", "datasets", "config"}
 NO_TORCH = {"bpe", "files", "datasets", "config", "tokenizer", "simple_tokenizers", "pretrained", "data", "checkpoint",
             "loaders", "parallel", "plot"}
 # The model knows only its config (DESIGN: "The model imports neither data nor tokenizer").
-GPTKIT_IMPORTS = {"model": {"gptkit.config"}, "sample": set(), "runtime": set()}
+# GPT.from_pretrained imports the HF reader and the checked weight loader inside the method (no I/O at import).
+GPTKIT_IMPORTS = {"model": {"gptkit.config", "gptkit.hf", "gptkit.weights"}, "sample": set(), "runtime": set()}
 
 
 def _gptkit_imports(path: Path) -> set[str]:

@@ -1,0 +1,84 @@
+"""Hugging Face GPT-2 folders in: config.json + model.safetensors (or pytorch_model.bin) -> a GPTConfig and
+weights under gptkit's names, without importing `transformers`.
+
+The name map is one table: HF prefixes every name with `transformer.`, and its Conv1D layers store their
+weights as (in, out), the transpose of nn.Linear's (out, in). HF's `attn.bias` / `attn.masked_bias` are
+causal-mask buffers, not weights, and are dropped. numpy + safetensors; torch only to read a legacy .bin.
+
+Not here yet: downloads from the hub and export to a HF folder (issue 5 continues).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gptkit.config import GPTConfig
+
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
+BUFFERS = (".attn.bias", ".attn.masked_bias")  # not ".attn.c_attn.bias", a weight
+
+
+def gptkit_name(hf_name: str) -> str | None:
+    """HF GPT-2 parameter name -> gptkit's; None for mask buffers.
+
+    Example: "transformer.h.3.mlp.c_fc.weight" -> "h.3.mlp.c_fc.weight"; "transformer.h.0.attn.bias" -> None
+    """
+    name = hf_name.removeprefix("transformer.")
+    return None if name.endswith(BUFFERS) else name
+
+
+def config_from_hf(doc: dict) -> GPTConfig:
+    """A GPTConfig from a HF GPT2Config's config.json, refusing what gptkit's GPT does not implement."""
+    act = doc.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+        raise ValueError(f"activation_function {act!r} is not supported; gptkit's GPT has GELU (tanh or exact)")
+    if abs(doc.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
+        raise ValueError(f"layer_norm_epsilon {doc['layer_norm_epsilon']} differs from GPT-2's 1e-5, which gptkit uses")
+    try:
+        return GPTConfig(vocab_size=doc["vocab_size"], block_size=doc["n_positions"], n_layer=doc["n_layer"],
+                         n_head=doc["n_head"], n_embd=doc["n_embd"], dropout=0.0, bias=True,
+                         tie_weights=doc.get("tie_word_embeddings", True), gelu="exact" if act == "gelu" else "tanh")
+    except KeyError as e:
+        raise ValueError(f"config.json has no {e.args[0]!r}; is this a GPT-2 config?") from None
+
+
+def _read_tensors(folder: Path) -> dict[str, np.ndarray]:
+    st, binary = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if st.is_file():
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(st)
+        except SafetensorError as e:
+            raise ValueError(f"{st}: not a readable safetensors file (truncated?): {e}") from None
+    if binary.is_file():
+        import torch
+
+        state = torch.load(binary, map_location="cpu", weights_only=True)
+        return {k: v.to(torch.float32).numpy() for k, v in state.items()}
+    raise ValueError(f"{folder} has neither model.safetensors nor pytorch_model.bin; is it a HF GPT-2 folder?")
+
+
+def read_hf_gpt2(folder: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.ndarray]]:
+    """(config, weights by gptkit name, fp32, Conv1D transposed) from a HF GPT-2 folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (a HF GPT-2 folder has config.json and model.safetensors)")
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} has no config.json; is it a HF GPT-2 folder?")
+    config = config_from_hf(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    tensors = {}
+    for hf_name, value in _read_tensors(folder).items():
+        name = gptkit_name(hf_name)
+        if name is None:
+            continue
+        value = np.asarray(value, dtype=np.float32)
+        tensors[name] = np.ascontiguousarray(value.T) if name.endswith(CONV1D) else value
+    if config.tie_weights:
+        tensors.pop("lm_head.weight", None)  # tied to wte
+    return config, tensors

@@ -1,0 +1,78 @@
+"""HF GPT-2 folders into gptkit: logits and greedy ids equal transformers' own (a small random model, no download)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gptkit.hf import gptkit_name, read_hf_gpt2
+from gptkit.model import GPT
+from gptkit.sample import generate
+
+transformers = pytest.importorskip("transformers", reason="test dependency: pip install -e '.[dev]'")
+
+
+def _hf_model(tmp_path, safe=True, **kw):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=101, n_positions=32, n_embd=48, n_layer=2, n_head=3,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **kw)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # HF zeroes biases and LayerNorm shifts at init; random ones test the map better
+        for p in hf.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=safe)
+    return hf
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "pytorch_model.bin"])
+def test_logits_and_greedy_ids_match_transformers(tmp_path, safe):
+    hf = _hf_model(tmp_path, safe)
+    ours = GPT.from_pretrained(tmp_path / "hf").eval()
+    assert ours.num_params() == hf.num_parameters()
+    idx = torch.randint(0, 101, (2, 20))
+    with torch.no_grad():
+        diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
+    assert diff < 1e-4
+    prompt = idx[:1, :5]
+    seq = prompt  # greedy decoding with transformers' own forward (generate() adds its generation_config)
+    with torch.no_grad():
+        for _ in range(12):
+            seq = torch.cat([seq, hf(seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    want = seq[0, 5:]
+    got = torch.stack(list(generate(ours, prompt, 12, temperature=0)), dim=1)[0]
+    assert torch.equal(got, want)
+
+
+def test_name_map_docstring_examples():
+    assert gptkit_name("transformer.h.3.mlp.c_fc.weight") == "h.3.mlp.c_fc.weight"
+    assert gptkit_name("transformer.h.0.attn.bias") is None
+    assert gptkit_name("transformer.h.0.attn.c_attn.bias") == "h.0.attn.c_attn.bias"
+    assert gptkit_name("lm_head.weight") == "lm_head.weight"
+
+
+def test_not_a_gpt2_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        read_hf_gpt2(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json"):
+        read_hf_gpt2(tmp_path / "empty")
+    _hf_model(tmp_path)
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="neither model.safetensors nor pytorch_model.bin"):
+        read_hf_gpt2(tmp_path / "hf")
+
+
+def test_wrong_shapes_name_the_tensor(tmp_path):
+    _hf_model(tmp_path)
+    doc = json.loads((tmp_path / "hf" / "config.json").read_text())
+    doc["n_positions"] = 64
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="wpe.weight has shape"):
+        GPT.from_pretrained(tmp_path / "hf")
+
+
+def test_unsupported_activation(tmp_path):
+    _hf_model(tmp_path, activation_function="relu")
+    with pytest.raises(ValueError, match="activation_function 'relu'"):
+        read_hf_gpt2(tmp_path / "hf")
