@@ -228,6 +228,18 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from gptkit.checkpoint import checkpoint_path, read_checkpoint
+    from gptkit.config import GPTConfig
+    from gptkit.hf import write_hf_gpt2
+
+    path = checkpoint_path(args.run_dir, args.checkpoint)
+    tensors, meta = read_checkpoint(path, prefix="model.")
+    write_hf_gpt2(GPTConfig(**meta["model"]), tensors, args.output)
+    print(f"wrote {args.output} (HF GPT-2: config.json, model.safetensors) from {path}")
+    return 0
+
+
 def _list_presets() -> int:
     from gptkit.config import CONFIGS_DIR
 
@@ -334,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--checkpoint", choices=["best", "last"], help="default: best if the run has one")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("export", help="write a run's weights for another library",
+                       description="Write a run's weights as a Hugging Face GPT-2 folder (transformers loads it).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", choices=["hf"], default="hf")
+    p.add_argument("-o", "--output", required=True, help="the folder to write")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="last")
+    p.set_defaults(func=cmd_export)
 
     p = tsub.add_parser("decode", help="turn ids back into text", description="Decode whitespace-separated ids.")
     _input_args(p)

@@ -5,7 +5,8 @@ The name map is one table: HF prefixes every name with `transformer.`, and its C
 weights as (in, out), the transpose of nn.Linear's (out, in). HF's `attn.bias` / `attn.masked_bias` are
 causal-mask buffers, not weights, and are dropped. numpy + safetensors; torch only to read a legacy .bin.
 
-Not here yet: downloads from the hub and export to a HF folder (issue 5 continues).
+`write_hf_gpt2` goes the other way: a folder that `transformers.GPT2LMHeadModel.from_pretrained` loads.
+Not here yet: downloads from the hub (issue 5 continues).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.config import GPTConfig
+from gptkit.files import atomic_write_bytes, atomic_write_text
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
 BUFFERS = (".attn.bias", ".attn.masked_bias")  # not ".attn.c_attn.bias", a weight
@@ -82,3 +84,38 @@ def read_hf_gpt2(folder: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.nda
     if config.tie_weights:
         tensors.pop("lm_head.weight", None)  # tied to wte
     return config, tensors
+
+
+def config_to_hf(config: GPTConfig) -> dict:
+    """A GPT2Config's config.json for a gptkit GPT (GPT-2 shapes, GPT-2's LayerNorm epsilon)."""
+    if config.arch != "gpt" or not config.bias:
+        raise ValueError("only GPT models with biases (GPT-2's layout) export to HF GPT-2; this one has "
+                         f"arch={config.arch!r}, bias={config.bias}")
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
+        "n_positions": config.block_size, "n_ctx": config.block_size, "n_embd": config.n_embd,
+        "n_layer": config.n_layer, "n_head": config.n_head, "layer_norm_epsilon": 1e-5,
+        "activation_function": "gelu_new" if config.gelu == "tanh" else "gelu",
+        "tie_word_embeddings": config.tie_weights, "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout, "bos_token_id": 50256, "eos_token_id": 50256,
+    }
+
+
+def write_hf_gpt2(config: GPTConfig, tensors: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
+    """Write gptkit weights (fp32 numpy by gptkit name) as a HF GPT-2 folder; padded vocab rows are cut off."""
+    from safetensors.numpy import save
+
+    folder = Path(folder)
+    out = {}
+    for name, value in tensors.items():
+        value = np.asarray(value, dtype=np.float32)
+        if name in ("wte.weight", "lm_head.weight"):
+            value = value[: config.vocab_size]
+        if name.endswith(CONV1D):
+            value = value.T
+        out[name if name == "lm_head.weight" else "transformer." + name] = np.ascontiguousarray(value)
+    if config.tie_weights:
+        out.pop("lm_head.weight", None)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "model.safetensors", save(out, metadata={"format": "pt"}))
+    atomic_write_text(folder / "config.json", json.dumps(config_to_hf(config), indent=2) + "\n")

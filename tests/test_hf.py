@@ -76,3 +76,35 @@ def test_unsupported_activation(tmp_path):
     _hf_model(tmp_path, activation_function="relu")
     with pytest.raises(ValueError, match="activation_function 'relu'"):
         read_hf_gpt2(tmp_path / "hf")
+
+
+def test_export_round_trip_through_transformers(tmp_path):
+    from gptkit.config import GPTConfig
+    from gptkit.hf import write_hf_gpt2
+    from gptkit.weights import model_tensors
+
+    torch.manual_seed(1)
+    ours = GPT(GPTConfig(vocab_size=101, block_size=32, n_layer=2, n_head=3, n_embd=48, pad_vocab_to=64)).eval()
+    write_hf_gpt2(ours.config, model_tensors(ours), tmp_path / "out")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
+    idx = torch.randint(0, 101, (2, 16))
+    with torch.no_grad():
+        assert (ours(idx)[0] - hf(idx).logits).abs().max().item() < 1e-4
+    back = GPT.from_pretrained(tmp_path / "out")
+    assert back.wte.weight.shape[0] == 101  # the padding rows never leave gptkit
+
+
+def test_export_cli(tmp_path, capsys):
+    from gptkit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=2", "--eval_interval=2",
+                 "--eval_iters=1", "--progress=false", "--bias=true", f"--out_dir={run}"]) == 0
+    assert main(["export", str(run), "-o", str(tmp_path / "hf")]) == 0
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    assert hf.config.vocab_size == 65 and hf.config.activation_function == "gelu"
+    assert main(["export", str(run / "nope"), "-o", str(tmp_path / "x")]) == 1
+    assert main(["train", "--n_layer=1", "--max_iters=1", "--eval_interval=1", "--eval_iters=1", "--progress=false",
+                 f"--out_dir={tmp_path / 'nb'}"]) == 0
+    assert main(["export", str(tmp_path / "nb"), "-o", str(tmp_path / "y")]) == 1
+    assert "bias=False" in capsys.readouterr().err
