@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from gptkit.config import RunConfig
+from gptkit.config import GPTConfig, RunConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "gptkit-checkpoint"
@@ -78,15 +77,25 @@ def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
     return path
 
 
-def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+def read_model_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> tuple[GPTConfig, dict[str, np.ndarray], Path]:
+    """The model config and weights (by parameter name) of a run's checkpoint, and the file they came from."""
+    path = checkpoint_path(run_dir, which)
+    tensors, meta = read_checkpoint(path, prefix="model.")
+    return GPTConfig(**meta["model"]), tensors, path
+
+
+def _read_config_doc(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a gptkit run dir (no {CONFIG})")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    return RunConfig.from_dict(doc)
+
+
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    return RunConfig.from_dict(_read_config_doc(run_dir))
 
 
 def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict) -> None:
@@ -100,16 +109,13 @@ def save_run_tokenizer(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     if t["file"]:
         src = Path(data_dir) / t["file"]
         atomic_write_bytes(Path(run_dir) / TOKENIZER, src.read_bytes())
-        for extra in src.parent.glob(src.name + ".*"):  # a trained BPE's .vocab view travels along
-            shutil.copyfile(extra, Path(run_dir) / (TOKENIZER + extra.name[len(src.name):]))
         return {"spec": t["spec"], "file": TOKENIZER, "fingerprint": t["fingerprint"]}
     return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"]}
 
 
 def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:
     """What config.json records about the run's tokenizer: spec, file, fingerprint."""
-    path = Path(run_dir) / CONFIG
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    doc = _read_config_doc(run_dir)
     if not doc.get("tokenizer"):
         raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
     return doc["tokenizer"]

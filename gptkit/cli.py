@@ -206,7 +206,7 @@ def cmd_sample(args) -> int:
         raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
     device = pick_device(args.device)
     which = args.checkpoint or ("best" if (Path(args.run_dir) / "best.safetensors").is_file() else "last")
-    model, config, _ = load_model(args.run_dir, which, device)
+    model, config = load_model(args.run_dir, which, device)
     tok = load_run_tokenizer(args.run_dir)
     prompt = tok.encode(args.prompt, allowed_special="all")
     if not prompt:
@@ -229,13 +229,11 @@ def cmd_sample(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gptkit.checkpoint import checkpoint_path, read_checkpoint
-    from gptkit.config import GPTConfig
+    from gptkit.checkpoint import read_model_checkpoint
     from gptkit.hf import write_hf_gpt2
 
-    path = checkpoint_path(args.run_dir, args.checkpoint)
-    tensors, meta = read_checkpoint(path, prefix="model.")
-    write_hf_gpt2(GPTConfig(**meta["model"]), tensors, args.output)
+    config, tensors, path = read_model_checkpoint(args.run_dir, args.checkpoint)
+    write_hf_gpt2(config, tensors, args.output)
     print(f"wrote {args.output} (HF GPT-2: config.json, model.safetensors) from {path}")
     return 0
 

@@ -65,7 +65,7 @@ class CausalSelfAttention(nn.Module):
             if past == 0 or T == 1:  # plain causal, or one new token that may see everything
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
             else:  # several new tokens after a prefix: is_causal would align the mask top-left
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+                mask = _causal_mask(T, past, x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             y = _explicit_attention(q, k, v, past, p)
@@ -73,12 +73,18 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def _causal_mask(T: int, past: int, device) -> torch.Tensor:
+    """(T, past + T) bool, True where query t (at position past + t) may see the key.
+
+    Example: T=2, past=1 -> [[True, True, False], [True, True, True]]
+    """
+    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+
+
 def _explicit_attention(q, k, v, past: int, p: float) -> torch.Tensor:
     """softmax(q k^T / sqrt(hs) + causal mask) v, the lecture's way. q (B, nh, T, hs), k/v (B, nh, past+T, hs)."""
-    T, S = q.size(2), k.size(2)
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, S)
-    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=past)
-    att = att.masked_fill(~mask, float("-inf"))
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, past + T)
+    att = att.masked_fill(~_causal_mask(q.size(2), past, q.device), float("-inf"))
     att = F.softmax(att.float(), dim=-1).to(q.dtype)
     att = F.dropout(att, p=p, training=p > 0)
     return att @ v  # (B, nh, T, hs)

@@ -31,7 +31,7 @@ from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.model import build_model
 from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.sample import generate
+from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
 
 METRICS = "metrics.jsonl"
@@ -320,16 +320,13 @@ class Trainer:
     def sample_text(self) -> str:
         t = self.cfg.train
         self.model.eval()
-        prompt = self.tok.encode(t.sample_prompt)
-        idx = torch.tensor([prompt or [0]], dtype=torch.long, device=self.device)
+        prompt = self.tok.encode(t.sample_prompt) or [0]
         gen = torch.Generator(self.device).manual_seed(t.seed + self.step)  # never the training RNG
         with autocast(self.device, self.dtype):
-            ids = [int(i) for i in generate(self.model, idx, t.sample_tokens, temperature=0.8, top_k=200,
-                                            generator=gen, stop_token=self.tok.eot_token)]
+            text = "".join(stream_text(self.model, self.tok, prompt, t.sample_tokens, device=self.device,
+                                       temperature=0.8, top_k=200, generator=gen))
         self.model.train()
-        if self.tok.eot_token in ids:
-            ids = ids[: ids.index(self.tok.eot_token)]
-        return t.sample_prompt + self.tok.decode(ids)
+        return t.sample_prompt + text
 
     def run(self) -> TrainResult:
         from tqdm.auto import tqdm

@@ -11,8 +11,7 @@ import os
 import numpy as np
 import torch
 
-from gptkit.checkpoint import checkpoint_path, read_checkpoint, read_run_config
-from gptkit.config import GPTConfig
+from gptkit.checkpoint import read_model_checkpoint
 from gptkit.model import build_model
 
 TIED = "lm_head.weight"
@@ -48,11 +47,8 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source:
 
 
 def load_model(run_dir: str | os.PathLike, which: str = "last", device: str | torch.device = "cpu"):
-    """(model in eval mode, its GPTConfig, the checkpoint's meta) from a run dir."""
-    path = checkpoint_path(run_dir, which)
-    cfg = read_run_config(run_dir)
-    tensors, meta = read_checkpoint(path, prefix="model.")
-    model_cfg = GPTConfig(**meta.get("model", cfg.model.__dict__))
-    model = build_model(model_cfg)
+    """(model in eval mode, its GPTConfig) from a run dir's checkpoint."""
+    config, tensors, path = read_model_checkpoint(run_dir, which)
+    model = build_model(config)
     load_weights(model, tensors, source=str(path))
-    return model.to(device).eval(), model_cfg, meta
+    return model.to(device).eval(), config

@@ -137,3 +137,9 @@ def test_overfits_tiny_text():
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+def test_causal_mask_docstring_example():
+    from gptkit.model import _causal_mask
+
+    assert _causal_mask(2, 1, "cpu").tolist() == [[True, True, False], [True, True, True]]

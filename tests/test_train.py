@@ -93,7 +93,7 @@ def test_loss_falls_and_run_dir_contents(tmp_path):
     tensors, meta = ckpt.read_checkpoint(run / ckpt.LAST, prefix="model.")
     assert meta["step"] == 40 and "lm_head.weight" not in tensors and "wte.weight" in tensors
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in tensors)
-    model, _, _ = load_model(run, "best")
+    model, _ = load_model(run, "best")
     assert model.config.vocab_size == 65
 
 
