@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,63 @@ def read_model_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> tu
     path = checkpoint_path(run_dir, which)
     tensors, meta = read_checkpoint(path, prefix="model.")
     return GPTConfig(**meta["model"]), tensors, path
+
+
+@dataclass
+class ModelSource:
+    """Weights to sample, evaluate or finetune from: a gptkit run dir, a HF GPT-2 folder, or a GPT-2 name."""
+
+    config: GPTConfig
+    tensors: dict[str, np.ndarray]  # by gptkit parameter name, fp32
+    path: Path  # the checkpoint file or HF folder they came from
+    tokenizer: dict  # {"spec", "file", "fingerprint"} as a run's config.json records it; file relative to base
+    base: Path  # where tokenizer["file"] lives
+
+    def load_tokenizer(self):
+        from gptkit.tokenizer import get_tokenizer, load_tokenizer
+
+        t = self.tokenizer
+        return load_tokenizer(self.base / t["file"]) if t["file"] else get_tokenizer(t["spec"])
+
+
+GPT2_VOCAB = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this vocabulary means OpenAI's GPT-2 BPE
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """A gptkit run dir (config.json with model + train), as opposed to a HF folder (config.json too)."""
+    p = Path(path)
+    if not (p / CONFIG).is_file():
+        return False
+    try:
+        doc = json.loads((p / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and "train" in doc and "model" in doc
+
+
+def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSource:
+    """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 folder /
+    GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's."""
+    if is_run_dir(spec):
+        if which == "auto":
+            which = "best" if (Path(spec) / BEST).is_file() else "last"
+        config, tensors, path = read_model_checkpoint(spec, which)
+        return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
+    from gptkit.hf import read_hf_gpt2
+    from gptkit.hub import HUB_MODELS, resolve_pretrained
+
+    p = Path(spec)
+    if p.is_dir() and not (p / CONFIG).is_file():
+        raise ValueError(f"{p} is not a gptkit run dir nor a HF GPT-2 folder (no {CONFIG}); give the --out_dir of a "
+                         "`gptkit train` run, a folder with config.json + model.safetensors, or a GPT-2 name")
+    if not p.exists() and str(spec) not in HUB_MODELS:
+        raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name ({', '.join(HUB_MODELS)})")
+    folder = resolve_pretrained(spec)
+    config, tensors = read_hf_gpt2(folder)
+    if config.vocab_size != GPT2_VOCAB:
+        raise ValueError(f"{folder}: a HF folder with vocab_size {config.vocab_size:,}; gptkit reads HF folders with "
+                         f"GPT-2's tokenizer ({GPT2_VOCAB:,} tokens) only")
+    return ModelSource(config, tensors, folder, {"spec": "gpt2", "file": None, "fingerprint": None}, folder)
 
 
 def _read_config_doc(run_dir: str | os.PathLike) -> dict:

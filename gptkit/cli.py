@@ -196,7 +196,6 @@ def cmd_sample(args) -> int:
     _need_torch("sample")
     import torch
 
-    from gptkit.checkpoint import load_run_tokenizer
     from gptkit.runtime import pick_device
     from gptkit.sample import check_sampling, stream_text
     from gptkit.weights import load_model
@@ -205,14 +204,13 @@ def cmd_sample(args) -> int:
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
     device = pick_device(args.device)
-    which = args.checkpoint or ("best" if (Path(args.run_dir) / "best.safetensors").is_file() else "last")
-    model, config = load_model(args.run_dir, which, device)
-    tok = load_run_tokenizer(args.run_dir)
+    model, src = load_model(args.run_dir, args.checkpoint or "auto", device)
+    tok = src.load_tokenizer()
     prompt = tok.encode(args.prompt, allowed_special="all")
     if not prompt:
         raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
-    if len(prompt) > config.block_size:
-        print(f"gptkit: notice: the prompt has {len(prompt)} tokens; the model sees the last {config.block_size} "
+    if len(prompt) > src.config.block_size:
+        print(f"gptkit: notice: the prompt has {len(prompt)} tokens; the model sees the last {src.config.block_size} "
               "(block_size)", file=sys.stderr)
     gen = torch.Generator(device).manual_seed(args.seed)
     for k in range(args.num_samples):
@@ -331,8 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.set_defaults(func=cmd_train, overrides=[])
 
-    p = sub.add_parser("sample", help="generate text from a trained run", description="Generate text from a run.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out_dir of a `gptkit train` run")
+    p = sub.add_parser("sample", help="generate text from a trained run or GPT-2",
+                       description="Generate text from a run, a HF GPT-2 folder, or OpenAI's GPT-2 by name.")
+    p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2 folder, or gpt2, "
+                   "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")

@@ -6,7 +6,7 @@ weights as (in, out), the transpose of nn.Linear's (out, in). HF's `attn.bias` /
 causal-mask buffers, not weights, and are dropped. numpy + safetensors; torch only to read a legacy .bin.
 
 `write_hf_gpt2` goes the other way: a folder that `transformers.GPT2LMHeadModel.from_pretrained` loads.
-Not here yet: downloads from the hub (issue 5 continues).
+Names ("gpt2" ... "gpt2-xl") become folders in gptkit.hub (HF cache, gptkit's cache, or a download).
 """
 
 from __future__ import annotations
@@ -67,10 +67,11 @@ def _read_tensors(folder: Path) -> dict[str, np.ndarray]:
 
 
 def read_hf_gpt2(folder: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.ndarray]]:
-    """(config, weights by gptkit name, fp32, Conv1D transposed) from a HF GPT-2 folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (a HF GPT-2 folder has config.json and model.safetensors)")
+    """(config, weights by gptkit name, fp32, Conv1D transposed) from a HF GPT-2 folder or a GPT-2 name
+    ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": see gptkit.hub)."""
+    from gptkit.hub import resolve_pretrained
+
+    folder = resolve_pretrained(folder)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} has no config.json; is it a HF GPT-2 folder?")
     config = config_from_hf(json.loads((folder / "config.json").read_text(encoding="utf-8")))

@@ -180,8 +180,9 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, attention: str = "sdpa") -> GPT:
-        """GPT-2 weights from a Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin).
-        The reading and name map live in gptkit.hf; this is the model-side entry point."""
+        """OpenAI's GPT-2 by name ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": HF cache, else downloaded) or a
+        Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin). The lookup, reading and
+        name map live in gptkit.hub and gptkit.hf; this is the model-side entry point."""
         from gptkit.hf import read_hf_gpt2
         from gptkit.weights import load_weights
 

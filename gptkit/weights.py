@@ -1,5 +1,5 @@
 """Torch models <-> checkpoint tensors: weights out as fp32 numpy, weights in with every name and shape
-checked, and `load_model(run_dir)` for sampling and evaluation.
+checked, and `load_model(spec)` (a run dir, a HF GPT-2 folder or a GPT-2 name) for sampling and evaluation.
 
 The checkpoint file format itself lives in gptkit.checkpoint (no torch); this module is its torch side.
 """
@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from gptkit.checkpoint import read_model_checkpoint
+from gptkit.checkpoint import ModelSource, read_model_source
 from gptkit.model import build_model
 
 TIED = "lm_head.weight"
@@ -46,9 +46,12 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source:
     model.load_state_dict(state, strict=False)  # a tied lm_head follows wte
 
 
-def load_model(run_dir: str | os.PathLike, which: str = "last", device: str | torch.device = "cpu"):
-    """(model in eval mode, its GPTConfig) from a run dir's checkpoint."""
-    config, tensors, path = read_model_checkpoint(run_dir, which)
-    model = build_model(config)
-    load_weights(model, tensors, source=str(path))
-    return model.to(device).eval(), config
+def load_model(spec: str | os.PathLike, which: str = "auto",
+               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSource]:
+    """(model in eval mode, where it came from) for a run dir (which: last, best, auto = best if any), a HF GPT-2
+    folder or a GPT-2 name. The source's tensors are dropped once copied, so the weights are held once."""
+    src = read_model_source(spec, which)
+    model = build_model(src.config)
+    load_weights(model, src.tensors, source=str(src.path))
+    src.tensors = {}
+    return model.to(device).eval(), src

@@ -49,12 +49,13 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory):
-    """Point gptkit's lookups at the reference data, its cache at a temp folder, and stop tiktoken
-    caching files under /tmp: tests write nowhere but temp folders."""
+    """Point gptkit's lookups at the reference data, its cache and the HF cache at temp folders, and stop
+    tiktoken caching files under /tmp: tests write nowhere but temp folders."""
     mp = pytest.MonkeyPatch()
     mp.setenv("GPTKIT_DATA", str(_data_dir()))
     mp.setenv("GPTKIT_CACHE", str(tmp_path_factory.mktemp("gptkit-cache")))
     mp.setenv("TIKTOKEN_CACHE_DIR", "")
+    mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub")))  # never a user's real HF cache
     yield
     mp.undo()
 
@@ -109,3 +110,21 @@ def cl100k_tok():
     from gptkit import Tokenizer
 
     return Tokenizer.from_pretrained("cl100k_base")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_folder(tmp_path_factory) -> Path:
+    """A HF GPT-2 folder (config.json + model.safetensors) of a tiny random GPT with GPT-2's vocabulary and shapes'
+    layout: what `gptkit export` writes and what a name like "gpt2" resolves to, without any download."""
+    import torch
+
+    from gptkit.config import GPTConfig
+    from gptkit.hf import write_hf_gpt2
+    from gptkit.model import GPT
+    from gptkit.weights import model_tensors
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50257, block_size=64, n_layer=2, n_head=2, n_embd=32, bias=True)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    write_hf_gpt2(config, model_tensors(GPT(config)), folder)
+    return folder

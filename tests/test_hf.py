@@ -108,3 +108,20 @@ def test_export_cli(tmp_path, capsys):
                  f"--out_dir={tmp_path / 'nb'}"]) == 0
     assert main(["export", str(tmp_path / "nb"), "-o", str(tmp_path / "y")]) == 1
     assert "bias=False" in capsys.readouterr().err
+
+
+# Parameter counts of OpenAI's four GPT-2 sizes as transformers counts them (GPT2LMHeadModel.num_parameters(),
+# lm_head tied to wte): 124,439,808 / 354,823,168 / 774,030,080 / 1,557,611,200.
+HF_COUNTS = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080, "gpt2-xl": 1_557_611_200}
+
+
+@pytest.mark.parametrize("preset", list(HF_COUNTS))
+def test_param_counts_of_the_four_presets_equal_transformers(preset):
+    from gptkit.config import GPTConfig
+    from gptkit.hf import config_to_hf
+
+    config = GPTConfig.from_preset(preset)
+    with torch.device("meta"):  # shapes only: gpt2-xl would take 6 GB of real memory
+        ours = GPT(config).num_params()
+        theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config_to_hf(config))).num_parameters()
+    assert ours == theirs == HF_COUNTS[preset]

@@ -182,10 +182,10 @@ def test_bad_train_input(tmp_path, kw, match):
 
 
 def test_not_a_run_dir(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such run dir"):
+    with pytest.raises(FileNotFoundError, match="no such run dir or folder, and not a GPT-2 name"):
         load_model(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="not a gptkit run dir"):
+    with pytest.raises(ValueError, match="not a gptkit run dir nor a HF GPT-2 folder"):
         load_model(tmp_path / "empty")
 
 
