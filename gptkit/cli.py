@@ -368,13 +368,18 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from gptkit.config import join_override_values
+
+        argv = join_override_values(argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.func is not cmd_train:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     if getattr(args, "list", False):
         return _list_presets()
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)

@@ -81,6 +81,10 @@ class TrainConfig:
 
     data: str = "shakespeare_char"  # a data dir from `gptkit prepare`, or a named one prepared on first use
     out_dir: str = ""  # the run dir; "" = runs/<preset name>
+    # Start from these weights as a new run: a run dir (its last checkpoint), a HF GPT-2 folder, or gpt2,
+    # gpt2-medium, gpt2-large, gpt2-xl. The model's shape comes from them; dropout and a smaller block_size
+    # (the position table is cropped) from this config. "" = random init.
+    init_from: str = ""
     seed: int = 1337  # model init, dropout and batches; rank r draws batches with seed + r
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
     dtype: str = "auto"  # auto, float32, bfloat16, float16 (autocast; auto = bf16 where it is fast)
@@ -221,6 +225,23 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
         name = name.replace("-", "_")
         _put(table, name, value, model, train, where=item)
     return model, train
+
+
+def join_override_values(argv: list[str]) -> list[str]:
+    """Let `--key value` stand for `--key=value` when key is a config field, so that the value is not taken
+    for a positional argument. Example: ["--init-from", "gpt2", "x.toml"] -> ["--init-from=gpt2", "x.toml"]"""
+    out, i = [], 0
+    while i < len(argv):
+        item = argv[i]
+        name = item[2:].rpartition(".")[2].replace("-", "_") if item.startswith("--") and "=" not in item else ""
+        if name in MODEL_FIELDS or name in TRAIN_FIELDS:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                out.append(f"{item}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(item)
+        i += 1
+    return out
 
 
 def _put(table: str, name: str, value, model: dict, train: dict, where: str) -> None:

@@ -143,13 +143,22 @@ class Trainer:
             self.data_dir = resolve_data_dir(t.data)
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
-        self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
+        init = None
+        if t.init_from and not resume:
+            init = _init_source(t.init_from, cfg.model, self.data_dir, meta)
+            self.cfg = replace(cfg, model=init.config)
+        else:
+            self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
         self.run_dir = Path(t.out_dir or f"runs/{cfg.name}")
         self.accum = accumulation_steps(t, cfg.model.block_size, self.dist.world_size)
         self.tokens_per_step = t.batch_size * cfg.model.block_size * self.dist.world_size * self.accum
 
         torch.manual_seed(t.seed)  # the same init on every rank
-        self.model = build_model(self.cfg.model).to(self.device)
+        self.model = build_model(self.cfg.model)
+        if init is not None:
+            load_weights(self.model, init.tensors, source=str(init.path))
+            init.tensors = {}
+        self.model = self.model.to(self.device)
         self.optimizer = configure_optimizer(self.model, t, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.train_batches = _batches(self.data_dir, "train", self.cfg, self.dist, t.seed, t.loader)
@@ -408,6 +417,31 @@ class Trainer:
                 if t.sample_tokens and self.step > 0:
                     bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
         return record
+
+
+def _init_source(spec: str, model_cfg, data_dir, meta: dict):
+    """The weights of --init_from, with the run's model config: the source's shape, this config's dropout, and
+    block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
+    another tokenizer than the source's."""
+    from gptkit.checkpoint import read_model_source
+
+    src = read_model_source(spec, which="last")
+    want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
+    have = meta["tokenizer"]
+    if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
+        raise ValueError(
+            f"--init_from {spec} was trained with tokenizer {src.tokenizer['spec']!r} (vocab "
+            f"{src.config.vocab_size:,}), but {data_dir} was prepared with {have['spec']!r} (vocab "
+            f"{have['vocab_size']:,}); prepare the data with the same tokenizer (`gptkit prepare SOURCE -t "
+            f"{src.tokenizer['spec']} -o DIR`), or train from scratch without --init_from")
+    block = model_cfg.block_size
+    if block > src.config.block_size:
+        raise ValueError(f"block_size={block} exceeds the {src.config.block_size} positions of --init_from {spec}; "
+                         f"pass --block_size={src.config.block_size} or less")
+    if block < src.config.block_size:
+        src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
+    src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
+    return src
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from gptkit.config import (CONFIGS_DIR, MODEL_PRESETS, GPTConfig, RunConfig, TrainConfig, _coerce, load_run_config,
-                           parse_overrides)
+                           join_override_values, parse_overrides)
 
 
 def test_defaults_are_gpt2_small():
@@ -66,6 +66,12 @@ def test_coerce_rejects(value, to):
 def test_parse_overrides_bare_and_qualified():
     assert parse_overrides(["--n_layer=6", "--train.lr=3e-4", "--model.dropout=0.1", "--max-iters=5"]) == (
         {"n_layer": 6, "dropout": 0.1}, {"lr": 3e-4, "max_iters": 5})
+
+
+def test_key_space_value_joins_only_config_fields():
+    argv = ["train", "--init-from", "gpt2", "--data", "d", "ft.toml", "--resume", "runs/x", "--n_layer=2", "--lr"]
+    assert join_override_values(argv) == ["train", "--init-from=gpt2", "--data=d", "ft.toml", "--resume", "runs/x",
+                                          "--n_layer=2", "--lr"]
 
 
 @pytest.mark.parametrize("item,match", [
