@@ -323,12 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="tokenize text into train/val token files",
                        description="Tokenize text into train/val token files (nanoGPT's .bin format) and meta.json.")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="text files, folders (their *.txt), globs, .jsonl files, or a named dataset (shakespeare)")
+                   help="text, .jsonl or .parquet files (a web corpus such as FineWeb-Edu), folders of them, globs, "
+                   "or a named dataset (shakespeare)")
     p.add_argument("--tokenizer", "-t", default="gpt2", help="char, gpt2, cl100k_base, or a saved tokenizer file")
     p.add_argument("-o", "--output", required=True, help="the data dir to write")
     p.add_argument("--val-fraction", type=float, default=0.1, help="last fraction of the characters kept for val")
-    p.add_argument("--field", default="text", help="the JSONL field holding the text")
-    p.add_argument("--shard-tokens", type=int, default=0, help="tokens per shard file (0: one file per split)")
+    p.add_argument("--field", default="text", help="the JSONL field or parquet column holding the text")
+    p.add_argument("--shard-tokens", type=_count, default=0,
+                   help="tokens per shard file, e.g. 100M (build-nanogpt's shards); 0: one file per split")
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
     p.add_argument("--workers", type=int, default=None, help="tokenizing processes (default: all cores)")
     p.add_argument("--errors", choices=["strict", "replace"], default="strict", help="what to do with invalid UTF-8")
@@ -423,6 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     _tokenizer_arg(p)
     p.set_defaults(func=cmd_tokenizer_decode)
     return parser
+
+
+def _count(text: str) -> int:
+    """A count with an optional K/M/B suffix. Example: "100M" -> 100_000_000"""
+    scale = {"k": 10**3, "m": 10**6, "b": 10**9}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (e.g. 1000000 or 100M)") from None
+    if not value.is_integer() or value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole count >= 0: {text!r}")
+    return int(value)
 
 
 def _version() -> str:

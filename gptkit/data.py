@@ -6,6 +6,9 @@ uint32: nanoGPT's format) or numbered shards `train_000000.bin ...` of a fixed n
 `val_fraction` of the characters, as nanoGPT's shakespeare prepare scripts cut it, so for one text file
 the output is byte-identical to theirs.
 
+Sources are text files, JSONL files (one document per line, in a field), and parquet files (a web corpus
+in FineWeb-Edu's published layout: one document per row in a `text` column; needs pyarrow, the `web` extra).
+
 Two passes over the sources: the first checks them (JSONL fields, UTF-8), hashes them, counts their
 characters (and collects the char tokenizer's vocabulary); the second tokenizes blocks in worker
 processes and writes them in order. Documents are separated by the tokenizer's <|endoftext|>, if any.
@@ -43,18 +46,23 @@ NAMED_DATA = {"shakespeare_char": ("shakespeare", "char"), "shakespeare_gpt2": (
 @dataclass(frozen=True)
 class Source:
     path: Path
-    kind: str  # "text" or "jsonl"
+    kind: str  # "text", "jsonl" or "parquet"
+
+
+KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}  # any other suffix: a text file
+FOLDER_GLOBS = ("*.txt", "*.jsonl", "*.ndjson", "*.parquet")
 
 
 def resolve_sources(specs: list[str]) -> list[Source]:
-    """Files, folders (their *.txt), globs, JSONL files (*.jsonl) and named datasets, in the given order."""
+    """Files, folders (their *.txt, *.jsonl and *.parquet files, sorted), globs, JSONL files (*.jsonl), parquet
+    files (*.parquet: a web corpus such as FineWeb-Edu) and named datasets, in the given order."""
     out: list[Source] = []
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            paths = sorted(p.glob("*.txt"))
+            paths = sorted(q for g in FOLDER_GLOBS for q in p.glob(g))
             if not paths:
-                raise ValueError(f"{spec}: folder has no *.txt files")
+                raise ValueError(f"{spec}: folder has no *.txt, *.jsonl or *.parquet files")
         elif p.is_file():
             paths = [p]
         elif spec in NAMED:
@@ -65,16 +73,47 @@ def resolve_sources(specs: list[str]) -> list[Source]:
                 raise ValueError(f"{spec}: the pattern matches no files")
         else:
             raise FileNotFoundError(f"{spec}: no such file, folder or glob, and not a named dataset ({', '.join(NAMED)})")
-        out += [Source(q, "jsonl" if q.suffix in (".jsonl", ".ndjson") else "text") for q in paths]
+        out += [Source(q, KINDS.get(q.suffix, "text")) for q in paths]
     if not out:
         raise ValueError("no sources given; name text files, folders, globs, JSONL files or a dataset")
     return out
+
+
+def _parquet_columns(path: Path, field: str, batch_rows: int = 1024):
+    """The `field` column of a parquet file, batch by batch (pyarrow arrays), with errors that say what to do."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError(f"{path}: reading parquet needs pyarrow; install it with `pip install 'gptkit[web]'` "
+                         "(or `pip install pyarrow`)") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own ArrowInvalid for a file that is not parquet
+        raise ValueError(f"{path}: not a readable parquet file ({e})") from None
+    names = pf.schema_arrow.names
+    if field not in names:
+        raise ValueError(f"{path}: no column {field!r} (columns: {names}); pass --field NAME")
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=[field]):
+        col = batch.column(0)
+        if col.null_count:
+            bad = row + col.is_null().to_pylist().index(True)
+            raise ValueError(f"{path}: row {bad} has no {field!r} (null); drop such rows before preparing")
+        if not (col.type == "string" or col.type == "large_string"):
+            raise ValueError(f"{path}: column {field!r} holds {col.type}, not text; pass --field NAME")
+        yield col
+        row += len(col)
 
 
 def _documents(src: Source, field: str, errors: str) -> Iterator[Iterator[str]]:
     """Each document of a source as an iterator of text blocks (a text file is one document)."""
     if src.kind == "text":
         yield iter_text_blocks(src.path, errors=errors)
+        return
+    if src.kind == "parquet":
+        for col in _parquet_columns(src.path, field):
+            for text in col.to_pylist():
+                yield iter([text])
         return
     with open(src.path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -102,12 +141,19 @@ def _scan(sources: list[Source], field: str, errors: str, want_chars: bool) -> t
             for block in iter(lambda: f.read(1 << 22), b""):
                 h.update(block)
         n = 0
-        for doc in _documents(src, field, errors):
-            for block in doc:
-                n += len(block)
-                total_bytes += len(block.encode("utf-8", errors="replace"))
-                if want_chars:
-                    chars.update(block)
+        if src.kind == "parquet" and not want_chars:  # counted in Arrow's C++, not string by string
+            import pyarrow.compute as pc
+
+            for col in _parquet_columns(src.path, field):
+                n += pc.sum(pc.utf8_length(col)).as_py() or 0
+                total_bytes += pc.sum(pc.binary_length(col)).as_py() or 0
+        else:
+            for doc in _documents(src, field, errors):
+                for block in doc:
+                    n += len(block)
+                    total_bytes += len(block.encode("utf-8", errors="replace"))
+                    if want_chars:
+                        chars.update(block)
         infos.append({"path": str(src.path), "bytes": src.path.stat().st_size, "sha256": h.hexdigest(), "characters": n})
         total += n
     if total == 0:

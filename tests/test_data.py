@@ -118,7 +118,7 @@ def test_missing_and_empty_sources(tmp_path):
     with pytest.raises(ValueError, match="matches no files"):
         prepare([str(tmp_path / "*.nothing")], "gpt2", tmp_path / "out")
     (tmp_path / "emptydir").mkdir()
-    with pytest.raises(ValueError, match="no \\*.txt files"):
+    with pytest.raises(ValueError, match="no \\*.txt, \\*.jsonl or \\*.parquet files"):
         prepare([str(tmp_path / "emptydir")], "gpt2", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
