@@ -128,3 +128,17 @@ def test_run_config_round_trip():
 def test_model_presets_all_valid():
     for name in MODEL_PRESETS:
         GPTConfig.from_preset(name)
+
+
+def test_gpt2_124m_preset_is_build_nanogpts_recipe():
+    # build-nanogpt train_gpt2.py: total_batch_size 524288, B=64, T=1024, max_lr 6e-4, min_lr = max_lr * 0.1,
+    # warmup_steps 715, max_steps 19073, weight_decay 0.1, betas (0.9, 0.95), clip 1.0, vocab_size 50304
+    from gptkit.train import accumulation_steps
+
+    cfg = load_run_config("gpt2_124m")
+    m, t = cfg.model, cfg.train
+    assert (m.n_layer, m.n_head, m.n_embd, m.block_size, m.padded_vocab_size, m.bias) == (12, 12, 768, 1024, 50304, True)
+    assert (t.total_batch_tokens, t.batch_size, t.max_iters, t.warmup_iters) == (524288, 64, 19073, 715)
+    assert (t.lr, t.min_lr, t.weight_decay, t.beta1, t.beta2, t.grad_clip) == (6e-4, 6e-5, 0.1, 0.9, 0.95, 1.0)
+    assert (t.dtype, t.compile, t.loader) == ("bfloat16", True, "sequential")
+    assert accumulation_steps(t, m.block_size, 1) == 8 and accumulation_steps(t, m.block_size, 8) == 1
