@@ -34,14 +34,18 @@ def test_logits_and_greedy_ids_match_transformers(tmp_path, safe):
     with torch.no_grad():
         diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
     assert diff < 1e-4
-    prompt = idx[:1, :5]
-    seq = prompt  # greedy decoding with transformers' own forward (generate() adds its generation_config)
+    _assert_same_greedy_ids(ours, hf, idx[:1, :5])
+
+
+def _assert_same_greedy_ids(ours, hf, prompt, n=12):
+    """gptkit's greedy generate (KV cache) == argmax decoding with transformers' own forward (generate() would add
+    its generation_config)."""
+    seq = prompt
     with torch.no_grad():
-        for _ in range(12):
+        for _ in range(n):
             seq = torch.cat([seq, hf(seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    want = seq[0, 5:]
-    got = torch.stack(list(generate(ours, prompt, 12, temperature=0)), dim=1)[0]
-    assert torch.equal(got, want)
+    got = torch.stack(list(generate(ours, prompt, n, temperature=0)), dim=1)[0]
+    assert torch.equal(got, seq[0, prompt.shape[1]:])
 
 
 def test_name_map_docstring_examples():
@@ -90,6 +94,7 @@ def test_export_round_trip_through_transformers(tmp_path):
     idx = torch.randint(0, 101, (2, 16))
     with torch.no_grad():
         assert (ours(idx)[0] - hf(idx).logits).abs().max().item() < 1e-4
+    _assert_same_greedy_ids(ours, hf, idx[:1, :4])
     back = GPT.from_pretrained(tmp_path / "out")
     assert back.wte.weight.shape[0] == 101  # the padding rows never leave gptkit
 
