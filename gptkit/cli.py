@@ -193,37 +193,68 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    _need_torch("sample")
-    import torch
-
-    from gptkit.runtime import pick_device
-    from gptkit.sample import check_sampling, stream_text
-    from gptkit.weights import load_model
+    from gptkit.config import check_sampling
 
     check_sampling(args.temperature, args.top_k, args.top_p)
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+    if args.backend == "mlx":
+        return _sample_mlx(args)
+    _need_torch("sample")
+    import torch
+
+    from gptkit.runtime import pick_device
+    from gptkit.sample import stream_text
+    from gptkit.weights import load_model
+
     device = pick_device(args.device)
     model, src = load_model(args.run_dir, args.checkpoint or "auto", device)
     tok = src.load_tokenizer()
-    prompt = tok.encode(args.prompt, allowed_special="all")
-    if not prompt:
-        raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
-    if len(prompt) > src.config.block_size:
-        print(f"gptkit: notice: the prompt has {len(prompt)} tokens; the model sees the last {src.config.block_size} "
-              "(block_size)", file=sys.stderr)
+    prompt = _prompt_ids(tok, args.prompt, src.config.block_size)
     gen = torch.Generator(device).manual_seed(args.seed)
+    _print_samples(args, lambda: stream_text(model, tok, prompt, args.max_new_tokens, device=device,
+                                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                             generator=gen))
+    return 0
+
+
+def _sample_mlx(args) -> int:
+    from gptkit.mlx import require_mlx
+
+    require_mlx()
+    from gptkit.mlx.model import load_model
+    from gptkit.mlx.sample import stream_text
+
+    model, src = load_model(args.run_dir, args.checkpoint or "auto")
+    tok = src.load_tokenizer()
+    prompt = _prompt_ids(tok, args.prompt, src.config.block_size)
+    seeds = iter(range(args.seed, args.seed + args.num_samples))  # one seed per sample: MLX keys are explicit
+    _print_samples(args, lambda: stream_text(model, tok, prompt, args.max_new_tokens, temperature=args.temperature,
+                                             top_k=args.top_k, top_p=args.top_p, seed=next(seeds)))
+    return 0
+
+
+def _prompt_ids(tok, prompt: str, block_size: int) -> list[int]:
+    ids = tok.encode(prompt, allowed_special="all")
+    if not ids:
+        raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
+    if len(ids) > block_size:
+        print(f"gptkit: notice: the prompt has {len(ids)} tokens; the model sees the last {block_size} (block_size)",
+              file=sys.stderr)
+    return ids
+
+
+def _print_samples(args, stream) -> None:
+    """Print --num-samples samples, each the prompt and the pieces of a fresh `stream()`."""
     for k in range(args.num_samples):
         if k:
             print("\n" + "-" * 40)
         sys.stdout.write(args.prompt)
-        for piece in stream_text(model, tok, prompt, args.max_new_tokens, device=device, temperature=args.temperature,
-                                 top_k=args.top_k, top_p=args.top_p, generator=gen):
+        for piece in stream():
             sys.stdout.write(piece)
             if args.stream:
                 sys.stdout.flush()
         sys.stdout.write("\n")
-    return 0
 
 
 def cmd_eval(args) -> int:
@@ -392,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--checkpoint", choices=["best", "last"], help="default: best if the run has one")
+    p.add_argument("--backend", choices=["torch", "mlx"], default="torch",
+                   help="torch, or mlx (Apple's MLX; pip install 'gptkit[mlx]'); both read the same checkpoints")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="loss/perplexity/bits per byte on a data split; HellaSwag accuracy",

@@ -279,3 +279,13 @@ def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple =
     train.update(t_over)
     model_cfg = GPTConfig.from_preset(base, **model) if base else GPTConfig(**model)
     return RunConfig(model_cfg, TrainConfig(**train), name=path.stem)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Sampling options as both backends take them: temperature >= 0 (0 = greedy), top_k >= 1, top_p in (0, 1]."""
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")

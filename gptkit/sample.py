@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import torch
 from torch.nn import functional as F
 
+from gptkit.config import check_sampling  # noqa: F401 (re-exported: the CLI checks options before loading)
+
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Logits (B, V) with everything outside the top-k and outside the top-p nucleus set to -inf.
@@ -51,15 +53,6 @@ def sample_next(
         return logits.argmax(dim=-1)
     probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
-
-
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
 
 
 @torch.no_grad()

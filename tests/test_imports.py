@@ -13,7 +13,8 @@ NO_TORCH = {"bpe", "files", "datasets", "config", "hub", "tokenizer", "simple_to
             "loaders", "parallel", "plot"}
 # The model knows only its config (DESIGN: "The model imports neither data nor tokenizer").
 # GPT.from_pretrained imports the HF reader and the checked weight loader inside the method (no I/O at import).
-GPTKIT_IMPORTS = {"model": {"gptkit.config", "gptkit.hf", "gptkit.weights"}, "sample": set(), "runtime": set()}
+GPTKIT_IMPORTS = {"model": {"gptkit.config", "gptkit.hf", "gptkit.weights"}, "sample": {"gptkit.config"},
+                  "runtime": set()}
 
 
 def _gptkit_imports(path: Path) -> set[str]:
@@ -60,3 +61,14 @@ def test_public_torch_names_are_lazy():
             "print(GPT.__module__, GPTConfig.__module__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout.split()) == (0, ["gptkit.model", "gptkit.config"]), r.stderr
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (PKG / "mlx").glob("*.py")))
+def test_mlx_backend_never_imports_torch(module):
+    imported = _imports(PKG / "mlx" / f"{module}.py")
+    assert "torch" not in imported, f"gptkit.mlx.{module} must not import torch"
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in PKG.glob("*.py")))
+def test_torch_side_never_imports_mlx(module):
+    assert "mlx" not in _imports(PKG / f"{module}.py"), f"gptkit.{module} must not import mlx (gptkit.mlx does)"

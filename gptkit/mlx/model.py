@@ -1,0 +1,217 @@
+"""gptkit's GPT-2 in MLX: the same modules and parameter names as gptkit.model (wte, wpe, h.{i}.ln_1,
+h.{i}.attn.c_attn, ..., ln_f; lm_head tied to wte), the same init, a KV cache, and weights in and out as
+numpy arrays so checkpoints are shared with the PyTorch backend.
+
+`model(idx, cache=None) -> logits (B, T, vocab_size)`; the loss is `loss_fn(model, x, y)` (MLX's
+value_and_grad differentiates a function of the model). Never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from gptkit.config import GPTConfig
+
+
+def gelu(x: mx.array, approximate: str) -> mx.array:
+    """GELU: "tanh" is GPT-2's approximation (torch's approximate="tanh"), "none" the exact erf form."""
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + mx.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    return nn.gelu(x)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer; `pos` = how many."""
+
+    def __init__(self, n_layer: int) -> None:
+        self.layers: list[list[mx.array | None]] = [[None, None] for _ in range(n_layer)]
+
+    @property
+    def pos(self) -> int:
+        k = self.layers[0][0]
+        return 0 if k is None else k.shape[2]
+
+
+def _causal_mask(T: int, past: int) -> mx.array:
+    """Additive (T, past + T) mask: 0 where query t (at position past + t) may see the key, -inf elsewhere."""
+    q = mx.arange(past, past + T)[:, None]
+    k = mx.arange(past + T)[None, :]
+    return mx.where(k <= q, 0.0, -mx.inf).astype(mx.float32)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.p = config.n_head, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = (t.reshape(B, T, self.n_head, hs).transpose(0, 2, 1, 3) for t in mx.split(self.c_attn(x), 3, axis=-1))
+        past = 0
+        if layer_cache is not None:
+            if layer_cache[0] is not None:
+                past = layer_cache[0].shape[2]
+                k = mx.concatenate([layer_cache[0], k], axis=2)
+                v = mx.concatenate([layer_cache[1], v], axis=2)
+            layer_cache[0], layer_cache[1] = k, v
+        mask = _causal_mask(T, past) if T > 1 else None
+        scale = 1.0 / math.sqrt(hs)
+        if self.training and self.p > 0:  # dropout on the attention weights, as torch's SDPA dropout_p does
+            att = (q * scale) @ k.transpose(0, 1, 3, 2)
+            if mask is not None:
+                att = att + mask
+            y = self.attn_dropout(mx.softmax(att, axis=-1)) @ v
+        else:
+            y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.dropout(self.c_proj(gelu(self.c_fc(x), self.approximate)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
+        x = x + self.attn(self.ln_1(x), layer_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2 in MLX; see the module docstring. Initialised as gptkit.model.GPT is (GPT-2's scheme)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if config.arch != "gpt":
+            raise ValueError(f"GPT needs arch='gpt', got {config.arch!r}; build_model() picks the class")
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = [Block(config) for _ in range(config.n_layer)]
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        if not config.tie_weights:
+            self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2's init, as gptkit.model: weights N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)),
+        biases 0, LayerNorm scale 1."""
+        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        new = []
+        for name, p in tree_flatten(self.parameters()):
+            if name.endswith("bias"):
+                new.append((name, mx.zeros_like(p)))
+            elif ".ln_" in name or name.startswith("ln_"):
+                new.append((name, mx.ones_like(p)))
+            else:
+                std = resid_std if name.endswith("c_proj.weight") else 0.02
+                new.append((name, mx.random.normal(p.shape) * std))
+        self.update(tree_unflatten(new))
+
+    def new_cache(self, batch_size: int = 1) -> KVCache:
+        return KVCache(self.config.n_layer)
+
+    def __call__(self, idx: mx.array, cache: KVCache | None = None) -> mx.array:
+        B, T = idx.shape
+        past = cache.pos if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+        x = self.drop(self.wte(idx) + self.wpe(mx.arange(past, past + T)))
+        for i, block in enumerate(self.h):
+            x = block(x, cache.layers[i] if cache is not None else None)
+        x = self.ln_f(x)
+        logits = self.wte.as_linear(x) if self.config.tie_weights else self.lm_head(x)
+        return logits[..., : self.config.vocab_size]
+
+    def num_params(self) -> int:
+        return sum(p.size for _, p in tree_flatten(self.parameters()))
+
+
+class Bigram(nn.Module):
+    """The next token's logits read from a table row of the current token, as gptkit.model.Bigram."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.padded_vocab_size)
+        self.wte.weight = mx.random.normal(self.wte.weight.shape) * 0.02
+
+    def new_cache(self, batch_size: int = 1) -> None:
+        return None
+
+    def __call__(self, idx: mx.array, cache=None) -> mx.array:
+        return self.wte(idx)[..., : self.config.vocab_size]
+
+    def num_params(self) -> int:
+        return self.wte.weight.size
+
+
+def build_model(config: GPTConfig) -> GPT | Bigram:
+    return (GPT if config.arch == "gpt" else Bigram)(config)
+
+
+def loss_fn(model, x: mx.array, y: mx.array) -> mx.array:
+    """Mean cross-entropy over targets != -1 (the torch model's ignore_index), in float32."""
+    logits = model(x).astype(mx.float32)
+    losses = nn.losses.cross_entropy(logits, mx.maximum(y, 0), reduction="none")
+    keep = (y != -1).astype(mx.float32)
+    return (losses * keep).sum() / mx.maximum(keep.sum(), 1.0)
+
+
+def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:
+    """The weights as fp32 numpy arrays by gptkit parameter name (the checkpoint format; a tied lm_head is
+    wte and is not stored)."""
+    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.parameters())}
+
+
+def load_weights(model: nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
+    """Copy `tensors` into `model` after checking that names and shapes are exactly the model's."""
+    want = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    missing, extra = sorted(want.keys() - tensors.keys()), sorted(tensors.keys() - want.keys())
+    if missing or extra:
+        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}; "
+                         "it was saved from another model config")
+    for k, shape in want.items():
+        if tuple(tensors[k].shape) != shape:
+            raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs {shape}; "
+                             "it was saved from another model config")
+    model.update(tree_unflatten([(k, mx.array(np.asarray(tensors[k], dtype=np.float32))) for k in want]))
+    mx.eval(model.parameters())
+
+
+def load_model(spec, which: str = "auto"):
+    """(model in eval mode, its ModelSource) from a run dir, a HF GPT-2 folder or a GPT-2 name."""
+    from gptkit.checkpoint import read_model_source
+
+    src = read_model_source(spec, which)
+    model = build_model(src.config)
+    load_weights(model, src.tensors, source=str(src.path))
+    src.tensors = {}
+    model.eval()
+    return model, src
