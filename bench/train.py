@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 NANOGPT_MS_PER_ITER, NANOGPT_SECONDS, NANOGPT_VAL = 34.0, 75.0, 1.886
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,48 +24,15 @@ import torch
 
 from gptkit import checkpoint as ckpt
 from gptkit.config import RunConfig, TrainConfig
-from gptkit.data import check_tokenizer, data_tokenizer, load_meta, resolve_data_dir
+from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
 from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.model import build_model
 from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
+from gptkit.runs import (EVAL_SEED, METRICS, RESUMABLE, Interrupt, TrainingDiverged, TrainResult,  # noqa: F401
+                         accumulation_steps, init_source, lr_at, resume_config, truncate_metrics)
 from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
-
-METRICS = "metrics.jsonl"
-EVAL_SEED = 10_000  # eval batches come from their own fixed seed: the same batches at every evaluation
-# Fields a resumed run may change; anything else must match the checkpoint's run.
-RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
-             "progress", "device", "compile", "threads", "peak_flops", "out_dir"}
-
-
-class TrainingDiverged(ValueError):
-    """The loss became NaN or inf; the last good checkpoint is left as it was."""
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int  # optimizer steps done
-    losses: list[float] = field(default_factory=list)  # training loss of each step run in this call
-    evals: list[dict] = field(default_factory=list)  # the metrics.jsonl records written in this call
-    best_val: float = math.inf
-    stopped: str = "done"  # done | interrupted | time
-
-
-def lr_at(step: int, t: TrainConfig) -> float:
-    """Learning rate of optimizer step `step` (0-based): linear warmup, cosine to min_lr, then min_lr.
-
-    Example (lr=1e-3, min_lr=1e-4, warmup_iters=100, decay to 2000): step 0 -> 1e-5, step 99 -> 1e-3,
-    step 2000 -> 1e-4.
-    """
-    decay_iters = t.lr_decay_iters or t.max_iters
-    if step < t.warmup_iters:
-        return t.lr * (step + 1) / t.warmup_iters
-    if step >= decay_iters:
-        return t.min_lr
-    progress = (step - t.warmup_iters) / max(1, decay_iters - t.warmup_iters)
-    return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - t.min_lr)
 
 
 def configure_optimizer(model: torch.nn.Module, t: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -81,47 +46,11 @@ def configure_optimizer(model: torch.nn.Module, t: TrainConfig, device: torch.de
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
 
 
-def accumulation_steps(t: TrainConfig, block_size: int, world_size: int) -> int:
-    """Micro-steps per optimizer step so that all ranks together see total_batch_tokens per step."""
-    per_micro = t.batch_size * block_size * world_size
-    if t.total_batch_tokens == 0:
-        return 1
-    if t.total_batch_tokens % per_micro:
-        raise ValueError(
-            f"total_batch_tokens={t.total_batch_tokens:,} is not a multiple of batch_size x block_size x ranks "
-            f"= {t.batch_size} x {block_size} x {world_size} = {per_micro:,}; pick a multiple, e.g. "
-            f"{max(1, round(t.total_batch_tokens / per_micro)) * per_micro:,}"
-        )
-    return t.total_batch_tokens // per_micro
-
-
 def _batches(data_dir, split: str, cfg: RunConfig, dist: Dist, seed: int, loader: str):
     t, T = cfg.train, cfg.model.block_size
     if loader == "sequential":
         return ShardedLoader(data_dir, split, t.batch_size, T, rank=dist.rank, world_size=dist.world_size)
     return RandomBatches(data_dir, split, t.batch_size, T, seed=seed + dist.rank)
-
-
-class _Interrupt:
-    """First Ctrl-C: finish the step, checkpoint, stop. Second: stop at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 class Trainer:
@@ -145,7 +74,7 @@ class Trainer:
         self.tok = data_tokenizer(self.data_dir)
         init = None
         if t.init_from and not resume:
-            init = _init_source(t.init_from, cfg.model, self.data_dir, meta)
+            init = init_source(t.init_from, cfg.model, self.data_dir, meta)
             self.cfg = replace(cfg, model=init.config)
         else:
             self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
@@ -267,7 +196,7 @@ class Trainer:
             torch.cuda.set_rng_state(torch.from_numpy(np.array(tensors[f"rank{r}.cuda_rng"])), self.device)
         self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
         self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
-        _truncate_metrics(self.run_dir / METRICS, self.step)
+        truncate_metrics(self.run_dir / METRICS, self.step)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -351,7 +280,7 @@ class Trainer:
         resumed_at = self.step
         self.model.train()
         try:
-            with _Interrupt() as interrupt:
+            with Interrupt() as interrupt:
                 while True:
                     at_end = self.step >= t.max_iters
                     if (self.step % t.eval_interval == 0 or at_end) and not self.step == resumed_at > 0:
@@ -385,7 +314,7 @@ class Trainer:
         result.step, result.best_val = self.step, self.best_val
         return result
 
-    def _stop_reason(self, interrupt: _Interrupt) -> str:
+    def _stop_reason(self, interrupt: Interrupt) -> str:
         """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
         code = 2.0 if interrupt.requested else 0.0
         session = time.perf_counter() - self.t0  # this invocation's time, so a resumed run gets its own budget
@@ -419,39 +348,6 @@ class Trainer:
         return record
 
 
-def _init_source(spec: str, model_cfg, data_dir, meta: dict):
-    """The weights of --init_from, with the run's model config: the source's shape, this config's dropout, and
-    block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
-    another tokenizer than the source's."""
-    from gptkit.checkpoint import read_model_source
-
-    src = read_model_source(spec, which="last")
-    want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
-    have = meta["tokenizer"]
-    if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
-        raise ValueError(
-            f"--init_from {spec} was trained with tokenizer {src.tokenizer['spec']!r} (vocab "
-            f"{src.config.vocab_size:,}), but {data_dir} was prepared with {have['spec']!r} (vocab "
-            f"{have['vocab_size']:,}); prepare the data with the same tokenizer (`gptkit prepare SOURCE -t "
-            f"{src.tokenizer['spec']} -o DIR`), or train from scratch without --init_from")
-    block = model_cfg.block_size
-    if block > src.config.block_size:
-        raise ValueError(f"block_size={block} exceeds the {src.config.block_size} positions of --init_from {spec}; "
-                         f"pass --block_size={src.config.block_size} or less")
-    if block < src.config.block_size:
-        src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
-    src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
-    return src
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl records past `step`: a resumed run writes them again."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train (or, with resume=True, continue) the run `cfg` describes; returns what happened.
     A fresh run refuses a run dir that already holds a run unless overwrite=True."""
@@ -459,16 +355,3 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Trai
         return Trainer(cfg, resume=resume, overwrite=overwrite).run()
     finally:
         teardown_distributed()
-
-
-def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
-    """The config of a run dir with `--key=value` overrides, refusing changes that break exact resume."""
-    from gptkit.config import parse_overrides
-
-    saved = ckpt.read_run_config(run_dir)
-    model_over, train_over = parse_overrides(overrides)
-    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE))
-    if bad:
-        raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
-                         f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
-    return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
