@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -133,3 +135,126 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
         raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
                          f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
     return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
+
+
+def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool):
+    """(the run's config with its model resolved, the --init_from source or None): the model shape comes from
+    init_from when starting fresh from one, else from the config with the data's vocab_size."""
+    if cfg.train.init_from and not resume:
+        init = init_source(cfg.train.init_from, cfg.model, data_dir, meta)
+        return replace(cfg, model=init.config), init
+    return replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"])), None
+
+
+def check_fresh(run_dir: Path, overwrite: bool) -> None:
+    """A new run never silently replaces another run's checkpoints and metrics."""
+    if not overwrite and any((run_dir / n).exists() for n in (ckpt.LAST, ckpt.BEST, METRICS)):
+        raise ValueError(f"{run_dir} already holds a run; continue it with `gptkit train --resume "
+                         f"{run_dir}`, pick another --out_dir, or replace it with --overwrite")
+
+
+def check_run_tokenizer(run_dir: Path, data_dir, meta: dict) -> None:
+    saved = ckpt.read_run_tokenizer_info(run_dir)
+    if saved.get("fingerprint") != meta["tokenizer"]["fingerprint"]:
+        raise ValueError(f"{data_dir} was prepared with another tokenizer than the run {run_dir} "
+                         f"({meta['tokenizer']['spec']!r} vs {saved.get('spec')!r}); resume with the run's data")
+
+
+def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite: bool) -> None:
+    """Create the run dir (clearing an old run's files when overwrite), copy the tokenizer, write config.json."""
+    if overwrite:
+        for name in (METRICS, ckpt.LAST, ckpt.BEST, "loss.png"):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tok_info = ckpt.save_run_tokenizer(run_dir, data_dir, meta)
+    ckpt.write_run_config(run_dir, cfg, tok_info)
+
+
+class RunLoop:
+    """The training loop both backends run: evaluate every eval_interval steps (and at the end), checkpoint,
+    stop on max_iters, max_seconds or Ctrl-C, show a progress bar, write metrics.jsonl and loss.png.
+
+    A backend's trainer sets cfg, run_dir, step, best_val, elapsed0, tokens_per_step, is_main, and provides
+    train_step() -> loss, evaluate() -> {"train", "val"}, save(name), sample_text() -> str, _train_mode(),
+    _agree(code) -> code (the ranks' agreement; identity on one process) and _mfu_figures() -> (peak, flops/step).
+    """
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
+
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        main = self.is_main
+        result = TrainResult(self.run_dir, self.step, best_val=self.best_val)
+        peak, flops_per_step = self._mfu_figures()
+        bar = tqdm(total=t.max_iters, initial=self.step, disable=not (main and t.progress), desc="train",
+                   unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.t0 = time.perf_counter()
+        resumed_at = self.step
+        self._train_mode()
+        try:
+            with Interrupt() as interrupt:
+                while True:
+                    at_end = self.step >= t.max_iters
+                    if (self.step % t.eval_interval == 0 or at_end) and not self.step == resumed_at > 0:
+                        result.evals.append(self._eval_and_save(bar))
+                    if at_end:
+                        break
+                    reason = self._stop_reason(interrupt)
+                    if reason:
+                        result.stopped = reason
+                        if reason == "time":
+                            result.evals.append(self._eval_and_save(bar))
+                        else:
+                            self.save(ckpt.LAST)
+                        break
+                    t_step = time.perf_counter()
+                    loss = self.train_step()
+                    result.losses.append(loss)
+                    dt = time.perf_counter() - t_step
+                    if self.step % t.log_interval == 0 or self.step == t.max_iters:
+                        post = {"loss": f"{loss:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
+                        if peak:
+                            post["mfu"] = f"{100 * flops_per_step / dt / peak:.1f}%"
+                        bar.set_postfix(post, refresh=False)
+                    bar.update(1)
+        finally:
+            bar.close()
+            if main and (self.run_dir / METRICS).is_file():
+                from gptkit.plot import plot_metrics
+
+                plot_metrics(self.run_dir / METRICS, self.run_dir / "loss.png")
+        result.step, result.best_val = self.step, self.best_val
+        return result
+
+    def _stop_reason(self, interrupt: Interrupt) -> str:
+        """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
+        code = 2.0 if interrupt.requested else 0.0
+        session = time.perf_counter() - self.t0  # this invocation's time, so a resumed run gets its own budget
+        if not code and self.cfg.train.max_seconds and session >= self.cfg.train.max_seconds:
+            code = 1.0
+        code = self._agree(code)
+        return {0.0: "", 1.0: "time", 2.0: "interrupted"}[code]
+
+    def _eval_and_save(self, bar) -> dict:
+        t = self.cfg.train
+        losses = self.evaluate()
+        record = {"step": self.step, "tokens": self.step * self.tokens_per_step, "elapsed_s": round(self.elapsed(), 3),
+                  "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr_at(max(self.step - 1, 0), t)}
+        improved = losses["val"] < self.best_val
+        self.best_val = min(self.best_val, losses["val"])
+        if self.step > 0:
+            self.save(ckpt.LAST)
+            if improved:
+                self.save(ckpt.BEST)
+        if self.is_main:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            if t.progress:
+                bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                          f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
+                if t.sample_tokens and self.step > 0:
+                    bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
+        return record

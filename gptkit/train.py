@@ -12,11 +12,7 @@ format (gptkit.checkpoint), device rules (gptkit.runtime).
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +25,9 @@ from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.model import build_model
 from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.runs import (EVAL_SEED, METRICS, RESUMABLE, Interrupt, TrainingDiverged, TrainResult,  # noqa: F401
-                         accumulation_steps, init_source, lr_at, resume_config, truncate_metrics)
+from gptkit.runs import (EVAL_SEED, METRICS, RESUMABLE, RunLoop, TrainingDiverged, TrainResult,  # noqa: F401
+                         accumulation_steps, check_fresh, check_run_tokenizer, lr_at, resume_config,
+                         run_model_config, start_run_dir, truncate_metrics)
 from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
 
@@ -53,7 +50,7 @@ def _batches(data_dir, split: str, cfg: RunConfig, dist: Dist, seed: int, loader
     return RandomBatches(data_dir, split, t.batch_size, T, seed=seed + dist.rank)
 
 
-class Trainer:
+class Trainer(RunLoop):
     """One run: set up from a RunConfig (fresh or resumed), then `run()`."""
 
     def __init__(self, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
@@ -72,12 +69,8 @@ class Trainer:
             self.data_dir = resolve_data_dir(t.data)
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
-        init = None
-        if t.init_from and not resume:
-            init = init_source(t.init_from, cfg.model, self.data_dir, meta)
-            self.cfg = replace(cfg, model=init.config)
-        else:
-            self.cfg = replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"]))
+        self.cfg, init = run_model_config(cfg, self.data_dir, meta, resume)
+        self.is_main = self.dist.is_main
         self.run_dir = Path(t.out_dir or f"runs/{cfg.name}")
         self.accum = accumulation_steps(t, cfg.model.block_size, self.dist.world_size)
         self.tokens_per_step = t.batch_size * cfg.model.block_size * self.dist.world_size * self.accum
@@ -93,31 +86,17 @@ class Trainer:
         self.train_batches = _batches(self.data_dir, "train", self.cfg, self.dist, t.seed, t.loader)
         self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
         if resume:
-            self._check_run_tokenizer(meta)
+            check_run_tokenizer(self.run_dir, self.data_dir, meta)
             self._resume()
         else:
-            self._check_fresh(overwrite)
+            check_fresh(self.run_dir, overwrite)
             torch.manual_seed(t.seed + self.dist.rank)  # dropout differs per rank
         self.fwd = self._wrap(self.model)
         if self.dist.is_main:
-            if overwrite:
-                for name in (METRICS, ckpt.LAST, ckpt.BEST, "loss.png"):
-                    (self.run_dir / name).unlink(missing_ok=True)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tok_info = ckpt.save_run_tokenizer(self.run_dir, self.data_dir, meta)
-            ckpt.write_run_config(self.run_dir, self.cfg, tok_info)
+            start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
 
-    def _check_fresh(self, overwrite: bool) -> None:
-        """A new run never silently replaces another run's checkpoints and metrics."""
-        if not overwrite and any((self.run_dir / n).exists() for n in (ckpt.LAST, ckpt.BEST, METRICS)):
-            raise ValueError(f"{self.run_dir} already holds a run; continue it with `gptkit train --resume "
-                             f"{self.run_dir}`, pick another --out_dir, or replace it with --overwrite")
-
-    def _check_run_tokenizer(self, meta: dict) -> None:
-        saved = ckpt.read_run_tokenizer_info(self.run_dir)
-        if saved.get("fingerprint") != meta["tokenizer"]["fingerprint"]:
-            raise ValueError(f"{self.data_dir} was prepared with another tokenizer than the run {self.run_dir} "
-                             f"({meta['tokenizer']['spec']!r} vs {saved.get('spec')!r}); resume with the run's data")
+    def _train_mode(self) -> None:
+        self.model.train()
 
     def _wrap(self, model: torch.nn.Module):
         """The callable the training step runs: the model, DDP-wrapped and/or compiled. Eval and sampling
@@ -200,9 +179,6 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def elapsed(self) -> float:
-        return self.elapsed0 + time.perf_counter() - self.t0
-
     def train_step(self) -> float:
         """One optimizer step over `accum` micro-batches; returns the mean loss (over ranks too)."""
         t = self.cfg.train
@@ -266,86 +242,19 @@ class Trainer:
         self.model.train()
         return t.sample_prompt + text
 
-    def run(self) -> TrainResult:
-        from tqdm.auto import tqdm
+    # -- hooks of runs.RunLoop ----------------------------------------------------------------------
 
-        t = self.cfg.train
-        main = self.dist.is_main
-        result = TrainResult(self.run_dir, self.step, best_val=self.best_val)
-        peak = peak_flops(self.device, self.dtype, t.peak_flops) if main else None
-        flops_per_step = self.model.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
-        bar = tqdm(total=t.max_iters, initial=self.step, disable=not (main and t.progress), desc="train",
-                   unit="step", dynamic_ncols=True, file=sys.stderr)
-        self.t0 = time.perf_counter()
-        resumed_at = self.step
-        self.model.train()
-        try:
-            with Interrupt() as interrupt:
-                while True:
-                    at_end = self.step >= t.max_iters
-                    if (self.step % t.eval_interval == 0 or at_end) and not self.step == resumed_at > 0:
-                        result.evals.append(self._eval_and_save(bar))
-                    if at_end:
-                        break
-                    reason = self._stop_reason(interrupt)
-                    if reason:
-                        result.stopped = reason
-                        if reason == "time":
-                            result.evals.append(self._eval_and_save(bar))
-                        else:
-                            self.save(ckpt.LAST)
-                        break
-                    t_step = time.perf_counter()
-                    loss = self.train_step()
-                    result.losses.append(loss)
-                    dt = time.perf_counter() - t_step
-                    if self.step % t.log_interval == 0 or self.step == t.max_iters:
-                        post = {"loss": f"{loss:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
-                        if peak:
-                            post["mfu"] = f"{100 * flops_per_step / dt / peak:.1f}%"
-                        bar.set_postfix(post, refresh=False)
-                    bar.update(1)
-        finally:
-            bar.close()
-            if main and (self.run_dir / METRICS).is_file():
-                from gptkit.plot import plot_metrics
-
-                plot_metrics(self.run_dir / METRICS, self.run_dir / "loss.png")
-        result.step, result.best_val = self.step, self.best_val
-        return result
-
-    def _stop_reason(self, interrupt: Interrupt) -> str:
-        """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
-        code = 2.0 if interrupt.requested else 0.0
-        session = time.perf_counter() - self.t0  # this invocation's time, so a resumed run gets its own budget
-        if not code and self.cfg.train.max_seconds and session >= self.cfg.train.max_seconds:
-            code = 1.0
-        if self.dist.enabled:  # every rank stops at the same step, or the next all-reduce hangs
+    def _agree(self, code: float) -> float:
+        """Every rank stops at the same step, or the next all-reduce hangs: the largest stop code wins."""
+        if self.dist.enabled:
             flag = torch.tensor([code], device=self.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             code = flag.item()
-        return {0.0: "", 1.0: "time", 2.0: "interrupted"}[code]
+        return code
 
-    def _eval_and_save(self, bar) -> dict:
-        t = self.cfg.train
-        losses = self.evaluate()
-        record = {"step": self.step, "tokens": self.step * self.tokens_per_step, "elapsed_s": round(self.elapsed(), 3),
-                  "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr_at(max(self.step - 1, 0), t)}
-        improved = losses["val"] < self.best_val
-        self.best_val = min(self.best_val, losses["val"])
-        if self.step > 0:
-            self.save(ckpt.LAST)
-            if improved:
-                self.save(ckpt.BEST)
-        if self.dist.is_main:
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if t.progress:
-                bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                          f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
-                if t.sample_tokens and self.step > 0:
-                    bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
-        return record
+    def _mfu_figures(self) -> tuple[float | None, float]:
+        peak = peak_flops(self.device, self.dtype, self.cfg.train.peak_flops) if self.dist.is_main else None
+        return peak, self.model.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
 
 
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
