@@ -1,6 +1,6 @@
-"""What a training run needs that does not depend on the backend: the learning-rate schedule, accumulation,
-the result and divergence types, Ctrl-C handling, metrics.jsonl truncation on resume, --init_from and
---resume configs. No torch, no mlx: gptkit.train (PyTorch) and gptkit.mlx.train share it.
+"""What a training run needs that does not depend on the backend: the loop (RunLoop), the learning-rate schedule,
+accumulation, the result and divergence types, Ctrl-C handling, run dir checks, metrics.jsonl truncation on resume,
+--init_from and --resume configs. No torch, no mlx (numpy, tqdm): gptkit.train and gptkit.mlx.train share it.
 """
 
 from __future__ import annotations

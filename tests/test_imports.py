@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "gptkit"
-STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub", "runs"}
+STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub"}
 NO_TORCH = {"bpe", "files", "datasets", "config", "hub", "runs", "hellaswag", "tokenizer", "simple_tokenizers", "pretrained", "data", "checkpoint",
             "loaders", "parallel", "plot"}
 # The model knows only its config (DESIGN: "The model imports neither data nor tokenizer").
