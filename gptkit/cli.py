@@ -166,9 +166,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_train(args) -> int:
     from gptkit.config import load_run_config
-
-    _need_torch("train")
-    from gptkit.train import resume_config, train
+    from gptkit.runs import resume_config
 
     if args.resume:
         run_dir = args.resume
@@ -178,6 +176,14 @@ def cmd_train(args) -> int:
         cfg = resume_config(run_dir, args.overrides)
     else:
         cfg = load_run_config(args.preset, args.overrides)
+    if cfg.train.backend == "mlx":
+        from gptkit.mlx import require_mlx
+
+        require_mlx()
+        from gptkit.mlx.train import train
+    else:
+        _need_torch("train")
+        from gptkit.train import train
     result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports

@@ -86,6 +86,7 @@ class TrainConfig:
     # (the position table is cropped) from this config. "" = random init.
     init_from: str = ""
     seed: int = 1337  # model init, dropout and batches; rank r draws batches with seed + r
+    backend: str = "torch"  # torch (PyTorch: CPU, CUDA, MPS) or mlx (Apple's MLX; pip install "gptkit[mlx]")
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
     dtype: str = "auto"  # auto, float32, bfloat16, float16 (autocast; auto = bf16 where it is fast)
     compile: bool = False  # torch.compile the training step (eval and sampling use the plain module)
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.loader not in ("random", "sequential"):
             raise ValueError(f"loader must be 'random' or 'sequential', got {self.loader!r}")
+        if self.backend not in ("torch", "mlx"):
+            raise ValueError(f"backend must be 'torch' or 'mlx', got {self.backend!r}")
 
 
 @dataclass(frozen=True)

@@ -144,13 +144,16 @@ class Trainer(RunLoop):
         meta = {
             "step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
             "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
-            "param_groups": opt["param_groups"], "scaler": self.scaler.state_dict(), "ranks": ranks,
+            "param_groups": opt["param_groups"], "scaler": self.scaler.state_dict(), "ranks": ranks, "backend": "torch",
         }
         ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
 
     def _resume(self) -> None:
         path = ckpt.checkpoint_path(self.run_dir, "last")
         tensors, meta = ckpt.read_checkpoint(path)
+        if meta.get("backend", "torch") != "torch":
+            raise ValueError(f"{path} was written by the {meta['backend']} backend; resume it with --backend "
+                             f"{meta['backend']} (weights move between backends; optimizer state does not)")
         if meta["model"] != self.cfg.model.__dict__:
             diff = {k: (v, self.cfg.model.__dict__.get(k)) for k, v in meta["model"].items()
                     if self.cfg.model.__dict__.get(k) != v}
