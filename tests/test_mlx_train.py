@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 if os.environ.get("GPTKIT_REQUIRE_MLX") == "1":
     import mlx.core  # noqa: F401 (CI: a missing mlx must fail, not skip)
