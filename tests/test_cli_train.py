@@ -90,3 +90,18 @@ def test_list_presets(capsys):
 def test_unknown_arguments_outside_train(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "x", "--n_layer=3"])
+
+
+def test_backend_mlx_without_mlx_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """Where mlx is not installed, --backend mlx is one line naming the install command (simulated here)."""
+    import importlib.util
+
+    from gptkit.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.split(".")[0] == "mlx" else real(name, *a))
+    assert main(["train", "--backend", "mlx", f"--out_dir={tmp_path / 'r'}"]) == 1
+    assert 'pip install "gptkit[mlx]"' in capsys.readouterr().err
+    assert main(["sample", str(tmp_path), "--backend", "mlx"]) == 1
+    assert 'pip install "gptkit[mlx]"' in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
