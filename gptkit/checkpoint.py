@@ -60,6 +60,19 @@ def read_checkpoint(path: str | os.PathLike, prefix: str = "") -> tuple[dict[str
     return tensors, meta
 
 
+def check_tensor_shapes(want: dict[str, tuple], tensors: dict[str, np.ndarray], source: str) -> None:
+    """Raise ValueError unless `tensors` has exactly the names of `want`, each with its shape (both backends' check
+    before loading weights into a model)."""
+    missing, extra = sorted(want.keys() - tensors.keys()), sorted(tensors.keys() - want.keys())
+    if missing or extra:
+        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}; "
+                         "it was saved from another model config")
+    for k, shape in want.items():
+        if tuple(tensors[k].shape) != tuple(shape):
+            raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs "
+                             f"{tuple(shape)}; it was saved from another model config")
+
+
 def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
     """The checkpoint file of a run dir ("last" or "best"), with an error that says what is wrong."""
     d = Path(run_dir)

@@ -179,8 +179,36 @@ class RunLoop:
     _agree(code) -> code (the ranks' agreement; identity on one process) and _mfu_figures() -> (peak, flops/step).
     """
 
+    BACKEND = ""  # "torch" or "mlx": recorded in checkpoints; --resume continues with the backend that wrote one
+
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
+
+    def _checkpoint_meta(self, **backend_state) -> dict:
+        """The checkpoint header both backends write, plus the backend's own optimizer/RNG/loader state."""
+        return {"step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
+                "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
+                "backend": self.BACKEND, **backend_state}
+
+    def _read_last_checkpoint(self) -> tuple[Path, dict, dict]:
+        """(path, tensors, meta) of the run's last checkpoint, refusing another backend's or another model's."""
+        path = ckpt.checkpoint_path(self.run_dir, "last")
+        tensors, meta = ckpt.read_checkpoint(path)
+        written = meta.get("backend", "torch")
+        if written != self.BACKEND:
+            raise ValueError(f"{path} was written by the {written} backend; resume it with --backend {written} "
+                             "(weights move between backends; optimizer state does not)")
+        if meta["model"] != self.cfg.model.__dict__:
+            diff = {k: (v, self.cfg.model.__dict__.get(k)) for k, v in meta["model"].items()
+                    if self.cfg.model.__dict__.get(k) != v}
+            raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
+                             "resume with the run's own config, or start a new --out_dir")
+        return path, tensors, meta
+
+    def _restore_counters(self, meta: dict) -> None:
+        self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
+        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
+        truncate_metrics(self.run_dir / METRICS, self.step)
 
     def run(self) -> TrainResult:
         from tqdm.auto import tqdm

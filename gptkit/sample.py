@@ -98,18 +98,6 @@ def generate(
 def stream_text(model, tok, prompt_ids: list[int], max_new_tokens: int, *, device="cpu", **kwargs) -> Iterator[str]:
     """Decoded text as it is generated after `prompt_ids`: whole UTF-8 characters only (a character split
     across tokens comes out when complete), stopping at the tokenizer's <|endoftext|> if it has one."""
-    import codecs
-
-    stop = getattr(tok, "eot_token", None)
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for nxt in generate(model, idx, max_new_tokens, stop_token=stop, **kwargs):
-        token = int(nxt[0])
-        if token == stop:
-            break
-        piece = utf8.decode(tok.decode_bytes([token]))
-        if piece:
-            yield piece
-    tail = utf8.decode(b"", final=True)
-    if tail:
-        yield tail
+    stream = generate(model, idx, max_new_tokens, stop_token=tok.eot_token, **kwargs)
+    yield from tok.decode_stream(int(nxt[0]) for nxt in stream)

@@ -89,6 +89,22 @@ class TokenizerBase:
     def eot_token(self) -> int | None:
         return self._special.get(ENDOFTEXT)
 
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text of token ids as they arrive (a sampler's stream): whole UTF-8 characters only (a character split
+        across tokens comes out when complete), stopping at <|endoftext|> if the tokenizer has one."""
+        import codecs
+
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for token in ids:
+            if token == self.eot_token:
+                break
+            piece = utf8.decode(self.decode_bytes([token]))
+            if piece:
+                yield piece
+        tail = utf8.decode(b"", final=True)
+        if tail:
+            yield tail
+
     def fingerprint(self) -> str:
         """sha256 of every id's bytes, the special tokens and the split pattern: equal exactly when two
         tokenizers turn text into the same ids, so a data dir can check it was made by this tokenizer."""

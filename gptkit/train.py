@@ -25,9 +25,9 @@ from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.model import build_model
 from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.runs import (EVAL_SEED, METRICS, RESUMABLE, RunLoop, TrainingDiverged, TrainResult,  # noqa: F401
-                         accumulation_steps, check_fresh, check_run_tokenizer, lr_at, resume_config,
-                         run_model_config, start_run_dir, truncate_metrics)
+from gptkit.runs import (EVAL_SEED, RunLoop, TrainingDiverged, TrainResult, accumulation_steps, check_fresh,
+                         check_run_tokenizer, lr_at, run_model_config, start_run_dir)
+from gptkit.runs import resume_config  # noqa: F401 (gptkit.train.resume_config: the public name before runs.py)
 from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
 
@@ -52,6 +52,8 @@ def _batches(data_dir, split: str, cfg: RunConfig, dist: Dist, seed: int, loader
 
 class Trainer(RunLoop):
     """One run: set up from a RunConfig (fresh or resumed), then `run()`."""
+
+    BACKEND = "torch"
 
     def __init__(self, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
         t = cfg.train
@@ -141,24 +143,11 @@ class Trainer(RunLoop):
                 if k in s:
                     tensors[f"rank{r}.{k}"] = s[k]
             ranks.append({"loader": s["loader"]})
-        meta = {
-            "step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
-            "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
-            "param_groups": opt["param_groups"], "scaler": self.scaler.state_dict(), "ranks": ranks, "backend": "torch",
-        }
+        meta = self._checkpoint_meta(param_groups=opt["param_groups"], scaler=self.scaler.state_dict(), ranks=ranks)
         ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
 
     def _resume(self) -> None:
-        path = ckpt.checkpoint_path(self.run_dir, "last")
-        tensors, meta = ckpt.read_checkpoint(path)
-        if meta.get("backend", "torch") != "torch":
-            raise ValueError(f"{path} was written by the {meta['backend']} backend; resume it with --backend "
-                             f"{meta['backend']} (weights move between backends; optimizer state does not)")
-        if meta["model"] != self.cfg.model.__dict__:
-            diff = {k: (v, self.cfg.model.__dict__.get(k)) for k, v in meta["model"].items()
-                    if self.cfg.model.__dict__.get(k) != v}
-            raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
-                             "resume with the run's own config, or start a new --out_dir")
+        path, tensors, meta = self._read_last_checkpoint()
         if len(meta["ranks"]) != self.dist.world_size:
             raise ValueError(f"{path} was written by {len(meta['ranks'])} process(es); resume with as many "
                              f"(this run has {self.dist.world_size})")
@@ -176,9 +165,7 @@ class Trainer(RunLoop):
         torch.set_rng_state(torch.from_numpy(np.array(tensors[f"rank{r}.torch_rng"])))
         if self.device.type == "cuda" and f"rank{r}.cuda_rng" in tensors:
             torch.cuda.set_rng_state(torch.from_numpy(np.array(tensors[f"rank{r}.cuda_rng"])), self.device)
-        self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
-        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
-        truncate_metrics(self.run_dir / METRICS, self.step)
+        self._restore_counters(meta)
 
     # -- the loop ---------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from gptkit.checkpoint import ModelSource, read_model_source
+from gptkit.checkpoint import ModelSource, check_tensor_shapes, read_model_source
 from gptkit.model import build_model
 
 TIED = "lm_head.weight"
@@ -33,15 +33,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, np.ndarray]:
 def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
     """Copy `tensors` into `model`, after checking that the names and shapes are exactly the model's."""
     want = {k: tuple(v.shape) for k, v in _unique_state(model).items()}
-    missing = sorted(want.keys() - tensors.keys())
-    extra = sorted(tensors.keys() - want.keys())
-    if missing or extra:
-        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}; "
-                         "it was saved from another model config")
-    for k, shape in want.items():
-        if tuple(tensors[k].shape) != shape:
-            raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs {shape}; "
-                             "it was saved from another model config")
+    check_tensor_shapes(want, tensors, source)
     state = {k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}
     model.load_state_dict(state, strict=False)  # a tied lm_head follows wte
 

@@ -15,6 +15,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from gptkit.checkpoint import check_tensor_shapes
 from gptkit.config import GPTConfig
 
 
@@ -193,14 +194,7 @@ def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:
 def load_weights(model: nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
     """Copy `tensors` into `model` after checking that names and shapes are exactly the model's."""
     want = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
-    missing, extra = sorted(want.keys() - tensors.keys()), sorted(tensors.keys() - want.keys())
-    if missing or extra:
-        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}; "
-                         "it was saved from another model config")
-    for k, shape in want.items():
-        if tuple(tensors[k].shape) != shape:
-            raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs {shape}; "
-                             "it was saved from another model config")
+    check_tensor_shapes(want, tensors, source)
     model.update(tree_unflatten([(k, mx.array(np.asarray(tensors[k], dtype=np.float32))) for k in want]))
     mx.eval(model.parameters())
 

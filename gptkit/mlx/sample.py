@@ -7,7 +7,6 @@ text with MLX, but not the same text as torch's generator (greedy decoding is id
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator
 
 import mlx.core as mx
@@ -74,15 +73,5 @@ def generate(model, idx: mx.array, max_new_tokens: int, *, temperature: float = 
 
 def stream_text(model, tok, prompt_ids: list[int], max_new_tokens: int, **kwargs) -> Iterator[str]:
     """Decoded text as it is generated (whole UTF-8 characters), stopping at <|endoftext|>; see gptkit.sample."""
-    stop = getattr(tok, "eot_token", None)
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for nxt in generate(model, mx.array([prompt_ids]), max_new_tokens, stop_token=stop, **kwargs):
-        token = int(nxt[0].item())
-        if token == stop:
-            break
-        piece = utf8.decode(tok.decode_bytes([token]))
-        if piece:
-            yield piece
-    tail = utf8.decode(b"", final=True)
-    if tail:
-        yield tail
+    stream = generate(model, mx.array([prompt_ids]), max_new_tokens, stop_token=tok.eot_token, **kwargs)
+    yield from tok.decode_stream(int(nxt[0].item()) for nxt in stream)

@@ -28,7 +28,7 @@ from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.mlx.model import build_model, load_weights, loss_fn, model_tensors
 from gptkit.mlx.sample import stream_text
 from gptkit.runs import (EVAL_SEED, RunLoop, TrainingDiverged, TrainResult, accumulation_steps, check_fresh,
-                         check_run_tokenizer, lr_at, run_model_config, start_run_dir, truncate_metrics)
+                         check_run_tokenizer, lr_at, run_model_config, start_run_dir)
 
 EPS = 1e-8  # torch.optim.AdamW's default
 
@@ -68,6 +68,8 @@ def clip_grad_norm(grads: dict[str, mx.array], max_norm: float) -> tuple[dict[st
 
 class Trainer(RunLoop):
     """One MLX run: set up from a RunConfig (fresh or resumed), then `run()`."""
+
+    BACKEND = "mlx"
 
     def __init__(self, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
         t = cfg.train
@@ -115,22 +117,12 @@ class Trainer(RunLoop):
         for k, (m, v) in self.optimizer.state.items():
             tensors[f"optim.{k}.exp_avg"] = np.array(m)
             tensors[f"optim.{k}.exp_avg_sq"] = np.array(v)
-        meta = {
-            "step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
-            "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
-            "optimizer_step": self.optimizer.step, "ranks": [{"loader": self.train_batches.state_dict()}],
-            "backend": "mlx",
-        }
+        meta = self._checkpoint_meta(optimizer_step=self.optimizer.step,
+                                     ranks=[{"loader": self.train_batches.state_dict()}])
         ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
 
     def _resume(self) -> None:
-        path = ckpt.checkpoint_path(self.run_dir, "last")
-        tensors, meta = ckpt.read_checkpoint(path)
-        if meta.get("backend", "torch") != "mlx":
-            raise ValueError(f"{path} was written by the {meta.get('backend', 'torch')} backend; resume it with "
-                             "--backend torch (weights move between backends; optimizer state does not)")
-        if meta["model"] != self.cfg.model.__dict__:
-            raise ValueError(f"{path} was saved from another model config; resume with the run's own config")
+        path, tensors, meta = self._read_last_checkpoint()
         load_weights(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
         for k in tensors:
             if k.startswith("optim.") and k.endswith(".exp_avg"):
@@ -138,9 +130,7 @@ class Trainer(RunLoop):
                 self.optimizer.state[name] = (mx.array(tensors[k]), mx.array(tensors[f"optim.{name}.exp_avg_sq"]))
         self.optimizer.step = meta["optimizer_step"]
         self.train_batches.load_state_dict(meta["ranks"][0]["loader"])
-        self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
-        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
-        truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+        self._restore_counters(meta)
 
     # -- steps ------------------------------------------------------------------------------------
 
