@@ -146,6 +146,16 @@ def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool):
     return replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"])), None
 
 
+def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
+    """The training batches of a rank: nanoGPT's random windows (seed + rank) or build-nanogpt's shard strides."""
+    from gptkit.loaders import RandomBatches, ShardedLoader
+
+    t, T = cfg.train, cfg.model.block_size
+    if t.loader == "sequential":
+        return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
+    return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
+
+
 def check_fresh(run_dir: Path, overwrite: bool) -> None:
     """A new run never silently replaces another run's checkpoints and metrics."""
     if not overwrite and any((run_dir / n).exists() for n in (ckpt.LAST, ckpt.BEST, METRICS)):
@@ -174,15 +184,40 @@ class RunLoop:
     """The training loop both backends run: evaluate every eval_interval steps (and at the end), checkpoint,
     stop on max_iters, max_seconds or Ctrl-C, show a progress bar, write metrics.jsonl and loss.png.
 
-    A backend's trainer sets cfg, run_dir, step, best_val, elapsed0, tokens_per_step, is_main, and provides
-    train_step() -> loss, evaluate() -> {"train", "val"}, save(name), sample_text() -> str, _train_mode(),
-    _agree(code) -> code (the ranks' agreement; identity on one process) and _mfu_figures() -> (peak, flops/step).
+    A backend's trainer sets cfg, run_dir, data_dir, step, best_val, elapsed0, tokens_per_step, is_main, and
+    provides train_step() -> loss, _eval_loss(x, y) -> float, save(name), sample_text() -> str,
+    _set_mode(train), _agree(code) -> code (the ranks' agreement; identity on one process) and
+    _mfu_figures() -> (peak, flops/step).
     """
 
     BACKEND = ""  # "torch" or "mlx": recorded in checkpoints; --resume continues with the backend that wrote one
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
+
+    def _resume_or_start(self, resume: bool, overwrite: bool, meta: dict) -> None:
+        """Counters at zero, then the last checkpoint (resume) or a check that the run dir holds no other run."""
+        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
+        if resume:
+            check_run_tokenizer(self.run_dir, self.data_dir, meta)
+            self._resume()
+        else:
+            check_fresh(self.run_dir, overwrite)
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over eval_iters fixed batches (seed EVAL_SEED: the same at every evaluation, in both backends)
+        of each split, in eval mode."""
+        from gptkit.loaders import RandomBatches
+
+        self._set_mode(train=False)
+        out = {}
+        for split in ("train", "val"):
+            batches = RandomBatches(self.data_dir, split, self.cfg.train.batch_size, self.cfg.model.block_size,
+                                    seed=EVAL_SEED)
+            out[split] = sum(self._eval_loss(*next(batches)) for _ in range(self.cfg.train.eval_iters))
+            out[split] /= self.cfg.train.eval_iters
+        self._set_mode(train=True)
+        return out
 
     def _checkpoint_meta(self, **backend_state) -> dict:
         """The checkpoint header both backends write, plus the backend's own optimizer/RNG/loader state."""
@@ -221,7 +256,7 @@ class RunLoop:
                    unit="step", dynamic_ncols=True, file=sys.stderr)
         self.t0 = time.perf_counter()
         resumed_at = self.step
-        self._train_mode()
+        self._set_mode(train=True)
         try:
             with Interrupt() as interrupt:
                 while True:

@@ -21,12 +21,11 @@ import torch
 from gptkit import checkpoint as ckpt
 from gptkit.config import RunConfig, TrainConfig
 from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
-from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.model import build_model
-from gptkit.runtime import (Dist, autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
+from gptkit.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.runs import (EVAL_SEED, RunLoop, TrainingDiverged, TrainResult, accumulation_steps, check_fresh,
-                         check_run_tokenizer, lr_at, run_model_config, start_run_dir)
+from gptkit.runs import (RunLoop, TrainingDiverged, TrainResult, accumulation_steps, lr_at, run_model_config,
+                         start_run_dir, train_batches)
 from gptkit.runs import resume_config  # noqa: F401 (gptkit.train.resume_config: the public name before runs.py)
 from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
@@ -41,13 +40,6 @@ def configure_optimizer(model: torch.nn.Module, t: TrainConfig, device: torch.de
     ]
     fused = device.type == "cuda"
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
-
-
-def _batches(data_dir, split: str, cfg: RunConfig, dist: Dist, seed: int, loader: str):
-    t, T = cfg.train, cfg.model.block_size
-    if loader == "sequential":
-        return ShardedLoader(data_dir, split, t.batch_size, T, rank=dist.rank, world_size=dist.world_size)
-    return RandomBatches(data_dir, split, t.batch_size, T, seed=seed + dist.rank)
 
 
 class Trainer(RunLoop):
@@ -85,20 +77,16 @@ class Trainer(RunLoop):
         self.model = self.model.to(self.device)
         self.optimizer = configure_optimizer(self.model, t, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self.train_batches = _batches(self.data_dir, "train", self.cfg, self.dist, t.seed, t.loader)
-        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
-        if resume:
-            check_run_tokenizer(self.run_dir, self.data_dir, meta)
-            self._resume()
-        else:
-            check_fresh(self.run_dir, overwrite)
+        self.train_batches = train_batches(self.data_dir, self.cfg, self.dist.rank, self.dist.world_size)
+        self._resume_or_start(resume, overwrite, meta)
+        if not resume:
             torch.manual_seed(t.seed + self.dist.rank)  # dropout differs per rank
         self.fwd = self._wrap(self.model)
         if self.dist.is_main:
             start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
 
-    def _train_mode(self) -> None:
-        self.model.train()
+    def _set_mode(self, train: bool) -> None:
+        self.model.train(train)
 
     def _wrap(self, model: torch.nn.Module):
         """The callable the training step runs: the model, DDP-wrapped and/or compiled. Eval and sampling
@@ -204,21 +192,10 @@ class Trainer(RunLoop):
         return value
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Mean loss over eval_iters fixed batches of each split, on the plain module in eval mode."""
-        self.model.eval()
-        out = {}
-        for split in ("train", "val"):
-            batches = RandomBatches(self.data_dir, split, self.cfg.train.batch_size, self.cfg.model.block_size,
-                                    seed=EVAL_SEED)
-            losses = []
-            for _ in range(self.cfg.train.eval_iters):
-                x, y = (torch.from_numpy(a).to(self.device) for a in next(batches))
-                with autocast(self.device, self.dtype):
-                    losses.append(self.model(x, y)[1].item())
-            out[split] = float(np.mean(losses))
-        self.model.train()
-        return out
+    def _eval_loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        x, y = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+        with autocast(self.device, self.dtype):
+            return self.model(x, y)[1].item()
 
     @torch.no_grad()
     def sample_text(self) -> str:

@@ -24,11 +24,10 @@ from mlx.utils import tree_flatten, tree_unflatten
 from gptkit import checkpoint as ckpt
 from gptkit.config import RunConfig, TrainConfig
 from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
-from gptkit.loaders import RandomBatches, ShardedLoader
 from gptkit.mlx.model import build_model, load_weights, loss_fn, model_tensors
 from gptkit.mlx.sample import stream_text
-from gptkit.runs import (EVAL_SEED, RunLoop, TrainingDiverged, TrainResult, accumulation_steps, check_fresh,
-                         check_run_tokenizer, lr_at, run_model_config, start_run_dir)
+from gptkit.runs import (RunLoop, TrainingDiverged, TrainResult, accumulation_steps, lr_at, run_model_config,
+                         start_run_dir, train_batches)
 
 EPS = 1e-8  # torch.optim.AdamW's default
 
@@ -87,15 +86,8 @@ class Trainer(RunLoop):
             load_weights(self.model, init.tensors, source=str(init.path))
             init.tensors = {}
         self.optimizer = AdamW(t)
-        T = self.cfg.model.block_size
-        self.train_batches = (ShardedLoader(self.data_dir, "train", t.batch_size, T) if t.loader == "sequential"
-                              else RandomBatches(self.data_dir, "train", t.batch_size, T, seed=t.seed))
-        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
-        if resume:
-            check_run_tokenizer(self.run_dir, self.data_dir, meta)
-            self._resume()
-        else:
-            check_fresh(self.run_dir, overwrite)
+        self.train_batches = train_batches(self.data_dir, self.cfg)
+        self._resume_or_start(resume, overwrite, meta)
         self._grad = self._grad_fn()
         start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
 
@@ -161,18 +153,8 @@ class Trainer(RunLoop):
         self.step += 1
         return value
 
-    def evaluate(self) -> dict[str, float]:
-        """Mean loss over eval_iters fixed batches of each split (the torch trainer's batches), in eval mode."""
-        self.model.eval()
-        out = {}
-        for split in ("train", "val"):
-            batches = RandomBatches(self.data_dir, split, self.cfg.train.batch_size, self.cfg.model.block_size,
-                                    seed=EVAL_SEED)
-            losses = [loss_fn(self.model, *(mx.array(a.astype(np.int32)) for a in next(batches))).item()
-                      for _ in range(self.cfg.train.eval_iters)]
-            out[split] = float(np.mean(losses))
-        self.model.train()
-        return out
+    def _eval_loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        return loss_fn(self.model, mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))).item()
 
     def sample_text(self) -> str:
         t = self.cfg.train
@@ -183,8 +165,8 @@ class Trainer(RunLoop):
 
     # -- hooks of runs.RunLoop ----------------------------------------------------------------------
 
-    def _train_mode(self) -> None:
-        self.model.train()
+    def _set_mode(self, train: bool) -> None:
+        self.model.train(train)
 
     def _agree(self, code: float) -> float:
         return code
