@@ -120,12 +120,9 @@ GPT2_VOCAB = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this voc
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     """A gptkit run dir (config.json with model + train), as opposed to a HF folder (config.json too)."""
-    p = Path(path)
-    if not (p / CONFIG).is_file():
-        return False
     try:
-        doc = json.loads((p / CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = _read_config_doc(path)
+    except ValueError:  # no config.json, or not JSON
         return False
     return isinstance(doc, dict) and "train" in doc and "model" in doc
 

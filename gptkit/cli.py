@@ -278,15 +278,11 @@ def cmd_eval(args) -> int:
     tok = src.load_tokenizer()
     report = {"model": str(src.path)}
     if args.data:
-        from gptkit.data import load_meta, resolve_data_dir
+        from gptkit.data import check_tokenizer, resolve_data_dir
         from gptkit.evaluate import split_loss
 
         data_dir = resolve_data_dir(args.data)
-        have = load_meta(data_dir)["tokenizer"]
-        if have["fingerprint"] != tok.fingerprint():
-            raise ValueError(f"{data_dir} was prepared with tokenizer {have['spec']!r}, not the model's "
-                             f"({src.tokenizer['spec']!r}); prepare it with `gptkit prepare SOURCE -t "
-                             f"{src.tokenizer['spec']} -o DIR`")
+        check_tokenizer(data_dir, tok, name=f"the model's tokenizer ({src.tokenizer['spec']!r})")
         report[args.split] = split_loss(model, data_dir, args.split, args.batch_size, args.max_tokens, device, dtype,
                                         progress=not args.quiet)
     if args.hellaswag:

@@ -38,8 +38,6 @@ class TrainResult:
     stopped: str = "done"  # done | interrupted | time
 
 
-
-
 def lr_at(step: int, t: TrainConfig) -> float:
     """Learning rate of optimizer step `step` (0-based): linear warmup, cosine to min_lr, then min_lr.
 
@@ -95,9 +93,7 @@ def init_source(spec: str, model_cfg, data_dir, meta: dict):
     """The weights of --init_from, with the run's model config: the source's shape, this config's dropout, and
     block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
     another tokenizer than the source's."""
-    from gptkit.checkpoint import read_model_source
-
-    src = read_model_source(spec, which="last")
+    src = ckpt.read_model_source(spec, which="last")
     want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
     have = meta["tokenizer"]
     if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
@@ -218,6 +214,12 @@ class RunLoop:
             out[split] /= self.cfg.train.eval_iters
         self._set_mode(train=True)
         return out
+
+    def _diverged(self, value: float) -> TrainingDiverged:
+        """The error a non-finite training loss stops the run with (raised before the weights are updated)."""
+        return TrainingDiverged(
+            f"the training loss became {value} at step {self.step + 1}; stopped without updating the weights. "
+            f"The last good checkpoint ({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters")
 
     def _checkpoint_meta(self, **backend_state) -> dict:
         """The checkpoint header both backends write, plus the backend's own optimizer/RNG/loader state."""

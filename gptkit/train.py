@@ -24,9 +24,8 @@ from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
 from gptkit.model import build_model
 from gptkit.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.runs import (RunLoop, TrainingDiverged, TrainResult, accumulation_steps, lr_at, run_model_config,
-                         start_run_dir, train_batches)
-from gptkit.runs import resume_config  # noqa: F401 (gptkit.train.resume_config: the public name before runs.py)
+from gptkit.runs import RunLoop, TrainResult, accumulation_steps, lr_at, run_model_config, start_run_dir, train_batches
+from gptkit.runs import TrainingDiverged, resume_config  # noqa: F401 (public names of gptkit.train before runs.py)
 from gptkit.sample import stream_text
 from gptkit.weights import load_weights, model_tensors
 
@@ -178,10 +177,7 @@ class Trainer(RunLoop):
         value = total.item()
         if not math.isfinite(value):
             self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingDiverged(
-                f"the training loss became {value} at step {self.step + 1}; stopped without updating the weights. "
-                f"The last good checkpoint ({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters"
-            )
+            raise self._diverged(value)
         if t.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)

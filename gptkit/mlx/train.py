@@ -26,7 +26,7 @@ from gptkit.config import RunConfig, TrainConfig
 from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
 from gptkit.mlx.model import build_model, load_weights, loss_fn, model_tensors
 from gptkit.mlx.sample import stream_text
-from gptkit.runs import (RunLoop, TrainingDiverged, TrainResult, accumulation_steps, lr_at, run_model_config,
+from gptkit.runs import (RunLoop, TrainResult, accumulation_steps, lr_at, run_model_config,
                          start_run_dir, train_batches)
 
 EPS = 1e-8  # torch.optim.AdamW's default
@@ -141,9 +141,7 @@ class Trainer(RunLoop):
             total = total + loss
         value = (total / self.accum).item()
         if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"the training loss became {value} at step {self.step + 1}; stopped without updating the weights. "
-                f"The last good checkpoint ({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters")
+            raise self._diverged(value)
         grads = {k: g / self.accum for k, g in acc.items()}
         if t.grad_clip > 0:
             grads, _ = clip_grad_norm(grads, t.grad_clip)
