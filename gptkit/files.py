@@ -69,9 +69,12 @@ def _download(url: str, timeout: float = 30.0) -> bytes:
         return r.read()
 
 
-def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = _download) -> Path:
+def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = _download,
+                        check: Callable[[bytes], None] | None = None) -> Path:
     """Locate `ref`: $GPTKIT_DATA/relpath, then the user cache, else download it into the cache and
-    check its sha256. Raises FileNotFoundError saying where to put the file when all of that fails."""
+    check its sha256 (or, for a file whose publisher gives no checksum, ref.sha256 == "", pass the bytes to
+    `check`, which raises ValueError to refuse them). Raises FileNotFoundError saying where to put the file
+    when all of that fails."""
     data_dir = os.environ.get("GPTKIT_DATA")
     if data_dir and (Path(data_dir) / ref.relpath).is_file():
         return Path(data_dir) / ref.relpath
@@ -88,9 +91,14 @@ def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = 
             f"{ref.relpath} not found locally and downloading {ref.url} failed ({e}); "
             f"download it by hand and put it at {where} (or set GPTKIT_DATA to a folder that has it)"
         ) from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != ref.sha256:
-        raise ValueError(f"download of {ref.url} has sha256 {got}, expected {ref.sha256}; not saved, try again")
+    if ref.sha256:
+        got = hashlib.sha256(data).hexdigest()
+        if got != ref.sha256:
+            raise ValueError(f"download of {ref.url} has sha256 {got}, expected {ref.sha256}; not saved, try again")
+    elif check is None:
+        raise ValueError(f"{ref.relpath} has no sha256 and no content check; refusing to keep an unchecked download")
+    else:
+        check(data)
     atomic_write_bytes(cached, data)
     return cached
 

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from gptkit.files import RefFile, cache_dir
+from gptkit.files import RefFile
 
 # The published validation split (10,042 examples). The dataset publishes no checksum, so a download is
 # checked by content instead: every line must parse as an example and the count must be VAL_EXAMPLES.
@@ -59,33 +59,29 @@ def load_examples(path: str | os.PathLike, limit: int = 0) -> list[dict]:
     return out
 
 
-def find_file(spec: str, download=None) -> Path:
-    """A jsonl path as given, or "val": $GPTKIT_DATA/hellaswag/..., the user cache, else downloaded there and
-    checked by content (see VAL)."""
-    if spec != "val":
-        if not Path(spec).is_file():
-            raise FileNotFoundError(f"{spec}: no such HellaSwag file (give a .jsonl path, or 'val' for the published "
-                                    "validation split)")
-        return Path(spec)
-    data = os.environ.get("GPTKIT_DATA")
-    for folder in ([Path(data)] if data else []) + [cache_dir()]:
-        if (folder / VAL.relpath).is_file():
-            return folder / VAL.relpath
-    from gptkit.files import _download, atomic_write_bytes
-
-    dest = cache_dir() / VAL.relpath
-    try:
-        raw = (download or _download)(VAL.url)
-    except OSError as e:
-        raise FileNotFoundError(f"HellaSwag val is not at {dest} and downloading {VAL.url} failed ({e}); download it "
-                                f"by hand and put it there, or pass --hellaswag FILE.jsonl") from None
+def _check_val(raw: bytes) -> None:
+    """A downloaded val split must parse line by line and hold VAL_EXAMPLES examples (no published checksum)."""
     lines = [ln for ln in raw.decode("utf-8").splitlines() if ln.strip()]
     for k, line in enumerate(lines, 1):
         parse_example(line, f"{VAL.url}:{k}")
     if len(lines) != VAL_EXAMPLES:
         raise ValueError(f"{VAL.url} gave {len(lines):,} examples, expected {VAL_EXAMPLES:,}; not saved, try again")
-    atomic_write_bytes(dest, raw)
-    return dest
+
+
+def find_file(spec: str, download=None) -> Path:
+    """A jsonl path as given, or "val": found like any reference file ($GPTKIT_DATA/hellaswag/..., the user cache,
+    else downloaded there, see gptkit.files.find_reference_file) and checked by content (see VAL)."""
+    if spec != "val":
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"{spec}: no such HellaSwag file (give a .jsonl path, or 'val' for the published "
+                                    "validation split)")
+        return Path(spec)
+    from gptkit.files import _download, find_reference_file
+
+    try:
+        return find_reference_file(VAL, download or _download, check=_check_val)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}; or pass --hellaswag FILE.jsonl") from None
 
 
 def render(example: dict, tok, block_size: int) -> tuple[list[list[int]], list[int]]:

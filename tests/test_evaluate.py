@@ -161,7 +161,8 @@ def test_hellaswag_val_download_is_checked_by_content(monkeypatch, tmp_path):
         raise OSError("no network")
 
     monkeypatch.setenv("GPTKIT_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match="download it by hand and put it there, or pass --hellaswag FILE"):
+    with pytest.raises(FileNotFoundError, match=r"download it by hand and put it at \S+hellaswag_val.jsonl .*; or pass "
+                                                r"--hellaswag FILE.jsonl$"):
         hs.find_file("val", download=offline)
 
 

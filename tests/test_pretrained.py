@@ -138,8 +138,25 @@ def test_pretrained_offline_without_files(tmp_path, monkeypatch):
     monkeypatch.setenv("GPTKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("GPTKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(gptkit.files, "_download", lambda url: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(gptkit.files.find_reference_file, "__defaults__", (gptkit.files._download,))
+    monkeypatch.setattr(gptkit.files.find_reference_file, "__defaults__", (gptkit.files._download, None))
     with pytest.raises(FileNotFoundError, match="cl100k/cl100k_base.tiktoken"):
         Tokenizer.from_pretrained("cl100k_base")
     with pytest.raises(ValueError, match="unknown pretrained"):
         Tokenizer.from_pretrained("gpt5")
+
+
+def test_reference_file_without_sha256_needs_a_content_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GPTKIT_CACHE", str(tmp_path / "cache"))
+    ref = RefFile("sub/nosum.txt", "https://example.invalid/nosum.txt", "")
+    with pytest.raises(ValueError, match="no sha256 and no content check"):
+        find_reference_file(ref, download=lambda url: b"x")
+
+    def check(data):
+        if data != b"good":
+            raise ValueError("bad content")
+
+    with pytest.raises(ValueError, match="bad content"):
+        find_reference_file(ref, download=lambda url: b"evil", check=check)
+    assert not (tmp_path / "cache/sub/nosum.txt").exists()
+    assert find_reference_file(ref, download=lambda url: b"good", check=check).read_bytes() == b"good"
