@@ -172,7 +172,7 @@ def cmd_train(args) -> int:
         run_dir = args.resume
         if not isinstance(run_dir, str):  # bare --resume: the run dir the preset (and --out_dir) would use
             preset = load_run_config(args.preset, args.overrides)
-            run_dir = preset.train.out_dir or f"runs/{preset.name}"
+            run_dir = preset.run_dir
         cfg = resume_config(run_dir, args.overrides)
     else:
         cfg = load_run_config(args.preset, args.overrides)

@@ -139,6 +139,11 @@ class RunConfig:
     train: TrainConfig
     name: str = DEFAULT_PRESET
 
+    @property
+    def run_dir(self) -> Path:
+        """Where the run lives: train.out_dir, else runs/<preset name>."""
+        return Path(self.train.out_dir or f"runs/{self.name}")
+
     def to_dict(self) -> dict:
         return {"name": self.name, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
 
