@@ -166,7 +166,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_train(args) -> int:
     from gptkit.config import load_run_config
-    from gptkit.runs import resume_config
+    from gptkit.run_setup import resume_config
 
     if args.resume:
         run_dir = args.resume

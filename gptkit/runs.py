@@ -1,27 +1,45 @@
-"""What a training run needs that does not depend on the backend: the loop (RunLoop), the learning-rate schedule,
-accumulation, the result and divergence types, Ctrl-C handling, run dir checks, metrics.jsonl truncation on resume,
---init_from and --resume configs. No torch, no mlx (numpy, tqdm): gptkit.train and gptkit.mlx.train share it.
+"""A training run, whatever the backend: `Run(cfg, backend).run()`.
+
+The Run owns a run's life: its data, run dir, fresh/resume/--init_from decisions, the LR schedule, evaluation
+every eval_interval steps (and at the end), checkpoints, metrics.jsonl and loss.png, the progress bar, and why
+it stopped (StopReason). The backend (gptkit.backend.Backend) owns the model and optimizer and does what the
+Run asks. Set-up happens in one place, in one order: Run.__init__, top to bottom.
+
+Losses stay on the device until the log interval (or an evaluation, a checkpoint or the end) reads them back in
+one transfer, so a GPU never waits for the host between steps; a NaN or inf loss found then stops the run naming
+the step it first appeared at, before anything is saved, so the last good checkpoint is kept.
+
+No torch, no mlx (numpy, tqdm): both backends share this loop.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gptkit import checkpoint as ckpt
-from gptkit.config import RunConfig, TrainConfig
+from gptkit import run_setup as setup
+from gptkit.backend import Backend
+from gptkit.config import RunConfig
+from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
 
-METRICS = "metrics.jsonl"
 EVAL_SEED = 10_000  # eval batches come from their own fixed seed: the same batches at every evaluation
-# Fields a resumed run may change; anything else must match the checkpoint's run.
-RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
-             "progress", "device", "compile", "threads", "peak_flops", "out_dir"}
+SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the samples printed at each evaluation
+
+
+class StopReason(enum.StrEnum):
+    """Why run() returned: max_iters reached, Ctrl-C (on any rank), or max_seconds reached."""
+
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+    TIME = "time"
 
 
 class TrainingDiverged(ValueError):
@@ -35,36 +53,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # training loss of each step run in this call
     evals: list[dict] = field(default_factory=list)  # the metrics.jsonl records written in this call
     best_val: float = math.inf
-    stopped: str = "done"  # done | interrupted | time
-
-
-def lr_at(step: int, t: TrainConfig) -> float:
-    """Learning rate of optimizer step `step` (0-based): linear warmup, cosine to min_lr, then min_lr.
-
-    Example (lr=1e-3, min_lr=1e-4, warmup_iters=100, decay to 2000): step 0 -> 1e-5, step 99 -> 1e-3,
-    step 2000 -> 1e-4.
-    """
-    decay_iters = t.lr_decay_iters or t.max_iters
-    if step < t.warmup_iters:
-        return t.lr * (step + 1) / t.warmup_iters
-    if step >= decay_iters:
-        return t.min_lr
-    progress = (step - t.warmup_iters) / max(1, decay_iters - t.warmup_iters)
-    return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - t.min_lr)
-
-
-def accumulation_steps(t: TrainConfig, block_size: int, world_size: int) -> int:
-    """Micro-steps per optimizer step so that all ranks together see total_batch_tokens per step."""
-    per_micro = t.batch_size * block_size * world_size
-    if t.total_batch_tokens == 0:
-        return 1
-    if t.total_batch_tokens % per_micro:
-        raise ValueError(
-            f"total_batch_tokens={t.total_batch_tokens:,} is not a multiple of batch_size x block_size x ranks "
-            f"= {t.batch_size} x {block_size} x {world_size} = {per_micro:,}; pick a multiple, e.g. "
-            f"{max(1, round(t.total_batch_tokens / per_micro)) * per_micro:,}"
-        )
-    return t.total_batch_tokens // per_micro
+    stopped: StopReason = StopReason.DONE
 
 
 class Interrupt:
@@ -89,237 +78,240 @@ class Interrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
-def init_source(spec: str, model_cfg, data_dir, meta: dict):
-    """The weights of --init_from, with the run's model config: the source's shape, this config's dropout, and
-    block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
-    another tokenizer than the source's."""
-    src = ckpt.read_model_source(spec, which="last")
-    want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
-    have = meta["tokenizer"]
-    if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
-        raise ValueError(
-            f"--init_from {spec} was trained with tokenizer {src.tokenizer['spec']!r} (vocab "
-            f"{src.config.vocab_size:,}), but {data_dir} was prepared with {have['spec']!r} (vocab "
-            f"{have['vocab_size']:,}); prepare the data with the same tokenizer (`gptkit prepare SOURCE -t "
-            f"{src.tokenizer['spec']} -o DIR`), or train from scratch without --init_from")
-    block = model_cfg.block_size
-    if block > src.config.block_size:
-        raise ValueError(f"block_size={block} exceeds the {src.config.block_size} positions of --init_from {spec}; "
-                         f"pass --block_size={src.config.block_size} or less")
-    if block < src.config.block_size:
-        src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
-    src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
-    return src
+class Run:
+    """One training run of `cfg` on `backend`: set up (fresh, resumed, or from --init_from weights), then run()."""
 
+    def __init__(self, cfg: RunConfig, backend: Backend, resume: bool = False, overwrite: bool = False) -> None:
+        t = cfg.train
+        self.backend = backend
+        backend.setup(t)  # device, threads, process group: rank and world_size are known from here on
+        self.is_main = backend.rank == 0
+        self.data_dir = self._data_dir(t.data)
+        meta = load_meta(self.data_dir)
+        self.tok = data_tokenizer(self.data_dir)
+        self.cfg, init = setup.run_model_config(cfg, self.data_dir, meta, resume)
+        self.run_dir = cfg.run_dir
+        self.accum = setup.accumulation_steps(t, self.cfg.model.block_size, backend.world_size)
+        self.tokens_per_step = t.batch_size * self.cfg.model.block_size * backend.world_size * self.accum
+        backend.seed(t.seed)  # the same initial weights on every rank
+        backend.build(self.cfg.model, t, init.tensors if init else None, str(init.path) if init else "")
+        del init  # the source's weights are in the model now; hold them once
+        self.batches = setup.train_batches(self.data_dir, self.cfg, backend.rank, backend.world_size)
+        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
+        self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
+        if resume:
+            setup.check_run_tokenizer(self.run_dir, self.data_dir, meta)
+            self._restore()
+        else:
+            setup.check_fresh(self.run_dir, overwrite)
+            backend.seed(t.seed + backend.rank)  # dropout differs per rank
+        if self.is_main:
+            setup.start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
+        self._pending: list = []  # losses of the steps since the last read-back, still on the device
 
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl records past `step`: a resumed run writes them again."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
-def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
-    """The config of a run dir with `--key=value` overrides, refusing changes that break exact resume."""
-    from gptkit.config import parse_overrides
-
-    saved = ckpt.read_run_config(run_dir)
-    model_over, train_over = parse_overrides(overrides)
-    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE))
-    if bad:
-        raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
-                         f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
-    return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
-
-
-def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool):
-    """(the run's config with its model resolved, the --init_from source or None): the model shape comes from
-    init_from when starting fresh from one, else from the config with the data's vocab_size."""
-    if cfg.train.init_from and not resume:
-        init = init_source(cfg.train.init_from, cfg.model, data_dir, meta)
-        return replace(cfg, model=init.config), init
-    return replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"])), None
-
-
-def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
-    """The training batches of a rank: nanoGPT's random windows (seed + rank) or build-nanogpt's shard strides."""
-    from gptkit.loaders import RandomBatches, ShardedLoader
-
-    t, T = cfg.train, cfg.model.block_size
-    if t.loader == "sequential":
-        return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
-    return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
-
-
-def check_fresh(run_dir: Path, overwrite: bool) -> None:
-    """A new run never silently replaces another run's checkpoints and metrics."""
-    if not overwrite and any((run_dir / n).exists() for n in (ckpt.LAST, ckpt.BEST, METRICS)):
-        raise ValueError(f"{run_dir} already holds a run; continue it with `gptkit train --resume "
-                         f"{run_dir}`, pick another --out_dir, or replace it with --overwrite")
-
-
-def check_run_tokenizer(run_dir: Path, data_dir, meta: dict) -> None:
-    saved = ckpt.read_run_tokenizer_info(run_dir)
-    if saved.get("fingerprint") != meta["tokenizer"]["fingerprint"]:
-        raise ValueError(f"{data_dir} was prepared with another tokenizer than the run {run_dir} "
-                         f"({meta['tokenizer']['spec']!r} vs {saved.get('spec')!r}); resume with the run's data")
-
-
-def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite: bool) -> None:
-    """Create the run dir (clearing an old run's files when overwrite), copy the tokenizer, write config.json."""
-    if overwrite:
-        for name in (METRICS, ckpt.LAST, ckpt.BEST, "loss.png"):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tok_info = ckpt.save_run_tokenizer(run_dir, data_dir, meta)
-    ckpt.write_run_config(run_dir, cfg, tok_info)
-
-
-class RunLoop:
-    """The training loop both backends run: evaluate every eval_interval steps (and at the end), checkpoint,
-    stop on max_iters, max_seconds or Ctrl-C, show a progress bar, write metrics.jsonl and loss.png.
-
-    A backend's trainer sets cfg, run_dir, data_dir, step, best_val, elapsed0, tokens_per_step, is_main, and
-    provides train_step() -> loss, _eval_loss(x, y) -> float, save(name), sample_text() -> str,
-    _set_mode(train), _agree(code) -> code (the ranks' agreement; identity on one process) and
-    _mfu_figures() -> (peak, flops/step).
-    """
-
-    BACKEND = ""  # "torch" or "mlx": recorded in checkpoints; --resume continues with the backend that wrote one
+    def _data_dir(self, spec: str) -> Path:
+        """The data dir; a named one is prepared on first use by rank 0 while the other ranks wait."""
+        if self.is_main:
+            path = resolve_data_dir(spec)
+        self.backend.barrier()
+        return path if self.is_main else resolve_data_dir(spec)
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
 
-    def _resume_or_start(self, resume: bool, overwrite: bool, meta: dict) -> None:
-        """Counters at zero, then the last checkpoint (resume) or a check that the run dir holds no other run."""
-        self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
-        if resume:
-            check_run_tokenizer(self.run_dir, self.data_dir, meta)
-            self._resume()
-        else:
-            check_fresh(self.run_dir, overwrite)
-
-    def evaluate(self) -> dict[str, float]:
-        """Mean loss over eval_iters fixed batches (seed EVAL_SEED: the same at every evaluation, in both backends)
-        of each split, in eval mode."""
-        from gptkit.loaders import RandomBatches
-
-        self._set_mode(train=False)
-        out = {}
-        for split in ("train", "val"):
-            batches = RandomBatches(self.data_dir, split, self.cfg.train.batch_size, self.cfg.model.block_size,
-                                    seed=EVAL_SEED)
-            out[split] = sum(self._eval_loss(*next(batches)) for _ in range(self.cfg.train.eval_iters))
-            out[split] /= self.cfg.train.eval_iters
-        self._set_mode(train=True)
-        return out
-
-    def _diverged(self, value: float) -> TrainingDiverged:
-        """The error a non-finite training loss stops the run with (raised before the weights are updated)."""
-        return TrainingDiverged(
-            f"the training loss became {value} at step {self.step + 1}; stopped without updating the weights. "
-            f"The last good checkpoint ({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters")
-
-    def _checkpoint_meta(self, **backend_state) -> dict:
-        """The checkpoint header both backends write, plus the backend's own optimizer/RNG/loader state."""
-        return {"step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
-                "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
-                "backend": self.BACKEND, **backend_state}
-
-    def _read_last_checkpoint(self) -> tuple[Path, dict, dict]:
-        """(path, tensors, meta) of the run's last checkpoint, refusing another backend's or another model's."""
-        path = ckpt.checkpoint_path(self.run_dir, "last")
-        tensors, meta = ckpt.read_checkpoint(path)
-        written = meta.get("backend", "torch")
-        if written != self.BACKEND:
-            raise ValueError(f"{path} was written by the {written} backend; resume it with --backend {written} "
-                             "(weights move between backends; optimizer state does not)")
-        if meta["model"] != self.cfg.model.__dict__:
-            diff = {k: (v, self.cfg.model.__dict__.get(k)) for k, v in meta["model"].items()
-                    if self.cfg.model.__dict__.get(k) != v}
-            raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
-                             "resume with the run's own config, or start a new --out_dir")
-        return path, tensors, meta
-
-    def _restore_counters(self, meta: dict) -> None:
-        self.step, self.elapsed0 = meta["step"], meta["elapsed_s"]
-        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
-        truncate_metrics(self.run_dir / METRICS, self.step)
+    # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        from tqdm.auto import tqdm
-
+        """Train to max_iters (or until max_seconds or Ctrl-C), evaluating and checkpointing on the way."""
         t = self.cfg.train
-        main = self.is_main
         result = TrainResult(self.run_dir, self.step, best_val=self.best_val)
-        peak, flops_per_step = self._mfu_figures()
-        bar = tqdm(total=t.max_iters, initial=self.step, disable=not (main and t.progress), desc="train",
-                   unit="step", dynamic_ncols=True, file=sys.stderr)
-        self.t0 = time.perf_counter()
-        resumed_at = self.step
-        self._set_mode(train=True)
+        self.t0 = self._t_log = time.perf_counter()
+        self._bar = _progress_bar(t, self.step, self.is_main)
+        self._peak = self.backend.peak_flops(t.peak_flops) if self.is_main else None
         try:
             with Interrupt() as interrupt:
-                while True:
-                    at_end = self.step >= t.max_iters
-                    if (self.step % t.eval_interval == 0 or at_end) and not self.step == resumed_at > 0:
-                        result.evals.append(self._eval_and_save(bar))
-                    if at_end:
-                        break
-                    reason = self._stop_reason(interrupt)
-                    if reason:
-                        result.stopped = reason
-                        if reason == "time":
-                            result.evals.append(self._eval_and_save(bar))
-                        else:
-                            self.save(ckpt.LAST)
-                        break
-                    t_step = time.perf_counter()
-                    loss = self.train_step()
-                    result.losses.append(loss)
-                    dt = time.perf_counter() - t_step
-                    if self.step % t.log_interval == 0 or self.step == t.max_iters:
-                        post = {"loss": f"{loss:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
-                        if peak:
-                            post["mfu"] = f"{100 * flops_per_step / dt / peak:.1f}%"
-                        bar.set_postfix(post, refresh=False)
-                    bar.update(1)
+                stop = None
+                while stop is None:
+                    if self.step % t.eval_interval == 0 or self.step >= t.max_iters:
+                        self._evaluate(result)
+                    stop = StopReason.DONE if self.step >= t.max_iters else self._stop_reason(interrupt)
+                    if stop is None:
+                        self._pending.append(self.train_step())
+                        if self.step % t.log_interval == 0:
+                            self._read_losses(result)
+                        self._bar.update(1)
+                self._finish(stop, result)
         finally:
-            bar.close()
-            if main and (self.run_dir / METRICS).is_file():
+            self._bar.close()
+            if self.is_main and (self.run_dir / setup.METRICS).is_file():
                 from gptkit.plot import plot_metrics
 
-                plot_metrics(self.run_dir / METRICS, self.run_dir / "loss.png")
-        result.step, result.best_val = self.step, self.best_val
+                plot_metrics(self.run_dir / setup.METRICS, self.run_dir / setup.PLOT)
+        result.step, result.best_val, result.stopped = self.step, self.best_val, stop
         return result
 
-    def _stop_reason(self, interrupt: Interrupt) -> str:
-        """"interrupted" (Ctrl-C on any rank), "time" (max_seconds reached) or "" (go on)."""
-        code = 2.0 if interrupt.requested else 0.0
-        session = time.perf_counter() - self.t0  # this invocation's time, so a resumed run gets its own budget
-        if not code and self.cfg.train.max_seconds and session >= self.cfg.train.max_seconds:
-            code = 1.0
-        code = self._agree(code)
-        return {0.0: "", 1.0: "time", 2.0: "interrupted"}[code]
+    def train_step(self):
+        """One optimizer step over `accum` micro-batches; returns the backend's loss (still on the device)."""
+        batches = [next(self.batches) for _ in range(self.accum)]
+        loss = self.backend.train_step(self.step, batches, setup.lr_at(self.step, self.cfg.train))
+        self.step += 1
+        return loss
 
-    def _eval_and_save(self, bar) -> dict:
+    def _stop_reason(self, interrupt: Interrupt) -> StopReason | None:
+        """INTERRUPTED (Ctrl-C on any rank), TIME (max_seconds of this invocation, so a resumed run gets its own
+        budget) or None. Ranks agree at each log interval only, so that no step waits for a collective."""
+        if self.backend.world_size > 1 and self.step % self.cfg.train.log_interval:
+            return None
+        code = 2 if interrupt.requested else 0
+        limit = self.cfg.train.max_seconds
+        if not code and limit and time.perf_counter() - self.t0 >= limit:
+            code = 1
+        return {0: None, 1: StopReason.TIME, 2: StopReason.INTERRUPTED}[self.backend.agree(code)]
+
+    def _finish(self, stop: StopReason, result: TrainResult) -> None:
+        """A run stopped by time evaluates where it stopped; an interrupted one checkpoints without evaluating."""
+        if stop is StopReason.TIME:
+            self._evaluate(result)
+        elif stop is StopReason.INTERRUPTED:
+            self._read_losses(result)
+            self.save(ckpt.LAST)
+
+    def _read_losses(self, result: TrainResult) -> None:
+        """Bring the pending losses to the host in one transfer: check them, keep them, show the last one."""
+        if not self._pending:
+            return
+        values = self.backend.to_floats(self._pending)
+        first = self.step - len(values) + 1  # the 1-based step of values[0]
+        for k, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"the training loss became {value} at step {first + k}; stopped. The last good checkpoint "
+                    f"({self.run_dir / ckpt.LAST}) is kept; lower lr or raise warmup_iters")
+        result.losses += values
+        now = time.perf_counter()
+        dt = (now - self._t_log) / len(values)  # seconds per step, the device's time included
+        post = {"loss": f"{values[-1]:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
+        if self._peak:
+            flops = self.backend.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
+            post["mfu"] = f"{100 * flops / dt / self._peak:.1f}%"
+        self._bar.set_postfix(post, refresh=False)
+        self._pending, self._t_log = [], now
+
+    # -- evaluation and checkpoints ---------------------------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over eval_iters fixed batches (seed EVAL_SEED: the same at every evaluation, in every
+        backend) of each split."""
+        from gptkit.loaders import RandomBatches
+
+        t, T = self.cfg.train, self.cfg.model.block_size
+        out = {}
+        for split in ("train", "val"):
+            batches = RandomBatches(self.data_dir, split, t.batch_size, T, seed=EVAL_SEED)
+            out[split] = self.backend.eval_loss([next(batches) for _ in range(t.eval_iters)])
+        return out
+
+    def _evaluate(self, result: TrainResult) -> None:
+        """Evaluate, checkpoint (last, and best when val improved), append to metrics.jsonl, print a sample."""
+        if self.step == self.last_eval:
+            return
+        self._read_losses(result)  # a diverged run stops here, before its weights reach a checkpoint
         t = self.cfg.train
         losses = self.evaluate()
         record = {"step": self.step, "tokens": self.step * self.tokens_per_step, "elapsed_s": round(self.elapsed(), 3),
-                  "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr_at(max(self.step - 1, 0), t)}
+                  "train_loss": losses["train"], "val_loss": losses["val"], "lr": setup.lr_at(max(self.step - 1, 0), t)}
         improved = losses["val"] < self.best_val
         self.best_val = min(self.best_val, losses["val"])
         if self.step > 0:
             self.save(ckpt.LAST)
             if improved:
                 self.save(ckpt.BEST)
-        if self.is_main:
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if t.progress:
-                bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                          f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
-                if t.sample_tokens and self.step > 0:
-                    bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
-        return record
+        self.last_eval = self.step
+        result.evals.append(record)
+        if not self.is_main:
+            return
+        with open(self.run_dir / setup.METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if t.progress:
+            self._bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                            f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
+            if t.sample_tokens and self.step > 0:
+                self._bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
+        self._t_log = time.perf_counter()  # the next tok/s figure counts training time only
+
+    def sample_text(self) -> str:
+        """The prompt and sample_tokens tokens sampled from the model now (seed + step: never the training RNG)."""
+        t = self.cfg.train
+        prompt = self.tok.encode(t.sample_prompt) or [0]
+        ids = self.backend.sample(prompt, t.sample_tokens, seed=t.seed + self.step, temperature=SAMPLE_TEMPERATURE,
+                                  top_k=SAMPLE_TOP_K, stop_token=self.tok.eot_token)
+        return t.sample_prompt + "".join(self.tok.decode_stream(ids))
+
+    def save(self, name: str) -> None:
+        """Write a checkpoint (every rank must call this: each sends its RNG and loader state to rank 0)."""
+        ranks = self.backend.gather((self.batches.state_dict(), self.backend.rng_state()))
+        if not self.is_main:
+            return
+        tensors = _prefixed("model.", self.backend.weights())
+        optim, optim_meta = self.backend.optimizer_state()
+        tensors.update(_prefixed("optim.", optim))
+        for r, (_, rng) in enumerate(ranks):
+            tensors.update(_prefixed(f"rank{r}.", rng))
+        meta = {"step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
+                "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
+                "backend": self.backend.name, **optim_meta, "ranks": [{"loader": loader} for loader, _ in ranks]}
+        ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
+
+    def _restore(self) -> None:
+        """Weights, optimizer, this rank's RNG and data position, and the counters, from the last checkpoint."""
+        path = ckpt.checkpoint_path(self.run_dir, "last")
+        tensors, meta = ckpt.read_checkpoint(path)
+        self._check_resumable(path, meta)
+        r = self.backend.rank
+        self.backend.load_weights(_unprefixed("model.", tensors), str(path))
+        self.backend.load_optimizer_state(_unprefixed("optim.", tensors), meta)
+        self.backend.load_rng_state(_unprefixed(f"rank{r}.", tensors))
+        self.batches.load_state_dict(meta["ranks"][r]["loader"])
+        self.step, self.elapsed0, self.last_eval = meta["step"], meta["elapsed_s"], meta["step"]
+        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
+        setup.truncate_metrics(self.run_dir / setup.METRICS, self.step)
+
+    def _check_resumable(self, path: Path, meta: dict) -> None:
+        """Refuse a checkpoint of another backend, another model config or another number of processes."""
+        written = meta.get("backend", "torch")
+        if written != self.backend.name:
+            raise ValueError(f"{path} was written by the {written} backend; resume it with --backend {written} "
+                             "(weights move between backends; optimizer state does not)")
+        now = self.cfg.model.__dict__
+        if meta["model"] != now:
+            diff = {k: (v, now.get(k)) for k, v in meta["model"].items() if now.get(k) != v}
+            raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
+                             "resume with the run's own config, or start a new --out_dir")
+        if len(meta["ranks"]) != self.backend.world_size:
+            raise ValueError(f"{path} was written by {len(meta['ranks'])} process(es); resume with as many "
+                             f"(this run has {self.backend.world_size})")
+
+
+def _prefixed(prefix: str, tensors: dict) -> dict:
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: dict) -> dict:
+    """Example: ("model.", {"model.wte.weight": a, "optim.0.exp_avg": b}) -> {"wte.weight": a}"""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _progress_bar(t, step: int, is_main: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=t.max_iters, initial=step, disable=not (is_main and t.progress), desc="train", unit="step",
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def train_with(backend: Backend, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train (or, with resume=True, continue) the run `cfg` describes on `backend`; returns what happened.
+    A fresh run refuses a run dir that already holds a run unless overwrite=True."""
+    try:
+        return Run(cfg, backend, resume=resume, overwrite=overwrite).run()
+    finally:
+        backend.close()

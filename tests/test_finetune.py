@@ -8,9 +8,10 @@ import pytest
 
 from gptkit import checkpoint as ckpt
 from gptkit.cli import main
-from gptkit.train import Trainer, resume_config, train
+from gptkit.run_setup import resume_config
+from gptkit.train import train
 from gptkit.weights import model_tensors
-from test_train import tiny_run
+from test_train import tiny_run, trainer
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +25,12 @@ def test_init_from_a_run_dir_starts_where_it_ended(tmp_path, base_run):
     # another shape and dropout in this config: the shape comes from the source, dropout from here
     cfg = tiny_run(tmp_path, "ft", init_from=str(base_run.run_dir), max_iters=6, eval_interval=6, lr=1e-3)
     cfg = cfg.__class__(cfg.model.__class__(**{**cfg.model.__dict__, "n_embd": 64, "dropout": 0.1}), cfg.train, cfg.name)
-    tr = Trainer(cfg)
+    tr = trainer(cfg)
     assert (tr.cfg.model.n_embd, tr.cfg.model.dropout) == (32, 0.1)
     want, _ = ckpt.read_checkpoint(base_run.run_dir / ckpt.LAST, prefix="model.")
-    got = model_tensors(tr.model)
+    got = model_tensors(tr.backend.model)
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
-    assert tr.step == 0 and not tr.optimizer.state  # a new run: fresh optimizer and counters
+    assert tr.step == 0 and not tr.backend.optimizer.state  # a new run: fresh optimizer and counters
     result = tr.run()
     # the first evaluation (step 0) is the source's last one: same weights, same fixed eval batches
     assert result.evals[0]["val_loss"] == pytest.approx(base_run.evals[-1]["val_loss"], abs=1e-6)
@@ -40,13 +41,13 @@ def test_init_from_a_run_dir_starts_where_it_ended(tmp_path, base_run):
 def test_init_from_a_hf_folder_crops_positions_and_lowers_the_loss(tmp_path, tiny_gpt2_folder):
     cfg = tiny_run(tmp_path, "ft", data="shakespeare_gpt2", init_from=str(tiny_gpt2_folder), max_iters=8,
                    eval_interval=8, lr=3e-3, warmup_iters=0)
-    tr = Trainer(cfg)
+    tr = trainer(cfg)
     assert (tr.cfg.model.vocab_size, tr.cfg.model.block_size, tr.cfg.model.bias) == (50257, 16, True)
     from gptkit.hf import read_hf_gpt2
 
     _, hf = read_hf_gpt2(tiny_gpt2_folder)
-    assert np.array_equal(model_tensors(tr.model)["wpe.weight"], hf["wpe.weight"][:16])
-    assert np.array_equal(model_tensors(tr.model)["h.1.mlp.c_fc.weight"], hf["h.1.mlp.c_fc.weight"])
+    assert np.array_equal(model_tensors(tr.backend.model)["wpe.weight"], hf["wpe.weight"][:16])
+    assert np.array_equal(model_tensors(tr.backend.model)["h.1.mlp.c_fc.weight"], hf["h.1.mlp.c_fc.weight"])
     result = tr.run()
     first, last = result.evals[0]["val_loss"], result.evals[-1]["val_loss"]
     assert first > 10.0 and last < first - 0.2  # random tiny weights start near ln(50257) = 10.8
@@ -58,9 +59,9 @@ def test_init_from_a_hf_folder_crops_positions_and_lowers_the_loss(tmp_path, tin
 def test_tokenizer_mismatch_is_refused(tmp_path, base_run, tiny_gpt2_folder):
     with pytest.raises(ValueError, match=r"trained with tokenizer 'gpt2' \(vocab 50,257\), but .* prepared with "
                                          r"'char' \(vocab 65\); prepare the data with the same tokenizer"):
-        Trainer(tiny_run(tmp_path, "a", init_from=str(tiny_gpt2_folder)))
+        trainer(tiny_run(tmp_path, "a", init_from=str(tiny_gpt2_folder)))
     with pytest.raises(ValueError, match=r"trained with tokenizer 'char' \(vocab 65\)"):
-        Trainer(tiny_run(tmp_path, "b", data="shakespeare_gpt2", init_from=str(base_run.run_dir)))
+        trainer(tiny_run(tmp_path, "b", data="shakespeare_gpt2", init_from=str(base_run.run_dir)))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -68,7 +69,7 @@ def test_block_size_larger_than_the_source_is_refused(tmp_path, base_run):
     cfg = tiny_run(tmp_path, "ft", init_from=str(base_run.run_dir))
     cfg = cfg.__class__(cfg.model.__class__(**{**cfg.model.__dict__, "block_size": 32}), cfg.train, cfg.name)
     with pytest.raises(ValueError, match="block_size=32 exceeds the 16 positions.*--block_size=16 or less"):
-        Trainer(cfg)
+        trainer(cfg)
 
 
 def test_cli_init_from_with_space_separated_values(tmp_path, base_run, capsys):

@@ -16,12 +16,16 @@ mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip in
 
 from gptkit.cli import main  # noqa: E402
 from gptkit.mlx import model as mm  # noqa: E402
-from gptkit.mlx.train import Trainer as MlxTrainer  # noqa: E402
+from gptkit.mlx.train import MLXBackend  # noqa: E402
 from gptkit.mlx.train import train as mlx_train  # noqa: E402
-from gptkit.runs import resume_config  # noqa: E402
-from gptkit.train import Trainer as TorchTrainer  # noqa: E402
+from gptkit.run_setup import resume_config  # noqa: E402
+from gptkit.runs import Run  # noqa: E402
 from gptkit.weights import model_tensors  # noqa: E402
-from test_train import tiny_run  # noqa: E402
+from test_train import tiny_run, trainer  # noqa: E402
+
+
+def mlx_trainer(cfg, **kw) -> Run:
+    return Run(cfg, MLXBackend(), **kw)
 
 
 def _mlx_run(tmp_path, name="run", **kw):
@@ -32,24 +36,24 @@ def _mlx_run(tmp_path, name="run", **kw):
 @pytest.mark.parametrize("clip", [1.0, 0.0], ids=["clipped", "unclipped"])
 def test_optimizer_steps_from_the_same_state_give_the_same_weights(tmp_path, clip):
     kw = dict(loader="sequential", grad_clip=clip, weight_decay=0.1, lr=3e-3, warmup_iters=0)
-    tt = TorchTrainer(tiny_run(tmp_path, "torch", **kw))
-    xt = MlxTrainer(_mlx_run(tmp_path, "mlx", **kw))
-    mm.load_weights(xt.model, model_tensors(tt.model))
+    tt = trainer(tiny_run(tmp_path, "torch", **kw))
+    xt = mlx_trainer(_mlx_run(tmp_path, "mlx", **kw))
+    mm.load_weights(xt.backend.model, model_tensors(tt.backend.model))
     for _ in range(3):  # 3 steps: bias correction and the moments' history both matter
-        lt, lx = tt.train_step(), xt.train_step()
+        lt, lx = float(tt.train_step()), float(xt.train_step())
         assert lx == pytest.approx(lt, rel=1e-5)
-    want, got = model_tensors(tt.model), mm.model_tensors(xt.model)
+    want, got = model_tensors(tt.backend.model), mm.model_tensors(xt.backend.model)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], atol=2e-5, rtol=0, err_msg=k)
 
 
 def test_accumulation_equals_one_big_batch(tmp_path):
-    big = MlxTrainer(_mlx_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
-    acc = MlxTrainer(_mlx_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
-    mm.load_weights(acc.model, mm.model_tensors(big.model))
+    big = mlx_trainer(_mlx_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
+    acc = mlx_trainer(_mlx_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
+    mm.load_weights(acc.backend.model, mm.model_tensors(big.backend.model))
     assert acc.accum == 2
-    assert acc.train_step() == pytest.approx(big.train_step(), rel=1e-5)
-    a, b = mm.model_tensors(acc.model), mm.model_tensors(big.model)
+    assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
+    a, b = mm.model_tensors(acc.backend.model), mm.model_tensors(big.backend.model)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
 
@@ -91,4 +95,4 @@ def test_loss_falls_and_checkpoints_load_in_torch(tmp_path):
     model, src = load_model(tmp_path / "run")
     assert src.config.n_embd == 32 and model.num_params() > 0
     with pytest.raises(ValueError, match="written by the mlx backend; resume it with --backend mlx"):
-        TorchTrainer(tiny_run(tmp_path, "run", max_iters=50), resume=True)
+        trainer(tiny_run(tmp_path, "run", max_iters=50), resume=True)

@@ -12,16 +12,22 @@ import torch
 
 from gptkit import checkpoint as ckpt
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
-from gptkit.train import (Trainer, TrainingDiverged, accumulation_steps, configure_optimizer, lr_at, resume_config,
-                          train)
+from gptkit.run_setup import accumulation_steps, lr_at, resume_config
+from gptkit.runs import Run, TrainingDiverged
+from gptkit.train import TorchBackend, configure_optimizer, train
 from gptkit.weights import load_model
 
 
 def tiny_run(tmp_path, name="run", **train_kw) -> RunConfig:
     model = GPTConfig(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=32, gelu="exact")
     t = dict(data="shakespeare_char", out_dir=str(tmp_path / name), batch_size=4, max_iters=12, eval_interval=6,
-             eval_iters=2, warmup_iters=2, lr=3e-3, min_lr=3e-4, sample_tokens=0, progress=False, threads=1)
+             eval_iters=2, warmup_iters=2, lr=3e-3, min_lr=3e-4, sample_tokens=0, progress=False, threads=1,
+             dtype="float32")  # auto would pick bf16 on CPUs with AVX512-BF16, and these tests compare to 1e-6
     return RunConfig(model, TrainConfig(**{**t, **train_kw}), name="test")
+
+
+def trainer(cfg: RunConfig, **kw) -> Run:
+    return Run(cfg, TorchBackend(), **kw)
 
 
 def test_lr_schedule_docstring_example():
@@ -56,24 +62,24 @@ def test_accumulation_steps():
 
 def test_accumulation_equals_one_big_batch(tmp_path):
     # 2 micro-steps of 4 sequences == 1 step of 8 (sequential loader: the same 8 rows either way)
-    big = Trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
-    acc = Trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
+    big = trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
+    acc = trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
     assert acc.accum == 2
     for tr in (acc, big):  # keep the gradients: no update, no zeroing
-        tr.optimizer.step = lambda *a, **k: None
-        tr.optimizer.zero_grad = lambda *a, **k: None
-    la, lb = acc.train_step(), big.train_step()
-    for (name, pa), pb in zip(acc.model.named_parameters(), big.model.parameters()):
+        tr.backend.optimizer.step = lambda *a, **k: None
+        tr.backend.optimizer.zero_grad = lambda *a, **k: None
+    la, lb = float(acc.train_step()), float(big.train_step())
+    for (name, pa), pb in zip(acc.backend.model.named_parameters(), big.backend.model.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-5, msg=name)
     assert la == pytest.approx(lb, rel=1e-5)
 
 
 def test_accumulated_step_updates_like_one_big_batch(tmp_path):
-    big = Trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
-    acc = Trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
-    la, lb = acc.train_step(), big.train_step()
+    big = trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
+    acc = trainer(tiny_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
+    la, lb = float(acc.train_step()), float(big.train_step())
     assert la == pytest.approx(lb, rel=1e-5)
-    for (name, pa), pb in zip(acc.model.named_parameters(), big.model.parameters()):
+    for (name, pa), pb in zip(acc.backend.model.named_parameters(), big.backend.model.parameters()):
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=name)
 
 
@@ -111,7 +117,7 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
 
 
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
-    tr = Trainer(tiny_run(tmp_path, max_iters=50, eval_interval=100))
+    tr = trainer(tiny_run(tmp_path, max_iters=50, eval_interval=100))
     step = tr.train_step
 
     def step_then_ctrl_c():
@@ -136,14 +142,14 @@ def test_max_seconds_stops_with_an_eval(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
-    tr = Trainer(tiny_run(tmp_path, max_iters=20, eval_interval=5))
-    fwd = tr.fwd
+    tr = trainer(tiny_run(tmp_path, max_iters=20, eval_interval=5))
+    fwd = tr.backend.fwd
 
     def poisoned(x, y):
         logits, loss = fwd(x, y)
         return logits, loss * float("nan") if tr.step >= 7 else loss
 
-    tr.fwd = poisoned
+    tr.backend.fwd = poisoned
     with pytest.raises(TrainingDiverged, match="at step 8"):
         tr.run()
     _, meta = ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST)
@@ -156,7 +162,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
         resume_config(tmp_path / "run", ["--n_layer=2", "--lr=1e-2"])
     other = replace(tiny_run(tmp_path), model=replace(tiny_run(tmp_path).model, n_embd=64))
     with pytest.raises(ValueError, match="another model config"):
-        Trainer(other, resume=True)
+        trainer(other, resume=True)
 
 
 def test_truncated_checkpoint_is_a_clear_error_and_untouched(tmp_path):
@@ -165,7 +171,7 @@ def test_truncated_checkpoint_is_a_clear_error_and_untouched(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        Trainer(tiny_run(tmp_path, max_iters=12), resume=True)
+        trainer(tiny_run(tmp_path, max_iters=12), resume=True)
     assert path.read_bytes() == data[: len(data) // 2]
 
 
@@ -177,7 +183,7 @@ def test_truncated_checkpoint_is_a_clear_error_and_untouched(tmp_path):
 ])
 def test_bad_train_input(tmp_path, kw, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        Trainer(tiny_run(tmp_path, **kw))
+        trainer(tiny_run(tmp_path, **kw))
     assert not (tmp_path / "run").exists()
 
 
@@ -225,15 +231,15 @@ def test_resume_with_data_from_another_tokenizer(tmp_path):
     prepare([str(text)], "char", other, progress=False)
     cfg = tiny_run(tmp_path, max_iters=6, eval_interval=3)
     with pytest.raises(ValueError, match="another tokenizer"):
-        Trainer(replace(cfg, train=replace(cfg.train, data=str(other))), resume=True)
+        trainer(replace(cfg, train=replace(cfg.train, data=str(other))), resume=True)
 
 
 def test_compile_wraps_the_training_step_only(tmp_path, monkeypatch):
     # backend="eager" runs torch.compile's graph capture without the minutes of inductor codegen
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda m: compile_(m, backend="eager"))
-    tr = Trainer(tiny_run(tmp_path, max_iters=4, eval_interval=2, compile=True, sample_tokens=5))
-    assert tr.fwd is not tr.model and hasattr(tr.fwd, "_orig_mod")
+    tr = trainer(tiny_run(tmp_path, max_iters=4, eval_interval=2, compile=True, sample_tokens=5))
+    assert tr.backend.fwd is not tr.backend.model and hasattr(tr.backend.fwd, "_orig_mod")
     result = tr.run()
     tensors, _ = ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST, prefix="model.")
     assert result.step == 4 and not any("_orig_mod" in k for k in tensors)

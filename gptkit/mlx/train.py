@@ -1,6 +1,6 @@
-"""Training in MLX: `train(cfg)` runs the same loop as gptkit.train (runs.RunLoop: eval cadence, checkpoints,
-max_seconds, Ctrl-C, metrics.jsonl, loss.png) with the same config fields, data loaders, LR schedule and
-accumulation, on an MLX model. The micro-step's loss and gradients are always compiled with `mx.compile`.
+"""The MLX backend of a training run: `train(cfg)` runs gptkit.runs.Run (eval cadence, checkpoints, max_seconds,
+Ctrl-C, metrics.jsonl, loss.png, the LR schedule and accumulation) with MLXBackend, gptkit.backend.Backend in
+MLX. The micro-step's loss and gradients are always compiled with `mx.compile`.
 
 The optimizer is torch.optim.AdamW's update written out (bias-corrected moments, decoupled weight decay on
 parameters with >= 2 dims only, gptkit's decay groups), and clipping is torch's clip_grad_norm_, so one
@@ -13,21 +13,19 @@ One process (MLX has no DDP here); fp32. Never imports torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from gptkit import checkpoint as ckpt
-from gptkit.config import RunConfig, TrainConfig
-from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
+from gptkit.backend import Backend, Batch
+from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.mlx.model import build_model, load_weights, loss_fn, model_tensors
-from gptkit.mlx.sample import stream_text
-from gptkit.runs import (RunLoop, TrainResult, accumulation_steps, lr_at, run_model_config,
-                         start_run_dir, train_batches)
+from gptkit.mlx.sample import generate
+from gptkit.runs import TrainResult, train_with
 
 EPS = 1e-8  # torch.optim.AdamW's default
 
@@ -65,31 +63,21 @@ def clip_grad_norm(grads: dict[str, mx.array], max_norm: float) -> tuple[dict[st
     return {k: g * coef for k, g in grads.items()}, total
 
 
-class Trainer(RunLoop):
-    """One MLX run: set up from a RunConfig (fresh or resumed), then `run()`."""
+class MLXBackend(Backend):
+    """A GPT and torch's AdamW update in MLX, on one process."""
 
-    BACKEND = "mlx"
+    name = "mlx"
 
-    def __init__(self, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
-        t = cfg.train
-        self.data_dir = resolve_data_dir(t.data)
-        meta = load_meta(self.data_dir)
-        self.tok = data_tokenizer(self.data_dir)
-        self.cfg, init = run_model_config(cfg, self.data_dir, meta, resume)
-        self.is_main = True
-        self.run_dir = Path(t.out_dir or f"runs/{cfg.name}")
-        self.accum = accumulation_steps(t, cfg.model.block_size, 1)
-        self.tokens_per_step = t.batch_size * cfg.model.block_size * self.accum
-        mx.random.seed(t.seed)
-        self.model = build_model(self.cfg.model)
+    def seed(self, seed: int) -> None:
+        mx.random.seed(seed)
+
+    def build(self, model: GPTConfig, t: TrainConfig, init: dict[str, np.ndarray] | None, source: str) -> None:
+        self.model = build_model(model)
         if init is not None:
-            load_weights(self.model, init.tensors, source=str(init.path))
-            init.tensors = {}
+            load_weights(self.model, init, source=source)
         self.optimizer = AdamW(t)
-        self.train_batches = train_batches(self.data_dir, self.cfg)
-        self._resume_or_start(resume, overwrite, meta)
+        self.seed0, self.grad_clip = t.seed, t.grad_clip
         self._grad = self._grad_fn()
-        start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
 
     def _grad_fn(self):
         """(loss, grads) of a micro-batch, compiled with the model's parameters and the RNG (dropout) as state.
@@ -102,77 +90,58 @@ class Trainer(RunLoop):
         state = [self.model.state, mx.random.state]
         return partial(mx.compile, inputs=state, outputs=state)(fn)
 
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def save(self, name: str) -> None:
-        tensors = {f"model.{k}": v for k, v in model_tensors(self.model).items()}
-        for k, (m, v) in self.optimizer.state.items():
-            tensors[f"optim.{k}.exp_avg"] = np.array(m)
-            tensors[f"optim.{k}.exp_avg_sq"] = np.array(v)
-        meta = self._checkpoint_meta(optimizer_step=self.optimizer.step,
-                                     ranks=[{"loader": self.train_batches.state_dict()}])
-        ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
-
-    def _resume(self) -> None:
-        path, tensors, meta = self._read_last_checkpoint()
-        load_weights(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
-        for k in tensors:
-            if k.startswith("optim.") and k.endswith(".exp_avg"):
-                name = k[len("optim."):-len(".exp_avg")]
-                self.optimizer.state[name] = (mx.array(tensors[k]), mx.array(tensors[f"optim.{name}.exp_avg_sq"]))
-        self.optimizer.step = meta["optimizer_step"]
-        self.train_batches.load_state_dict(meta["ranks"][0]["loader"])
-        self._restore_counters(meta)
-
-    # -- steps ------------------------------------------------------------------------------------
-
-    def train_step(self) -> float:
-        t = self.cfg.train
-        lr = lr_at(self.step, t)
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> mx.array:
         total, acc = 0.0, None
-        for micro in range(self.accum):
+        for micro, (x, y) in enumerate(batches):
             # dropout's randomness is a function of (seed, step, micro-step), so a resumed run draws the same masks
             # (MLX's global RNG state cannot be set back from a checkpoint)
-            mx.random.seed((t.seed * 1_000_003 + self.step * 1_009 + micro) % 2**32)
-            x, y = (mx.array(a.astype(np.int32)) for a in next(self.train_batches))
-            loss, grads = self._grad(x, y)
+            mx.random.seed((self.seed0 * 1_000_003 + step * 1_009 + micro) % 2**32)
+            loss, grads = self._grad(mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32)))
             grads = dict(tree_flatten(grads))
             acc = grads if acc is None else {k: acc[k] + g for k, g in grads.items()}
             total = total + loss
-        value = (total / self.accum).item()
-        if not math.isfinite(value):
-            raise self._diverged(value)
-        grads = {k: g / self.accum for k, g in acc.items()}
-        if t.grad_clip > 0:
-            grads, _ = clip_grad_norm(grads, t.grad_clip)
+        grads = {k: g / len(batches) for k, g in acc.items()}
+        if self.grad_clip > 0:
+            grads, _ = clip_grad_norm(grads, self.grad_clip)
         params = dict(tree_flatten(self.model.trainable_parameters()))
         self.model.update(tree_unflatten(list(self.optimizer.update(params, grads, lr).items())))
-        mx.eval(self.model.parameters(), [s for pair in self.optimizer.state.values() for s in pair])
-        self.step += 1
-        return value
+        loss = total / len(batches)
+        mx.eval(loss, self.model.parameters(), [s for pair in self.optimizer.state.values() for s in pair])
+        return loss
 
-    def _eval_loss(self, x: np.ndarray, y: np.ndarray) -> float:
-        return loss_fn(self.model, mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))).item()
+    def eval_loss(self, batches: Sequence[Batch]) -> float:
+        self.model.train(False)
+        losses = [loss_fn(self.model, mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))) for x, y in batches]
+        self.model.train(True)
+        return sum(mx.stack(losses).tolist()) / len(losses)
 
-    def sample_text(self) -> str:
-        t = self.cfg.train
-        prompt = self.tok.encode(t.sample_prompt) or [0]
-        text = "".join(stream_text(self.model, self.tok, prompt, t.sample_tokens, temperature=0.8, top_k=200,
-                                   seed=t.seed + self.step))
-        return t.sample_prompt + text
+    def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
+               stop_token: int | None) -> list[int]:
+        stream = generate(self.model, mx.array([prompt]), max_new_tokens, temperature=temperature, top_k=top_k,
+                          seed=seed, stop_token=stop_token)
+        return [int(nxt[0].item()) for nxt in stream]
 
-    # -- hooks of runs.RunLoop ----------------------------------------------------------------------
+    def weights(self) -> dict[str, np.ndarray]:
+        return model_tensors(self.model)
 
-    def _set_mode(self, train: bool) -> None:
-        self.model.train(train)
+    def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
+        load_weights(self.model, tensors, source)
 
-    def _agree(self, code: float) -> float:
-        return code
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """`<param name>.exp_avg` / `.exp_avg_sq` arrays + the step count."""
+        tensors = {}
+        for k, (m, v) in self.optimizer.state.items():
+            tensors[f"{k}.exp_avg"], tensors[f"{k}.exp_avg_sq"] = np.array(m), np.array(v)
+        return tensors, {"optimizer_step": self.optimizer.step}
 
-    def _mfu_figures(self) -> tuple[None, float]:
-        return None, 0.0
+    def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        for k in tensors:
+            if k.endswith(".exp_avg"):
+                name = k.removesuffix(".exp_avg")
+                self.optimizer.state[name] = (mx.array(tensors[k]), mx.array(tensors[f"{name}.exp_avg_sq"]))
+        self.optimizer.step = meta["optimizer_step"]
 
 
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train (or continue) the run `cfg` describes with MLX; see gptkit.train.train."""
-    return Trainer(cfg, resume=resume, overwrite=overwrite).run()
+    return train_with(MLXBackend(), cfg, resume=resume, overwrite=overwrite)
