@@ -3,7 +3,8 @@
     python bench/train.py                    # nanogpt_cpu (fp32, bf16) + the default preset
     python bench/train.py --runs shakespeare_char_long    # any presets, by name
 
-For each run: ms per optimizer step (training steps only, evaluation excluded), tokens/s, the final val
+For each run: ms per optimizer step (training steps only, evaluation excluded; on the CPU a step is synchronous,
+so timing Run.train_step is exact), tokens/s, the final val
 loss, the wall time (evaluations included) and the first elapsed second at which val loss <= --target.
 
 The reference is nanoGPT's own figures for the same recipe, from its README command on
@@ -35,9 +36,10 @@ def run_one(preset: str, overrides: list[str], out_dir: str) -> dict:
     code = (
         "import json, sys, time\n"
         "from gptkit.config import load_run_config\n"
-        "from gptkit.train import Trainer\n"
+        "from gptkit.runs import Run\n"
+        "from gptkit.train import TorchBackend\n"
         "cfg = load_run_config(sys.argv[1], sys.argv[2:])\n"
-        "tr = Trainer(cfg)\n"
+        "tr = Run(cfg, TorchBackend())\n"
         "step_times = []\n"
         "inner = tr.train_step\n"
         "def timed():\n"
@@ -45,7 +47,7 @@ def run_one(preset: str, overrides: list[str], out_dir: str) -> dict:
         "tr.train_step = timed\n"
         "t = time.perf_counter(); r = tr.run(); wall = time.perf_counter() - t\n"
         "print(json.dumps({'wall_s': wall, 'step_s': step_times, 'evals': r.evals,\n"
-        "                  'tokens_per_step': tr.tokens_per_step, 'dtype': str(tr.dtype)}))\n"
+        "                  'tokens_per_step': tr.tokens_per_step, 'dtype': str(tr.backend.dtype)}))\n"
     )
     args = [sys.executable, "-c", code, preset, f"--out_dir={out_dir}", "--progress=false", "--sample_tokens=0", *overrides]
     done = subprocess.run(args, capture_output=True, text=True)

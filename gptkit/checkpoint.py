@@ -22,6 +22,8 @@ import numpy as np
 
 from gptkit.config import GPTConfig, RunConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
+from gptkit.hf import read_hf_gpt2
+from gptkit.hub import HUB_MODELS, resolve_pretrained
 
 FORMAT = "gptkit-checkpoint"
 VERSION = 1
@@ -54,10 +56,18 @@ def read_checkpoint(path: str | os.PathLike, prefix: str = "") -> tuple[dict[str
                 raise ValueError(f"{path} is a safetensors file, but not a gptkit checkpoint")
             if meta.get("version") != VERSION:
                 raise ValueError(f"{path}: checkpoint version {meta.get('version')}, this gptkit reads {VERSION}")
-            tensors = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            tensors = {name: f.get_tensor(key) for name, key in strip_prefix(prefix, {k: k for k in f.keys()}).items()}
     except (SafetensorError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
     return tensors, meta
+
+
+def strip_prefix(prefix: str, tensors: dict) -> dict:
+    """The entries whose names start with prefix, without it.
+
+    Example: ("model.", {"model.wte.weight": a, "optim.0.exp_avg": b}) -> {"wte.weight": a}
+    """
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def check_tensor_shapes(want: dict[str, tuple], tensors: dict[str, np.ndarray], source: str) -> None:
@@ -112,10 +122,14 @@ class ModelSource:
         from gptkit.tokenizer import get_tokenizer, load_tokenizer
 
         t = self.tokenizer
+        if not (t["file"] or t["spec"]):
+            raise ValueError(f"{self.path}: a HF folder with vocab_size {self.config.vocab_size:,} and no tokenizer "
+                             f"gptkit reads; gptkit takes the tokenizer of HF folders with GPT-2's vocabulary "
+                             f"({GPT2_VOCAB_SIZE:,} tokens) only")
         return load_tokenizer(self.base / t["file"]) if t["file"] else get_tokenizer(t["spec"])
 
 
-GPT2_VOCAB = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this vocabulary means OpenAI's GPT-2 BPE
+GPT2_VOCAB_SIZE = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this vocabulary means OpenAI's GPT-2 BPE
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -129,15 +143,12 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSource:
     """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 folder /
-    GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's."""
+    GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's when its vocabulary is (else load_tokenizer refuses)."""
     if is_run_dir(spec):
         if which == "auto":
             which = "best" if (Path(spec) / BEST).is_file() else "last"
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
-    from gptkit.hf import read_hf_gpt2
-    from gptkit.hub import HUB_MODELS, resolve_pretrained
-
     p = Path(spec)
     if p.is_dir() and not (p / CONFIG).is_file():
         raise ValueError(f"{p} is not a gptkit run dir nor a HF GPT-2 folder (no {CONFIG}); give the --out_dir of a "
@@ -146,10 +157,8 @@ def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSour
         raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name ({', '.join(HUB_MODELS)})")
     folder = resolve_pretrained(spec)
     config, tensors = read_hf_gpt2(folder)
-    if config.vocab_size != GPT2_VOCAB:
-        raise ValueError(f"{folder}: a HF folder with vocab_size {config.vocab_size:,}; gptkit reads HF folders with "
-                         f"GPT-2's tokenizer ({GPT2_VOCAB:,} tokens) only")
-    return ModelSource(config, tensors, folder, {"spec": "gpt2", "file": None, "fingerprint": None}, folder)
+    spec = "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None
+    return ModelSource(config, tensors, folder, {"spec": spec, "file": None, "fingerprint": None}, folder)
 
 
 def _read_config_doc(run_dir: str | os.PathLike) -> dict:
@@ -187,11 +196,3 @@ def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:
     if not doc.get("tokenizer"):
         raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
     return doc["tokenizer"]
-
-
-def load_run_tokenizer(run_dir: str | os.PathLike):
-    """The tokenizer a run was trained with."""
-    from gptkit.tokenizer import get_tokenizer, load_tokenizer
-
-    t = read_run_tokenizer_info(run_dir)
-    return load_tokenizer(Path(run_dir) / t["file"]) if t["file"] else get_tokenizer(t["spec"])

@@ -6,7 +6,8 @@ weights as (in, out), the transpose of nn.Linear's (out, in). HF's `attn.bias` /
 causal-mask buffers, not weights, and are dropped. numpy + safetensors; torch only to read a legacy .bin.
 
 `write_hf_gpt2` goes the other way: a folder that `transformers.GPT2LMHeadModel.from_pretrained` loads.
-Names ("gpt2" ... "gpt2-xl") become folders in gptkit.hub (HF cache, gptkit's cache, or a download).
+Not here: names ("gpt2" ... "gpt2-xl"), which gptkit.hub turns into folders (HF cache, gptkit's cache, or a
+download) before this module reads them.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def _read_tensors(folder: Path) -> dict[str, np.ndarray]:
 
 
 def read_hf_gpt2(folder: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.ndarray]]:
-    """(config, weights by gptkit name, fp32, Conv1D transposed) from a HF GPT-2 folder or a GPT-2 name
-    ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": see gptkit.hub)."""
-    from gptkit.hub import resolve_pretrained
-
-    folder = resolve_pretrained(folder)
+    """(config, weights by gptkit name, fp32, Conv1D transposed) from a HF GPT-2 folder (a name such as "gpt2"
+    becomes a folder in gptkit.hub; gptkit.checkpoint.read_model_source takes either)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder; give a HF GPT-2 folder (config.json + model.safetensors)")
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} has no config.json; is it a HF GPT-2 folder?")
     config = config_from_hf(json.loads((folder / "config.json").read_text(encoding="utf-8")))

@@ -6,8 +6,9 @@ wte, GPT-2's init. Parameter names follow OpenAI's checkpoint without the `trans
 plus Conv1D transposes. Attention runs through `scaled_dot_product_attention` (flash kernels on GPUs);
 the explicit masked softmax of the lecture is kept (`attention="explicit"`) and tested to agree.
 
-Not here: I/O, printing, optimizers, sampling (see gptkit.sample), data. The only link to the
-tokenizer is `config.vocab_size`; padded rows (`pad_vocab_to`) are sliced off the logits, so a padded
+Not here: I/O (weights from files and hubs: gptkit.weights.from_pretrained), printing, optimizers, sampling (see
+gptkit.sample), data. The model module imports only gptkit.config. The only link to the tokenizer is
+`config.vocab_size`; padded rows (`pad_vocab_to`) are sliced off the logits, so a padded
 id can never be sampled or enter the loss.
 """
 
@@ -177,19 +178,6 @@ class GPT(nn.Module):
             cache.pos += T
         logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
         return logits, _loss(logits, targets)
-
-    @classmethod
-    def from_pretrained(cls, path: str, attention: str = "sdpa") -> GPT:
-        """OpenAI's GPT-2 by name ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": HF cache, else downloaded) or a
-        Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin). The lookup, reading and
-        name map live in gptkit.hub and gptkit.hf; this is the model-side entry point."""
-        from gptkit.hf import read_hf_gpt2
-        from gptkit.weights import load_weights
-
-        config, tensors = read_hf_gpt2(path)
-        model = cls(config, attention)
-        load_weights(model, tensors, source=str(path))
-        return model
 
     def new_cache(self, batch_size: int) -> KVCache:
         p = next(self.parameters())

@@ -268,9 +268,9 @@ class Run:
         tensors, meta = ckpt.read_checkpoint(path)
         self._check_resumable(path, meta)
         r = self.backend.rank
-        self.backend.load_weights(_unprefixed("model.", tensors), str(path))
-        self.backend.load_optimizer_state(_unprefixed("optim.", tensors), meta)
-        self.backend.load_rng_state(_unprefixed(f"rank{r}.", tensors))
+        self.backend.load_weights(ckpt.strip_prefix("model.", tensors), str(path))
+        self.backend.load_optimizer_state(ckpt.strip_prefix("optim.", tensors), meta)
+        self.backend.load_rng_state(ckpt.strip_prefix(f"rank{r}.", tensors))
         self.batches.load_state_dict(meta["ranks"][r]["loader"])
         self.step, self.elapsed0, self.last_eval = meta["step"], meta["elapsed_s"], meta["step"]
         self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
@@ -294,11 +294,6 @@ class Run:
 
 def _prefixed(prefix: str, tensors: dict) -> dict:
     return {prefix + k: v for k, v in tensors.items()}
-
-
-def _unprefixed(prefix: str, tensors: dict) -> dict:
-    """Example: ("model.", {"model.wte.weight": a, "optim.0.exp_avg": b}) -> {"wte.weight": a}"""
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _progress_bar(t, step: int, is_main: bool):

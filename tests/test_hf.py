@@ -8,6 +8,7 @@ import torch
 from gptkit.hf import gptkit_name, read_hf_gpt2
 from gptkit.model import GPT
 from gptkit.sample import generate
+from gptkit.weights import from_pretrained
 
 transformers = pytest.importorskip("transformers", reason="test dependency: pip install -e '.[dev]'")
 
@@ -27,7 +28,7 @@ def _hf_model(tmp_path, safe=True, **kw):
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "pytorch_model.bin"])
 def test_logits_and_greedy_ids_match_transformers(tmp_path, safe):
     hf = _hf_model(tmp_path, safe)
-    ours = GPT.from_pretrained(tmp_path / "hf").eval()
+    ours = from_pretrained(tmp_path / "hf").eval()
     assert ours.num_params() == hf.num_parameters()
     idx = torch.randint(0, 101, (2, 20))
     with torch.no_grad():
@@ -72,7 +73,7 @@ def test_wrong_shapes_name_the_tensor(tmp_path):
     doc["n_positions"] = 64
     (tmp_path / "hf" / "config.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="wpe.weight has shape"):
-        GPT.from_pretrained(tmp_path / "hf")
+        from_pretrained(tmp_path / "hf")
 
 
 def test_unsupported_activation(tmp_path):
@@ -94,7 +95,7 @@ def test_export_round_trip_through_transformers(tmp_path):
     with torch.no_grad():
         assert (ours(idx)[0] - hf(idx).logits).abs().max().item() < 1e-4
     _assert_same_greedy_ids(ours, hf, idx[:1, :4])
-    back = GPT.from_pretrained(tmp_path / "out")
+    back = from_pretrained(tmp_path / "out")
     assert back.wte.weight.shape[0] == 101  # the padding rows never leave gptkit
 
 
@@ -129,3 +130,13 @@ def test_param_counts_of_the_four_presets_equal_transformers(preset):
         ours = GPT(config).num_params()
         theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config_to_hf(config))).num_parameters()
     assert ours == theirs == HF_COUNTS[preset]
+
+
+def test_a_folder_of_another_vocabulary_loads_but_has_no_tokenizer(tmp_path):
+    from gptkit.weights import load_model
+
+    _hf_model(tmp_path)
+    model, src = load_model(tmp_path / "hf")  # the weights are fine: a model needs no tokenizer
+    assert model.config.vocab_size == 101
+    with pytest.raises(ValueError, match="vocab_size 101 and no tokenizer gptkit reads"):
+        src.load_tokenizer()  # sample, eval and --init_from need one

@@ -96,7 +96,7 @@ def test_a_third_backend_resumes_exactly(tmp_path):
     first = train_with(NumpyBigram(), bigram_run(tmp_path, "parts", max_iters=5))
     rest = train_with(NumpyBigram(), resume_config(tmp_path / "parts", ["--max_iters=8"]), resume=True)
     assert first.losses + rest.losses == whole.losses  # data position and optimizer state came back
-    assert [e["step"] for e in rest.evals] == [6, 8] and rest.best_val == whole.best_val
+    assert [(e["step"], e["val_loss"]) for e in rest.evals] == [(e["step"], e["val_loss"]) for e in whole.evals[-2:]]
     with pytest.raises(ValueError, match="written by the numpy backend; resume it with --backend numpy"):
         Run(resume_config(tmp_path / "parts", []), FakeTorch(), resume=True)
 
