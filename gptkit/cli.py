@@ -228,7 +228,7 @@ def _sample_mlx(args) -> int:
     from gptkit.mlx import require_mlx
 
     require_mlx()
-    from gptkit.mlx.model import load_model
+    from gptkit.mlx.weights import load_model
     from gptkit.mlx.sample import stream_text
 
     model, src = load_model(args.run_dir, args.checkpoint or "auto")

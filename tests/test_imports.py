@@ -1,4 +1,6 @@
-"""`import gptkit` is cheap and side-effect free, and module imports follow DESIGN.md's direction."""
+"""The structure DESIGN.md asks for, checked from the source: `import gptkit` is cheap and side-effect free, the
+module import graph (module- and function-level imports alike) has no cycle, the torch-free modules stay
+torch-free, the model knows only its config, and no module or function outgrows its size."""
 
 import ast
 import subprocess
@@ -8,67 +10,124 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "gptkit"
+MODULES = {".".join(("gptkit", *p.relative_to(PKG).with_suffix("").parts)).removesuffix(".__init__"): p
+           for p in sorted(PKG.rglob("*.py"))}
 STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub"}
-NO_TORCH = {"bpe", "files", "datasets", "config", "hub", "runs", "hellaswag", "tokenizer", "simple_tokenizers", "pretrained", "data", "checkpoint",
-            "loaders", "parallel", "plot"}
-# The model knows only its config (DESIGN: "The model imports neither data nor tokenizer").
-# GPT.from_pretrained imports the HF reader and the checked weight loader inside the method (no I/O at import).
-GPTKIT_IMPORTS = {"model": {"gptkit.config", "gptkit.hf", "gptkit.weights"}, "sample": {"gptkit.config"},
-                  "runtime": set()}
+# Modules the MLX backend and the tokenizer/data tools use: neither they nor anything they import needs torch.
+NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "files", "hellaswag", "hf", "hub",
+            "loaders", "parallel", "plot", "pretrained", "run_setup", "runs", "simple_tokenizers", "tokenizer"}
+LAZY_TORCH = {"gptkit.hf"}  # imports torch inside one function, to read a legacy pytorch_model.bin only
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60
 
 
-def _gptkit_imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gptkit"):
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.startswith("gptkit")}
-    return names
-
-
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at module level?) for every import in a file, gptkit's submodules resolved."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            out += [(a.name, id(node) in top) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            out.append((node.module, id(node) in top))
+            out += [(f"{node.module}.{a.name}", id(node) in top) for a in node.names
+                    if f"{node.module}.{a.name}" in MODULES]  # from gptkit import checkpoint
+    return out
+
+
+GRAPH = {m: {name for name, _ in _imports(p) if name in MODULES and name != m} for m, p in MODULES.items()}
+for _m in GRAPH:  # a package's __init__ is imported with its submodules; it imports nothing heavy (tested below)
+    GRAPH[_m].discard("gptkit")
+    GRAPH[_m].discard("gptkit.mlx")
+
+
+def _cycle() -> list[str] | None:
+    """A cycle in GRAPH as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m, path):
+        state[m] = 1
+        for n in sorted(GRAPH[m]):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state and (found := visit(n, path + [n])):
+                return found
+        state[m] = 2
+        return None
+
+    for m in sorted(GRAPH):
+        if m not in state and (found := visit(m, [m])):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    assert _cycle() is None, f"import cycle: {' -> '.join(_cycle())}"
+
+
+def test_the_cycle_finder_finds_a_cycle(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "GRAPH", {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
+    assert _cycle() == ["a", "b", "c", "a"]
 
 
 def test_import_gptkit_pulls_no_heavy_modules():
     code = "import sys, gptkit; print(sorted(m for m in ('torch', 'mlx', 'numpy', 'tqdm') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert (r.returncode, r.stdout.strip()) == (0, "[]")
+    assert (r.returncode, r.stdout.strip()) == (0, "[]"), r.stderr
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in PKG.glob("*.py")))
-def test_dependency_direction(module):
-    imported = _imports(PKG / f"{module}.py")
-    if module in STDLIB_ONLY:
-        third_party = imported - set(sys.stdlib_module_names) - {"gptkit", "__future__"}
-        assert not third_party, f"{module} must use the standard library only, imports {third_party}"
-    if module in NO_TORCH:
-        assert not imported & {"torch", "mlx"}, f"{module} must not import torch or mlx"
-    if module in GPTKIT_IMPORTS:
-        extra = _gptkit_imports(PKG / f"{module}.py") - GPTKIT_IMPORTS[module]
-        assert not extra, f"{module} must not import {extra}"
+def _closure(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for n in GRAPH[todo.pop()] - seen:
+            seen.add(n)
+            todo.append(n)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(NO_TORCH))
+def test_torch_free_modules_stay_torch_free(name):
+    module = f"gptkit.{name}"
+    for m in {module} | _closure(module):
+        heavy = {i.split(".")[0] for i, top in _imports(MODULES[m]) if top or m not in LAZY_TORCH} & {"torch", "mlx"}
+        assert not heavy, f"{module} must not need torch or mlx, but {m} (imported by it) imports {heavy}"
+
+
+@pytest.mark.parametrize("name", sorted(STDLIB_ONLY))
+def test_stdlib_only_modules(name):
+    third_party = {i.split(".")[0] for i, _ in _imports(MODULES[f"gptkit.{name}"])}
+    third_party -= set(sys.stdlib_module_names) | {"gptkit", "__future__"}
+    assert not third_party, f"gptkit.{name} must use the standard library only, imports {third_party}"
+
+
+def test_the_model_imports_only_its_config():
+    # DESIGN: "The model imports neither data nor tokenizer"; files and hubs are gptkit.weights' business
+    assert GRAPH["gptkit.model"] == GRAPH["gptkit.mlx.model"] == {"gptkit.config"}
+    assert GRAPH["gptkit.sample"] <= {"gptkit.config"} and not GRAPH["gptkit.runtime"]
 
 
 def test_public_torch_names_are_lazy():
-    code = ("import sys, gptkit; assert 'torch' not in sys.modules; from gptkit import GPT, GPTConfig; "
-            "print(GPT.__module__, GPTConfig.__module__)")
+    code = ("import sys, gptkit; assert 'torch' not in sys.modules; from gptkit import GPT, GPTConfig, from_pretrained; "
+            "print(GPT.__module__, GPTConfig.__module__, from_pretrained.__module__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert (r.returncode, r.stdout.split()) == (0, ["gptkit.model", "gptkit.config"]), r.stderr
+    assert (r.returncode, r.stdout.split()) == (0, ["gptkit.model", "gptkit.config", "gptkit.weights"]), r.stderr
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in (PKG / "mlx").glob("*.py")))
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gptkit.mlx")))
 def test_mlx_backend_never_imports_torch(module):
-    imported = _imports(PKG / "mlx" / f"{module}.py")
-    assert "torch" not in imported, f"gptkit.mlx.{module} must not import torch"
+    assert "torch" not in {i.split(".")[0] for i, _ in _imports(MODULES[module])}
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in PKG.glob("*.py")))
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("gptkit.mlx")))
 def test_torch_side_never_imports_mlx(module):
-    assert "mlx" not in _imports(PKG / f"{module}.py"), f"gptkit.{module} must not import mlx (gptkit.mlx does)"
+    assert "mlx" not in {i.split(".")[0] for i, _ in _imports(MODULES[module])}, f"{module} must not import mlx"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_sizes(module):
+    """DESIGN: a module past ~400 lines or a function past ~60 is asking to be split (hard limits 450 and 60)."""
+    source = MODULES[module].read_text()
+    assert source.count("\n") <= MAX_MODULE_LINES, f"{module} has {source.count(chr(10))} lines"
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {long}"

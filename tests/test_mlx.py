@@ -17,6 +17,7 @@ mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip in
 
 from gptkit.config import GPTConfig  # noqa: E402
 from gptkit.mlx import model as mm  # noqa: E402
+from gptkit.mlx import weights as mw  # noqa: E402
 from gptkit.mlx import sample as ms  # noqa: E402
 from gptkit.model import build_model  # noqa: E402
 from gptkit.sample import filter_logits, generate  # noqa: E402
@@ -39,7 +40,7 @@ def pair(config, seed=0):
         for p in tm.parameters():
             p.add_(0.05 * torch.randn_like(p))
     xm = mm.build_model(config)
-    mm.load_weights(xm, model_tensors(tm))
+    mw.load_weights(xm, model_tensors(tm))
     xm.eval()
     return tm, xm
 
@@ -53,7 +54,7 @@ def test_same_weights_same_logits(name):
     got = np.array(xm(mx.array(idx)))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-    assert mm.model_tensors(xm).keys() == model_tensors(tm).keys()
+    assert mw.model_tensors(xm).keys() == model_tensors(tm).keys()
 
 
 def test_param_names_counts_and_init_scale_match_torch():
@@ -61,7 +62,7 @@ def test_param_names_counts_and_init_scale_match_torch():
     xm = mm.build_model(config)
     tm = build_model(config)
     assert xm.num_params() == tm.num_params()
-    w = mm.model_tensors(xm)
+    w = mw.model_tensors(xm)
     assert abs(w["h.0.mlp.c_fc.weight"].std() - 0.02) < 0.002
     assert abs(w["h.1.attn.c_proj.weight"].std() - 0.02 / np.sqrt(4)) < 0.002  # residual projections: 1/sqrt(2L)
     assert (w["h.0.ln_1.weight"] == 1).all() and (w["h.0.attn.c_attn.bias"] == 0).all()
@@ -112,13 +113,13 @@ def test_seeded_sampling_is_repeatable_and_stops_at_the_stop_token():
 
 def test_weights_that_do_not_fit_name_the_tensor():
     xm = mm.build_model(CONFIGS["nanogpt-char"])
-    w = mm.model_tensors(xm)
+    w = mw.model_tensors(xm)
     w["h.1.mlp.c_fc.weight"] = np.zeros((3, 3), np.float32)
     with pytest.raises(ValueError, match=r"tensor h.1.mlp.c_fc.weight has shape \(3, 3\), the model needs \(128, 32\)"):
-        mm.load_weights(xm, w)
+        mw.load_weights(xm, w)
     del w["h.1.mlp.c_fc.weight"]
     with pytest.raises(ValueError, match=r"missing \['h.1.mlp.c_fc.weight'\]"):
-        mm.load_weights(xm, w)
+        mw.load_weights(xm, w)
 
 
 def test_cli_sample_backend_mlx_equals_torch_greedy(tmp_path, capsys):

@@ -16,6 +16,7 @@ mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip in
 
 from gptkit.cli import main  # noqa: E402
 from gptkit.mlx import model as mm  # noqa: E402
+from gptkit.mlx import weights as mw  # noqa: E402
 from gptkit.mlx.train import MLXBackend  # noqa: E402
 from gptkit.mlx.train import train as mlx_train  # noqa: E402
 from gptkit.run_setup import resume_config  # noqa: E402
@@ -38,11 +39,11 @@ def test_optimizer_steps_from_the_same_state_give_the_same_weights(tmp_path, cli
     kw = dict(loader="sequential", grad_clip=clip, weight_decay=0.1, lr=3e-3, warmup_iters=0)
     tt = trainer(tiny_run(tmp_path, "torch", **kw))
     xt = mlx_trainer(_mlx_run(tmp_path, "mlx", **kw))
-    mm.load_weights(xt.backend.model, model_tensors(tt.backend.model))
+    mw.load_weights(xt.backend.model, model_tensors(tt.backend.model))
     for _ in range(3):  # 3 steps: bias correction and the moments' history both matter
         lt, lx = float(tt.train_step()), float(xt.train_step())
         assert lx == pytest.approx(lt, rel=1e-5)
-    want, got = model_tensors(tt.backend.model), mm.model_tensors(xt.backend.model)
+    want, got = model_tensors(tt.backend.model), mw.model_tensors(xt.backend.model)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], atol=2e-5, rtol=0, err_msg=k)
 
@@ -50,10 +51,10 @@ def test_optimizer_steps_from_the_same_state_give_the_same_weights(tmp_path, cli
 def test_accumulation_equals_one_big_batch(tmp_path):
     big = mlx_trainer(_mlx_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
     acc = mlx_trainer(_mlx_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
-    mm.load_weights(acc.backend.model, mm.model_tensors(big.backend.model))
+    mw.load_weights(acc.backend.model, mw.model_tensors(big.backend.model))
     assert acc.accum == 2
     assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
-    a, b = mm.model_tensors(acc.backend.model), mm.model_tensors(big.backend.model)
+    a, b = mw.model_tensors(acc.backend.model), mw.model_tensors(big.backend.model)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
 

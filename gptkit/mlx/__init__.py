@@ -2,7 +2,7 @@
 
 Same config (gptkit.config), same parameter names, same checkpoint files (gptkit.checkpoint, numpy +
 safetensors) as the PyTorch backend, so a run trained with one samples with the other. Never imports torch.
-Install with `pip install "gptkit[mlx]"`. Modules: model.py (GPT, Bigram, weights in and out), sample.py.
+Install with `pip install "gptkit[mlx]"`. Modules: model.py (GPT, Bigram), weights.py (weights in and out), sample.py, train.py (MLXBackend).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """gptkit's GPT-2 in MLX: the same modules and parameter names as gptkit.model (wte, wpe, h.{i}.ln_1,
-h.{i}.attn.c_attn, ..., ln_f; lm_head tied to wte), the same init, a KV cache, and weights in and out as
-numpy arrays so checkpoints are shared with the PyTorch backend.
+h.{i}.attn.c_attn, ..., ln_f; lm_head tied to wte), the same init and a KV cache, so checkpoints are shared with
+the PyTorch backend (weights in and out: gptkit.mlx.weights; this module imports only the config).
 
 `model(idx, cache=None) -> logits (B, T, vocab_size)`; the loss is `loss_fn(model, x, y)` (MLX's
 value_and_grad differentiates a function of the model). Never imports torch.
@@ -12,10 +12,8 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from gptkit.checkpoint import check_tensor_shapes
 from gptkit.config import GPTConfig
 
 
@@ -183,29 +181,3 @@ def loss_fn(model, x: mx.array, y: mx.array) -> mx.array:
     losses = nn.losses.cross_entropy(logits, mx.maximum(y, 0), reduction="none")
     keep = (y != -1).astype(mx.float32)
     return (losses * keep).sum() / mx.maximum(keep.sum(), 1.0)
-
-
-def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:
-    """The weights as fp32 numpy arrays by gptkit parameter name (the checkpoint format; a tied lm_head is
-    wte and is not stored)."""
-    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.parameters())}
-
-
-def load_weights(model: nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
-    """Copy `tensors` into `model` after checking that names and shapes are exactly the model's."""
-    want = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
-    check_tensor_shapes(want, tensors, source)
-    model.update(tree_unflatten([(k, mx.array(np.asarray(tensors[k], dtype=np.float32))) for k in want]))
-    mx.eval(model.parameters())
-
-
-def load_model(spec, which: str = "auto"):
-    """(model in eval mode, its ModelSource) from a run dir, a HF GPT-2 folder or a GPT-2 name."""
-    from gptkit.checkpoint import read_model_source
-
-    src = read_model_source(spec, which)
-    model = build_model(src.config)
-    load_weights(model, src.tensors, source=str(src.path))
-    src.tensors = {}
-    model.eval()
-    return model, src

@@ -23,8 +23,9 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from gptkit.backend import Backend, Batch
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
-from gptkit.mlx.model import build_model, load_weights, loss_fn, model_tensors
+from gptkit.mlx.model import build_model, loss_fn
 from gptkit.mlx.sample import generate
+from gptkit.mlx.weights import load_weights, model_tensors
 from gptkit.runs import TrainResult, train_with
 
 EPS = 1e-8  # torch.optim.AdamW's default

@@ -1,0 +1,38 @@
+"""MLX models <-> checkpoint tensors (gptkit.weights' MLX twin): weights out as fp32 numpy, weights in with every
+name and shape checked, and `load_model(spec)` for a run dir, a HF GPT-2 folder or a GPT-2 name, so that
+gptkit.mlx.model itself does no I/O. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from gptkit.checkpoint import check_tensor_shapes, read_model_source
+from gptkit.mlx.model import build_model
+
+
+def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:
+    """The weights as fp32 numpy arrays by gptkit parameter name (the checkpoint format; a tied lm_head is
+    wte and is not stored)."""
+    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.parameters())}
+
+
+def load_weights(model: nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
+    """Copy `tensors` into `model` after checking that names and shapes are exactly the model's."""
+    want = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    check_tensor_shapes(want, tensors, source)
+    model.update(tree_unflatten([(k, mx.array(np.asarray(tensors[k], dtype=np.float32))) for k in want]))
+    mx.eval(model.parameters())
+
+
+def load_model(spec, which: str = "auto"):
+    """(model in eval mode, its ModelSource) from a run dir, a HF GPT-2 folder or a GPT-2 name."""
+    src = read_model_source(spec, which)
+    model = build_model(src.config)
+    load_weights(model, src.tensors, source=str(src.path))
+    src.tensors = {}
+    model.eval()
+    return model, src
