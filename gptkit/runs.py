@@ -127,19 +127,10 @@ class Run:
         result = TrainResult(self.run_dir, self.step, best_val=self.best_val)
         self.t0 = self._t_log = time.perf_counter()
         self._bar = _progress_bar(t, self.step, self.is_main)
-        self._peak = self.backend.peak_flops(t.peak_flops) if self.is_main else None
+        self._peak = self.backend.peak_flops(t.peak_flops) if self.is_main and t.progress else None  # MFU: bar only
         try:
             with Interrupt() as interrupt:
-                stop = None
-                while stop is None:
-                    if self.step % t.eval_interval == 0 or self.step >= t.max_iters:
-                        self._evaluate(result)
-                    stop = StopReason.DONE if self.step >= t.max_iters else self._stop_reason(interrupt)
-                    if stop is None:
-                        self._pending.append(self.train_step())
-                        if self.step % t.log_interval == 0:
-                            self._read_losses(result)
-                        self._bar.update(1)
+                stop = self._loop(result, interrupt)
                 self._finish(stop, result)
         finally:
             self._bar.close()
@@ -149,6 +140,20 @@ class Run:
                 plot_metrics(self.run_dir / setup.METRICS, self.run_dir / setup.PLOT)
         result.step, result.best_val, result.stopped = self.step, self.best_val, stop
         return result
+
+    def _loop(self, result: TrainResult, interrupt: Interrupt) -> StopReason:
+        """Evaluate when due, stop when told, else take a step; read the losses back every log_interval steps."""
+        t = self.cfg.train
+        while True:
+            if self.step % t.eval_interval == 0 or self.step >= t.max_iters:
+                self._evaluate(result)
+            stop = StopReason.DONE if self.step >= t.max_iters else self._stop_reason(interrupt)
+            if stop is not None:
+                return stop
+            self._pending.append(self.train_step())
+            if self.step % t.log_interval == 0:
+                self._read_losses(result)
+            self._bar.update(1)
 
     def train_step(self):
         """One optimizer step over `accum` micro-batches; returns the backend's loss (still on the device)."""
