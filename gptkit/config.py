@@ -36,6 +36,17 @@ class GPTConfig:
     arch: str = "gpt"  # "gpt" (GPT-2) or "bigram" (the lecture's first model: a table of next-token logits)
     gelu: str = "tanh"  # "tanh" (GPT-2's approximation, HF gelu_new) or "exact" (erf: nanoGPT; ~10x faster
     #                     backward on AVX2 CPUs, so the CPU presets use it)
+    # The modern options (modded-nanogpt, Llama, Qwen3); every default is GPT-2's architecture.
+    pos: str = "learned"  # "learned" (GPT-2's wpe table) or "rope" (rotary, no position table)
+    rope_theta: float = 10000.0  # rotary base: the slowest pair turns once per ~2*pi*theta tokens
+    norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm" (Llama: no mean, no bias)
+    norm_eps: float = 1e-5  # epsilon of every norm (GPT-2, Llama: 1e-5; Qwen3: 1e-6)
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys before attention (Qwen3, modded-nanogpt)
+    mlp: str = "gelu"  # "gelu" (GPT-2), "relu2" (ReLU squared: modded-nanogpt) or "swiglu" (Llama: a gated SiLU)
+    mlp_hidden: int = 0  # MLP width; 0 = 4 x n_embd (gelu, relu2) or 8/3 x n_embd rounded up to 64 (swiglu)
+    n_kv_head: int = 0  # key/value heads (grouped-query attention); 0 = n_head; n_head must be a multiple
+    logit_softcap: float = 0.0  # logits -> cap * tanh(logits / cap) (Gemma 2, modded-nanogpt); 0 = off
+    zero_init_proj: bool = False  # attention and MLP output projections start at zero (modded-nanogpt)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
@@ -45,10 +56,39 @@ class GPTConfig:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.gelu not in ("tanh", "exact"):
-            raise ValueError(f"gelu must be 'tanh' or 'exact', got {self.gelu!r}")
-        if self.arch not in ("gpt", "bigram"):
-            raise ValueError(f"arch must be 'gpt' or 'bigram', got {self.arch!r}")
+        for name, allowed in (("gelu", ("tanh", "exact")), ("arch", ("gpt", "bigram")), ("pos", ("learned", "rope")),
+                              ("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "relu2", "swiglu"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        for name in ("mlp_hidden", "n_kv_head", "logit_softcap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be >= 0 (0 = the default), got {getattr(self, name)}")
+        if not (self.norm_eps > 0 and self.rope_theta > 0):
+            raise ValueError(f"model.norm_eps and model.rope_theta must be > 0, got {self.norm_eps}, {self.rope_theta}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"model.n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (each key/value "
+                             "head serves n_head / n_kv_head query heads)")
+        if self.pos == "rope" and self.head_size % 2:
+            raise ValueError(f"model.pos='rope' needs an even head size; n_embd / n_head = {self.head_size}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_kv_head, or n_head when 0."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden_size(self) -> int:
+        """The MLP's width. Examples: n_embd=768 -> 3072 (gelu); swiglu: 768 -> 2048, 128 -> 384 (8/3 x 128 = 341.3,
+        rounded up to a multiple of 64)."""
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        if self.mlp == "swiglu":
+            return -(-8 * self.n_embd // (3 * 64)) * 64  # ceil(8/3 x n_embd / 64) x 64
+        return 4 * self.n_embd
 
     @property
     def padded_vocab_size(self) -> int:

@@ -21,6 +21,8 @@ import numpy as np
 from gptkit.config import GPTConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
 
+# GPTConfig options GPT-2's HF format has no place for: a run exports only with their GPT-2 values
+GPT2_LAYOUT = ("pos", "norm", "qk_norm", "mlp", "n_kv_head", "logit_softcap")
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
 BUFFERS = (".attn.bias", ".attn.masked_bias")  # not ".attn.c_attn.bias", a weight
 
@@ -39,12 +41,11 @@ def config_from_hf(doc: dict) -> GPTConfig:
     act = doc.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
         raise ValueError(f"activation_function {act!r} is not supported; gptkit's GPT has GELU (tanh or exact)")
-    if abs(doc.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
-        raise ValueError(f"layer_norm_epsilon {doc['layer_norm_epsilon']} differs from GPT-2's 1e-5, which gptkit uses")
     try:
         return GPTConfig(vocab_size=doc["vocab_size"], block_size=doc["n_positions"], n_layer=doc["n_layer"],
                          n_head=doc["n_head"], n_embd=doc["n_embd"], dropout=0.0, bias=True,
-                         tie_weights=doc.get("tie_word_embeddings", True), gelu="exact" if act == "gelu" else "tanh")
+                         tie_weights=doc.get("tie_word_embeddings", True), gelu="exact" if act == "gelu" else "tanh",
+                         norm_eps=doc.get("layer_norm_epsilon", 1e-5), mlp_hidden=doc.get("n_inner") or 0)
     except KeyError as e:
         raise ValueError(f"config.json has no {e.args[0]!r}; is this a GPT-2 config?") from None
 
@@ -93,10 +94,16 @@ def config_to_hf(config: GPTConfig) -> dict:
     if config.arch != "gpt" or not config.bias:
         raise ValueError("only GPT models with biases (GPT-2's layout) export to HF GPT-2; this one has "
                          f"arch={config.arch!r}, bias={config.bias}")
+    for name in GPT2_LAYOUT:
+        default = GPTConfig.__dataclass_fields__[name].default
+        if getattr(config, name) != default:
+            raise ValueError(f"HF GPT-2 has no equivalent of model.{name}={getattr(config, name)!r} (GPT-2's is "
+                             f"{default!r}); this run cannot be exported as GPT-2")
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
         "n_positions": config.block_size, "n_ctx": config.block_size, "n_embd": config.n_embd,
-        "n_layer": config.n_layer, "n_head": config.n_head, "layer_norm_epsilon": 1e-5,
+        "n_layer": config.n_layer, "n_head": config.n_head, "layer_norm_epsilon": config.norm_eps,
+        "n_inner": config.hidden_size,
         "activation_function": "gelu_new" if config.gelu == "tanh" else "gelu",
         "tie_word_embeddings": config.tie_weights, "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout, "bos_token_id": 50256, "eos_token_id": 50256,
@@ -107,6 +114,7 @@ def write_hf_gpt2(config: GPTConfig, tensors: dict[str, np.ndarray], folder: str
     """Write gptkit weights (fp32 numpy by gptkit name) as a HF GPT-2 folder; padded vocab rows are cut off."""
     from safetensors.numpy import save
 
+    hf_config = config_to_hf(config)  # refuses a model GPT-2 cannot represent before anything is written
     folder = Path(folder)
     out = {}
     for name, value in tensors.items():
@@ -120,4 +128,4 @@ def write_hf_gpt2(config: GPTConfig, tensors: dict[str, np.ndarray], folder: str
         out.pop("lm_head.weight", None)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "model.safetensors", save(out, metadata={"format": "pt"}))
-    atomic_write_text(folder / "config.json", json.dumps(config_to_hf(config), indent=2) + "\n")
+    atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")

@@ -1,7 +1,9 @@
 """The models in PyTorch: `Bigram` (the lecture's first model) and `GPT` (GPT-2), plus a KV cache.
 
-GPT is GPT-2: learned positions, pre-LayerNorm blocks, GELU MLP (tanh approximation unless asked), lm_head tied to
-wte, GPT-2's init. Parameter names follow OpenAI's checkpoint without the `transformer.` prefix
+GPT is GPT-2 by default: learned positions, pre-LayerNorm blocks, GELU MLP (tanh approximation unless asked), lm_head
+tied to wte, GPT-2's init. The modern options of GPTConfig are small pieces here, each off by default: rotary
+positions (`rope_tables`, `apply_rope`), RMSNorm (`make_norm`), QK-norm, ReLU^2 and SwiGLU MLPs, grouped-query
+attention, logit soft-capping, zero-initialized output projections; gptkit.mlx.model has the same pieces. Parameter names follow OpenAI's checkpoint without the `transformer.` prefix
 (`wte, wpe, h.{i}.attn.c_attn, h.{i}.mlp.c_fc, ln_f, lm_head`), so a GPT-2 import is one name map
 plus Conv1D transposes. Attention runs through `scaled_dot_product_attention` (flash kernels on GPUs);
 the explicit masked softmax of the lecture is kept (`attention="explicit"`) and tested to agree.
@@ -26,17 +28,16 @@ ATTENTION = ("sdpa", "explicit")
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, per layer: (B, nh, block_size, hs) buffers and a length."""
+    """Keys and values of the tokens seen so far, per layer: (B, n_kv_head, block_size, hs) buffers and a length."""
 
     def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
-        hs = config.n_embd // config.n_head
-        shape = (batch_size, config.n_head, config.block_size, hs)
+        shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.pos = 0  # tokens cached; the next token sits at this position
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, nh, T, hs) at pos..pos+T and return all keys/values so far."""
+        """Store k, v (B, n_kv_head, T, hs) at pos..pos+T and return all keys/values so far."""
         T = k.size(2)
         self.k[layer][:, :, self.pos : self.pos + T] = k
         self.v[layer][:, :, self.pos : self.pos + T] = v
@@ -44,23 +45,76 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+# -- the options, one small piece each ---------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight over the last dim (Llama, Qwen3): no mean subtracted, no bias."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
+    """config.norm over dim (default n_embd): GPT-2's LayerNorm (with bias if config.bias) or RMSNorm."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_tables(config: GPTConfig, start: int, T: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (T, hs) of positions start..start+T: pair i turns at theta^(-2i/hs) radians per position,
+    each angle written twice (HF's rotate-half layout, so Llama/Qwen weights need no permutation)."""
+    hs = config.head_size
+    inv_freq = config.rope_theta ** -(torch.arange(0, hs, 2, dtype=torch.float32, device=device) / hs)
+    angles = torch.outer(torch.arange(start, start + T, dtype=torch.float32, device=device), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, hs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (x[i], x[i + hs/2]) pair of x (B, nh, T, hs) by its position's angle.
+
+    Example (hs=2, angle pi/2): [1, 0] -> [0, 1]
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
         super().__init__()
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        C, hs = config.n_embd, config.head_size
+        self.n_head, self.n_kv, self.hs = config.n_head, config.kv_heads, hs
+        self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(C, C, bias=config.bias)
         self.c_proj.residual_projection = True  # scaled init, see GPT._init_weights
-        self.n_head, self.dropout, self.attention = config.n_head, config.dropout, attention
+        if config.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(hs, config.norm_eps), RMSNorm(hs, config.norm_eps)
+        self.qk_norm, self.dropout, self.attention = config.qk_norm, config.dropout, attention
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = self.c_attn(x).split([self.n_head * self.hs, self.n_kv * self.hs, self.n_kv * self.hs], dim=2)
+        q = q.view(B, T, self.n_head, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = (t.view(B, T, self.n_kv, self.hs).transpose(1, 2) for t in (k, v))  # (B, n_kv, T, hs)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
             past = cache.pos
-            k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
+            k, v = cache.append(layer, k, v)  # (B, n_kv, past + T, hs)
+        if self.n_kv != self.n_head:  # grouped-query: key/value head j serves query heads j*g .. j*g + g-1
+            k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         p = self.dropout if self.training else 0.0
         if self.attention == "sdpa":
             if past == 0 or T == 1:  # plain causal, or one new token that may see everything
@@ -92,28 +146,40 @@ def _explicit_attention(q, k, v, past: int, p: float) -> torch.Tensor:
 
 
 class MLP(nn.Module):
+    """c_proj(act(c_fc(x))): act is GELU (GPT-2) or ReLU squared; swiglu is c_proj(silu(c_gate(x)) * c_fc(x))."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        H = config.hidden_size
+        self.c_fc = nn.Linear(config.n_embd, H, bias=config.bias)
+        if config.mlp == "swiglu":
+            self.c_gate = nn.Linear(config.n_embd, H, bias=config.bias)
+        self.c_proj = nn.Linear(H, config.n_embd, bias=config.bias)
         self.c_proj.residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
-        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        self.kind, self.approximate = config.mlp, "tanh" if config.gelu == "tanh" else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        h = self.c_fc(x)
+        if self.kind == "gelu":
+            h = F.gelu(h, approximate=self.approximate)
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.silu(self.c_gate(x)) * h
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, attention)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -135,10 +201,11 @@ class GPT(nn.Module):
         self.config = config
         V = config.padded_vocab_size
         self.wte = nn.Embedding(V, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        if config.pos == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, attention) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, V, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
@@ -150,15 +217,18 @@ class GPT(nn.Module):
         | tensor                                   | init                                   |
         |------------------------------------------|----------------------------------------|
         | Linear weights, wte, wpe                 | normal(0, 0.02)                        |
-        | attn.c_proj / mlp.c_proj weights         | normal(0, 0.02 / sqrt(2 * n_layer))    |
+        | attn.c_proj / mlp.c_proj weights         | normal(0, 0.02 / sqrt(2 * n_layer)),   |
+        |                                          | or 0 with zero_init_proj               |
         | Linear biases                            | 0                                      |
-        | LayerNorm weight / bias                  | 1 / 0 (torch's default)                |
+        | LayerNorm / RMSNorm weight, LN bias      | 1 / 0 (torch's default)                |
         | lm_head                                  | tied to wte, or normal(0, 0.02)        |
         """
         if isinstance(module, nn.Linear):
             std = 0.02
             if getattr(module, "residual_projection", False):
                 std = 0.02 / math.sqrt(2 * self.config.n_layer)  # each block adds two branches to the stream
+                if self.config.zero_init_proj:  # each block starts as the identity (modded-nanogpt)
+                    std = 0.0
             torch.nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
@@ -170,13 +240,20 @@ class GPT(nn.Module):
         past = cache.pos if cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"{past + T} positions exceed block_size {self.config.block_size}; crop the input")
-        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x, rope = self.wte(idx), None  # (B, T, C)
+        if self.config.pos == "learned":
+            x = x + self.wpe(torch.arange(past, past + T, dtype=torch.long, device=idx.device))
+        else:  # rotary: positions enter each attention's queries and keys, at their place in the cache
+            rope = rope_tables(self.config, past, T, idx.device)
+        x = self.drop(x)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+            x = block(x, rope, cache, i)
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
+        if self.config.logit_softcap:  # smoothly bounded to (-cap, cap)
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         return logits, _loss(logits, targets)
 
     def new_cache(self, batch_size: int) -> KVCache:
@@ -186,7 +263,7 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters counted once (tied weights once). gpt2 preset: 124,439,808."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding and self.config.pos == "learned" else n
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token (forward + backward): 6N + 12 * n_layer * n_embd * T (PaLM appendix B)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from gptkit import checkpoint as ckpt
 from gptkit import run_setup as setup
 from gptkit.backend import Backend
-from gptkit.config import RunConfig
+from gptkit.config import GPTConfig, RunConfig
 from gptkit.data import data_tokenizer, load_meta, resolve_data_dir
 
 EVAL_SEED = 10_000  # eval batches come from their own fixed seed: the same batches at every evaluation
@@ -287,9 +287,9 @@ class Run:
         if written != self.backend.name:
             raise ValueError(f"{path} was written by the {written} backend; resume it with --backend {written} "
                              "(weights move between backends; optimizer state does not)")
-        now = self.cfg.model.__dict__
-        if meta["model"] != now:
-            diff = {k: (v, now.get(k)) for k, v in meta["model"].items() if now.get(k) != v}
+        now, saved = self.cfg.model.__dict__, GPTConfig(**meta["model"]).__dict__  # fields added since: defaults
+        if saved != now:
+            diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
             raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
                              "resume with the run's own config, or start a new --out_dir")
         if len(meta["ranks"]) != self.backend.world_size:

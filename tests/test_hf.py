@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from gptkit.config import GPTConfig
 from gptkit.hf import gptkit_name, read_hf_gpt2
 from gptkit.model import GPT
 from gptkit.sample import generate
@@ -140,3 +141,31 @@ def test_a_folder_of_another_vocabulary_loads_but_has_no_tokenizer(tmp_path):
     assert model.config.vocab_size == 101
     with pytest.raises(ValueError, match="vocab_size 101 and no tokenizer gptkit reads"):
         src.load_tokenizer()  # sample, eval and --init_from need one
+
+
+@pytest.mark.parametrize("option", [dict(pos="rope"), dict(norm="rmsnorm"), dict(qk_norm=True),
+                                    dict(mlp="relu2"), dict(n_kv_head=1), dict(logit_softcap=15.0)])
+def test_options_gpt2_has_no_place_for_are_refused_naming_the_field(tmp_path, option):
+    from gptkit.hf import write_hf_gpt2
+    from gptkit.weights import model_tensors
+
+    config = GPTConfig(vocab_size=101, block_size=32, n_layer=1, n_head=2, n_embd=16, **option)
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"no equivalent of model.{name}="):
+        write_hf_gpt2(config, model_tensors(GPT(config)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_epsilon_and_mlp_width_travel_both_ways(tmp_path):
+    from gptkit.hf import write_hf_gpt2
+    from gptkit.weights import model_tensors
+
+    config = GPTConfig(vocab_size=101, block_size=32, n_layer=1, n_head=2, n_embd=16, norm_eps=1e-6, mlp_hidden=48)
+    model = GPT(config).eval()
+    write_hf_gpt2(config, model_tensors(model), tmp_path / "out")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
+    back = from_pretrained(tmp_path / "out")
+    assert (back.config.norm_eps, back.config.hidden_size) == (1e-6, 48)
+    idx = torch.randint(0, 101, (1, 10))
+    with torch.no_grad():
+        assert (hf(idx).logits - model(idx)[0]).abs().max() < 1e-5

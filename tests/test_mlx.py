@@ -29,6 +29,16 @@ CONFIGS = {
     "nanogpt-char": GPTConfig(vocab_size=65, block_size=24, n_layer=2, n_head=2, n_embd=32, bias=False, gelu="exact"),
     "untied": GPTConfig(vocab_size=50, block_size=24, n_layer=1, n_head=2, n_embd=32, tie_weights=False),
     "bigram": GPTConfig(arch="bigram", vocab_size=40, block_size=24),
+    # the modern options (tests/test_model_options.py tests them in torch); MLX must compute the same
+    "rope": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, pos="rope", rope_theta=500.0),
+    "rmsnorm-qk_norm": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, norm="rmsnorm",
+                                 qk_norm=True, norm_eps=1e-6),
+    "relu2-softcap": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, mlp="relu2",
+                               logit_softcap=5.0),
+    "llama-gqa": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32, n_kv_head=2, pos="rope",
+                           norm="rmsnorm", mlp="swiglu", bias=False, tie_weights=False),
+    "all": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32, n_kv_head=1, pos="rope",
+                     norm="rmsnorm", qk_norm=True, mlp="relu2", logit_softcap=8.0, zero_init_proj=True, bias=False),
 }
 
 
@@ -68,9 +78,10 @@ def test_param_names_counts_and_init_scale_match_torch():
     assert (w["h.0.ln_1.weight"] == 1).all() and (w["h.0.attn.c_attn.bias"] == 0).all()
 
 
-def test_kv_cache_equals_no_cache():
-    _, xm = pair(CONFIGS["gpt2-like"])
-    idx = mx.array(np.random.default_rng(1).integers(0, 101, (2, 20)))
+@pytest.mark.parametrize("name", ["gpt2-like", "rope", "llama-gqa", "all"])
+def test_kv_cache_equals_no_cache(name):
+    _, xm = pair(CONFIGS[name])
+    idx = mx.array(np.random.default_rng(1).integers(0, CONFIGS[name].vocab_size, (2, 20)))
     full = np.array(xm(idx))
     cache = xm.new_cache(2)
     parts = [xm(idx[:, :7], cache=cache), xm(idx[:, 7:8], cache=cache), xm(idx[:, 8:20], cache=cache)]

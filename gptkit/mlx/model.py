@@ -43,57 +43,88 @@ def _causal_mask(T: int, past: int) -> mx.array:
     return mx.where(k <= q, 0.0, -mx.inf).astype(mx.float32)
 
 
+def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
+    """config.norm over dim (default n_embd), as gptkit.model.make_norm."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(dim, eps=config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.n_head, self.p = config.n_head, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        C, hs = config.n_embd, config.head_size
+        self.n_head, self.n_kv, self.hs, self.p = config.n_head, config.kv_heads, hs, config.dropout
+        self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)
+        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        if config.qk_norm:
+            self.q_norm, self.k_norm = nn.RMSNorm(hs, eps=config.norm_eps), nn.RMSNorm(hs, eps=config.norm_eps)
+        self.qk_norm, self.rope_theta = config.qk_norm, config.rope_theta if config.pos == "rope" else 0.0
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
         B, T, C = x.shape
-        hs = C // self.n_head
-        q, k, v = (t.reshape(B, T, self.n_head, hs).transpose(0, 2, 1, 3) for t in mx.split(self.c_attn(x), 3, axis=-1))
-        past = 0
+        q, k, v = mx.split(self.c_attn(x), [self.n_head * self.hs, (self.n_head + self.n_kv) * self.hs], axis=-1)
+        q = q.reshape(B, T, self.n_head, self.hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        k, v = (t.reshape(B, T, self.n_kv, self.hs).transpose(0, 2, 1, 3) for t in (k, v))  # (B, n_kv, T, hs)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        past = layer_cache[0].shape[2] if layer_cache is not None and layer_cache[0] is not None else 0
+        if self.rope_theta:  # rotate-half layout (traditional=False), as gptkit.model.apply_rope
+            q, k = (mx.fast.rope(t, self.hs, traditional=False, base=self.rope_theta, scale=1.0, offset=past)
+                    for t in (q, k))
         if layer_cache is not None:
-            if layer_cache[0] is not None:
-                past = layer_cache[0].shape[2]
+            if past:
                 k = mx.concatenate([layer_cache[0], k], axis=2)
                 v = mx.concatenate([layer_cache[1], v], axis=2)
             layer_cache[0], layer_cache[1] = k, v
         mask = _causal_mask(T, past) if T > 1 else None
-        scale = 1.0 / math.sqrt(hs)
+        scale = 1.0 / math.sqrt(self.hs)
         if self.training and self.p > 0:  # dropout on the attention weights, as torch's SDPA dropout_p does
+            if self.n_kv != self.n_head:  # key/value head j serves query heads j*g .. j*g + g-1
+                k, v = (mx.repeat(t, self.n_head // self.n_kv, axis=1) for t in (k, v))
             att = (q * scale) @ k.transpose(0, 1, 3, 2)
             if mask is not None:
                 att = att + mask
             y = self.attn_dropout(mx.softmax(att, axis=-1)) @ v
-        else:
+        else:  # grouped-query attention natively
             y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
+    """As gptkit.model.MLP: GELU, ReLU squared, or SwiGLU (c_proj(silu(c_gate(x)) * c_fc(x)))."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.approximate = "tanh" if config.gelu == "tanh" else "none"
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        H = config.hidden_size
+        self.kind, self.approximate = config.mlp, "tanh" if config.gelu == "tanh" else "none"
+        self.c_fc = nn.Linear(config.n_embd, H, bias=config.bias)
+        if config.mlp == "swiglu":
+            self.c_gate = nn.Linear(config.n_embd, H, bias=config.bias)
+        self.c_proj = nn.Linear(H, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.dropout(self.c_proj(gelu(self.c_fc(x), self.approximate)))
+        h = self.c_fc(x)
+        if self.kind == "gelu":
+            h = gelu(h, self.approximate)
+        elif self.kind == "relu2":
+            h = mx.square(nn.relu(h))
+        else:
+            h = nn.silu(self.c_gate(x)) * h
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
     def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
@@ -110,23 +141,24 @@ class GPT(nn.Module):
             raise ValueError(f"GPT needs arch='gpt', got {config.arch!r}; build_model() picks the class")
         self.config = config
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        if config.pos == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.h = [Block(config) for _ in range(config.n_layer)]
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.ln_f = make_norm(config)
         if not config.tie_weights:
             self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's init, as gptkit.model: weights N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)),
-        biases 0, LayerNorm scale 1."""
-        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        """GPT-2's init, as gptkit.model: weights N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)) (or 0
+        with zero_init_proj), biases 0, norm scales 1."""
+        resid_std = 0.0 if self.config.zero_init_proj else 0.02 / math.sqrt(2 * self.config.n_layer)
         new = []
         for name, p in tree_flatten(self.parameters()):
             if name.endswith("bias"):
                 new.append((name, mx.zeros_like(p)))
-            elif ".ln_" in name or name.startswith("ln_"):
+            elif ".ln_" in name or name.startswith("ln_") or "_norm." in name:
                 new.append((name, mx.ones_like(p)))
             else:
                 std = resid_std if name.endswith("c_proj.weight") else 0.02
@@ -141,12 +173,18 @@ class GPT(nn.Module):
         past = cache.pos if cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx) + self.wpe(mx.arange(past, past + T)))
+        x = self.wte(idx)
+        if self.config.pos == "learned":  # rotary positions enter inside attention instead
+            x = x + self.wpe(mx.arange(past, past + T))
+        x = self.drop(x)
         for i, block in enumerate(self.h):
             x = block(x, cache.layers[i] if cache is not None else None)
         x = self.ln_f(x)
         logits = self.wte.as_linear(x) if self.config.tie_weights else self.lm_head(x)
-        return logits[..., : self.config.vocab_size]
+        logits = logits[..., : self.config.vocab_size]
+        if self.config.logit_softcap:
+            logits = self.config.logit_softcap * mx.tanh(logits / self.config.logit_softcap)
+        return logits
 
     def num_params(self) -> int:
         return sum(p.size for _, p in tree_flatten(self.parameters()))

@@ -1,0 +1,141 @@
+"""The modern model options (GPTConfig.pos/norm/qk_norm/mlp/n_kv_head/logit_softcap/zero_init_proj), each alone and
+all together: KV cache == uncached, causality, finite grads, a tiny model overfits, and the pieces' own math."""
+
+import math
+
+import pytest
+import torch
+
+from gptkit.config import GPTConfig
+from gptkit.model import GPT, apply_rope, rope_tables
+
+BASE = dict(vocab_size=67, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=False, gelu="exact")
+OPTIONS = {
+    "rope": dict(pos="rope"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "qk_norm": dict(qk_norm=True),
+    "relu2": dict(mlp="relu2"),
+    "swiglu": dict(mlp="swiglu"),
+    "gqa": dict(n_kv_head=2),
+    "mqa": dict(n_kv_head=1),
+    "softcap": dict(logit_softcap=10.0),
+    "zero_init_proj": dict(zero_init_proj=True),
+    "all": dict(pos="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", n_kv_head=2, logit_softcap=10.0,
+                zero_init_proj=True, tie_weights=False),
+    "llama": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, tie_weights=False),
+}
+
+
+def model(name, attention="sdpa", seed=0):
+    torch.manual_seed(seed)
+    m = GPT(GPTConfig(**BASE, **OPTIONS[name]), attention).eval()
+    with torch.no_grad():  # zero-initialized projections and unit norms would hide mistakes: perturb everything
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_kv_cache_equals_no_cache(name, attention):
+    m = model(name, attention)
+    idx = torch.randint(0, 67, (2, 16))
+    full = m(idx)[0]
+    cache = m.new_cache(2)
+    parts = [m(idx[:, :5], cache=cache)[0], m(idx[:, 5:6], cache=cache)[0], m(idx[:, 6:11], cache=cache)[0]]
+    parts += [m(idx[:, t : t + 1], cache=cache)[0] for t in range(11, 16)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_causal_and_sdpa_equals_explicit(name):
+    m, explicit = model(name), model(name, "explicit")
+    idx = torch.randint(0, 67, (2, 16))
+    changed = idx.clone()
+    changed[:, 9] = (idx[:, 9] + 1) % 67
+    a, b = m(idx)[0], m(changed)[0]
+    assert torch.equal(a[:, :9], b[:, :9]) and not torch.allclose(a[:, 9:], b[:, 9:])
+    torch.testing.assert_close(a, explicit(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_grads_are_finite_and_reach_every_parameter(name):
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**BASE, **OPTIONS[name]))  # the real init, zero projections included
+    idx = torch.randint(0, 67, (2, 16))
+    m(idx, idx)[1].backward()
+    for k, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), k
+    reached = [k for k, p in m.named_parameters() if p.grad.abs().sum() > 0]
+    if OPTIONS[name].get("zero_init_proj"):  # with the blocks' outputs at zero, only what feeds them is silent
+        assert any("c_proj" in k for k in reached)
+    else:
+        assert len(reached) == len(list(m.parameters()))
+
+
+@pytest.mark.parametrize("name", ["all", "llama"])
+def test_overfits_tiny_text(name):
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**{**BASE, "vocab_size": 27, "block_size": 32, "n_embd": 64}, **OPTIONS[name]))
+    text = "the quick brown fox jumps over"
+    ids = torch.tensor([[ord(c) - 96 if c != " " else 0 for c in text]])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = m(ids[:, :-1], ids[:, 1:])[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_rope_docstring_example_and_relative_positions():
+    x = torch.tensor([[[[1.0, 0.0]]]])  # (B, nh, T, hs=2): one pair
+    cos, sin = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])  # angle pi/2
+    assert torch.allclose(apply_rope(x, cos, sin), torch.tensor([[[[0.0, 1.0]]]]))
+    # q.k depends on positions only through their difference: what makes rotary positions relative
+    config = GPTConfig(**BASE, pos="rope")
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    dots = []
+    for start in (0, 5):
+        cos, sin = rope_tables(config, start, 4, "cpu")
+        dots.append((apply_rope(q, cos[3:4], sin[3:4]) * apply_rope(k, cos[1:2], sin[1:2])).sum())
+    assert torch.allclose(dots[0], dots[1], atol=1e-5)
+
+
+def test_softcap_bounds_logits_and_zero_init_starts_at_the_identity():
+    m = model("softcap")
+    with torch.no_grad():
+        m.lm_head.weight.mul_(1000)
+    assert m(torch.randint(0, 67, (1, 16)))[0].abs().max() <= 10.0
+    torch.manual_seed(0)
+    z = GPT(GPTConfig(**BASE, zero_init_proj=True))
+    assert all((b.attn.c_proj.weight == 0).all() and (b.mlp.c_proj.weight == 0).all() for b in z.h)
+
+
+def test_shapes_widths_and_parameter_names():
+    m = GPT(GPTConfig(**BASE, **OPTIONS["llama"]))
+    names = dict(m.named_parameters())
+    assert "wpe.weight" not in names and "h.0.mlp.c_gate.weight" in names and "lm_head.weight" in names
+    assert names["h.0.attn.c_attn.weight"].shape == ((4 + 2 * 2) * 8, 32)  # q: 4 heads, k and v: 2 each, of 8
+    assert names["h.0.mlp.c_fc.weight"].shape == (128, 32)  # 8/3 x 32 = 85.3 -> 128 (a multiple of 64)
+    q = GPT(GPTConfig(**BASE, qk_norm=True))
+    assert dict(q.named_parameters())["h.1.attn.q_norm.weight"].shape == (8,)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(n_kv_head=3), "n_kv_head=3 must divide n_head=4"),
+    (dict(pos="rope", n_embd=36, n_head=4, vocab_size=10), "even head size"),
+    (dict(mlp="geglu"), "model.mlp must be one of gelu, relu2, swiglu"),
+    (dict(norm="batchnorm"), "model.norm must be one of"),
+    (dict(logit_softcap=-1.0), "model.logit_softcap must be >= 0"),
+])
+def test_bad_options_name_the_field(bad, match):
+    with pytest.raises(ValueError, match=match):
+        GPTConfig(**{**BASE, **bad})
+
+
+def test_init_loss_near_ln_vocab_with_every_option():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**BASE, **OPTIONS["all"]))
+    idx = torch.randint(0, 67, (4, 16))
+    assert abs(m(idx, idx)[1].item() - math.log(67)) < 0.2
