@@ -23,14 +23,14 @@ def torch_figures(args) -> dict:
 
     from gptkit.config import GPTConfig, TrainConfig
     from gptkit.model import GPT
-    from gptkit.train import configure_optimizer
+    from gptkit.optim import configure_optimizers
 
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=65, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
                     n_embd=args.n_embd, bias=False, gelu="exact")
     dev = torch.device(args.torch_device)
     model = GPT(cfg).to(dev)
-    opt = configure_optimizer(model, TrainConfig(), dev)
+    opt = configure_optimizers(model, TrainConfig(), dev)["adamw"]
     x = torch.randint(0, 65, (args.batch_size, args.block_size), device=dev)
 
     def step():

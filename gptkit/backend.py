@@ -23,6 +23,15 @@ from gptkit.config import GPTConfig, TrainConfig
 Batch = tuple[np.ndarray, np.ndarray]  # (inputs, targets), each (B, T) integer ids
 
 
+def takes_muon(name: str, ndim: int) -> bool:
+    """Which parameters optimizer="muon" gives to Muon, in every backend: the matrices inside the blocks
+    (attention and MLP weights); AdamW keeps embeddings, the head, norms and biases.
+
+    Example: "h.0.attn.c_attn.weight", 2 -> True; "wte.weight", 2 -> False; "h.0.ln_1.weight", 1 -> False
+    """
+    return name.startswith("h.") and ndim == 2
+
+
 class Backend(ABC):
     """One framework's model + optimizer + training step, driven by a Run."""
 

@@ -140,7 +140,10 @@ class TrainConfig:
     min_lr: float = 1e-4  # the cosine decays to this
     warmup_iters: int = 100  # linear warmup steps from lr/warmup_iters
     lr_decay_iters: int = 0  # where the cosine reaches min_lr; 0 = max_iters
-    weight_decay: float = 0.1  # on 2-D weights only (matmuls and embeddings), never biases or LayerNorms
+    weight_decay: float = 0.1  # AdamW's, on 2-D weights only (matmuls and embeddings), never biases or norms
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the matrices inside the blocks, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak learning rate (under the same warmup and decay as lr)
+    muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
@@ -169,6 +172,10 @@ class TrainConfig:
             raise ValueError(f"loader must be 'random' or 'sequential', got {self.loader!r}")
         if self.backend not in ("torch", "mlx"):
             raise ValueError(f"backend must be 'torch' or 'mlx', got {self.backend!r}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"train.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
+        if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
+            raise ValueError(f"need muon_lr > 0 and 0 <= muon_momentum < 1, got {self.muon_lr}, {self.muon_momentum}")
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,11 @@ class RunConfig:
     model: GPTConfig
     train: TrainConfig
     name: str = DEFAULT_PRESET
+
+    def __post_init__(self) -> None:
+        if self.train.optimizer == "muon" and self.model.arch != "gpt":
+            raise ValueError(f"train.optimizer='muon' needs the matrices of transformer blocks; model.arch="
+                             f"{self.model.arch!r} has none: use optimizer='adamw'")
 
     @property
     def run_dir(self) -> Path:

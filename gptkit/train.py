@@ -20,22 +20,12 @@ import torch
 from gptkit.backend import Backend, Batch
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.model import build_model
+from gptkit.optim import configure_optimizers
 from gptkit.runs import TrainResult, train_with
 from gptkit.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
 from gptkit.sample import generate
 from gptkit.weights import load_weights, model_tensors
-
-
-def configure_optimizer(model: torch.nn.Module, t: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on tensors with >= 2 dims (matmul weights, embeddings), none on biases and norms."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
 
 
 class TorchBackend(Backend):
@@ -62,9 +52,11 @@ class TorchBackend(Backend):
         if init is not None:
             load_weights(self.model, init, source=source)
         self.model = self.model.to(self.device)
-        self.optimizer = configure_optimizer(self.model, t, self.device)
+        self.optimizers = configure_optimizers(self.model, t, self.device)  # adamw [+ muon]
+        self.optimizer = self.optimizers["adamw"]
+        self.peak_lr = {"adamw": t.lr, "muon": t.muon_lr}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self.grad_clip = t.grad_clip
+        self.grad_clip, self.lr = t.grad_clip, t.lr
         self.fwd = self._wrap(self.model, t.compile)
 
     def _wrap(self, model: torch.nn.Module, compile: bool):
@@ -85,8 +77,9 @@ class TorchBackend(Backend):
         return x.to(self.device, non_blocking=True)
 
     def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> torch.Tensor:
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        for name, opt in self.optimizers.items():  # one schedule, each optimizer at its own peak
+            for g in opt.param_groups:
+                g["lr"] = self.peak_lr[name] * lr / self.lr
         total = torch.zeros((), device=self.device)
         for micro, (x, y) in enumerate(batches):
             if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
@@ -97,11 +90,14 @@ class TorchBackend(Backend):
             total += loss.detach()
             self.scaler.scale(loss).backward()
         if self.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            for opt in self.optimizers.values():
+                self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
         return total
 
     def to_floats(self, losses: list[torch.Tensor]) -> list[float]:
@@ -137,17 +133,22 @@ class TorchBackend(Backend):
         load_weights(self.model, tensors, source)
 
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """`<param index>.<key>` arrays (exp_avg, exp_avg_sq, step) + the param groups and the GradScaler."""
-        opt = self.optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.detach().cpu().numpy() for i, st in opt["state"].items() for k, v in st.items()}
-        return tensors, {"param_groups": opt["param_groups"], "scaler": self.scaler.state_dict()}
+        """AdamW's `<param index>.<key>` arrays (exp_avg, exp_avg_sq, step) and `param_groups` (the names of
+        checkpoints before Muon), Muon's as `muon.<index>.<key>` and `muon_param_groups`, and the GradScaler."""
+        tensors, meta = {}, {"scaler": self.scaler.state_dict()}
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            prefix = "" if name == "adamw" else f"{name}."
+            tensors.update({f"{prefix}{i}.{k}": v.detach().cpu().numpy() for i, st in sd["state"].items()
+                            for k, v in st.items()})
+            meta[_groups_key(name)] = sd["param_groups"]
+        return tensors, meta
 
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            i, name = k.split(".", 1)
-            state.setdefault(int(i), {})[name] = torch.from_numpy(np.array(v))
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        states = _split_optimizer_tensors(tensors)
+        for name, opt in self.optimizers.items():
+            state = {i: {k: torch.from_numpy(np.array(v)) for k, v in st.items()} for i, st in states.get(name, {}).items()}
+            opt.load_state_dict({"state": state, "param_groups": meta[_groups_key(name)]})
         if meta["scaler"]:
             self.scaler.load_state_dict(meta["scaler"])
 
@@ -190,6 +191,24 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         teardown_distributed()
+
+
+def _groups_key(optimizer: str) -> str:
+    return "param_groups" if optimizer == "adamw" else f"{optimizer}_param_groups"
+
+
+def _split_optimizer_tensors(tensors: dict) -> dict[str, dict[int, dict]]:
+    """Checkpoint names -> optimizer -> param index -> state key.
+
+    Example: {"0.exp_avg": a, "muon.2.momentum_buffer": b} -> {"adamw": {0: {"exp_avg": a}},
+    "muon": {2: {"momentum_buffer": b}}}
+    """
+    out: dict[str, dict[int, dict]] = {}
+    for k, v in tensors.items():
+        head, rest = k.split(".", 1)
+        name, (i, key) = ("adamw", (head, rest)) if head.isdigit() else (head, rest.split(".", 1))
+        out.setdefault(name, {}).setdefault(int(i), {})[key] = v
+    return out
 
 
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:

@@ -12,9 +12,10 @@ import torch
 
 from gptkit import checkpoint as ckpt
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
+from gptkit.optim import configure_optimizers
 from gptkit.run_setup import accumulation_steps, lr_at, resume_config
 from gptkit.runs import Run, TrainingDiverged
-from gptkit.train import TorchBackend, configure_optimizer, train
+from gptkit.train import TorchBackend, train
 from gptkit.weights import load_model
 
 
@@ -45,7 +46,7 @@ def test_decay_groups():
     from gptkit.model import GPT
 
     m = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32))
-    opt = configure_optimizer(m, TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    opt = configure_optimizers(m, TrainConfig(weight_decay=0.1), torch.device("cpu"))["adamw"]
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])

@@ -2,9 +2,9 @@
 Ctrl-C, metrics.jsonl, loss.png, the LR schedule and accumulation) with MLXBackend, gptkit.backend.Backend in
 MLX. The micro-step's loss and gradients are always compiled with `mx.compile`.
 
-The optimizer is torch.optim.AdamW's update written out (bias-corrected moments, decoupled weight decay on
-parameters with >= 2 dims only, gptkit's decay groups), and clipping is torch's clip_grad_norm_, so one
-step from the same state gives the same weights in both backends. Checkpoints are gptkit's format: any
+The optimizers are the torch backend's written out (gptkit.mlx.optim: torch.optim.AdamW's update with gptkit's
+decay groups, and gptkit.optim.Muon's), and clipping is torch's clip_grad_norm_, so one step from the same state
+gives the same weights in both backends. Checkpoints are gptkit's format: any
 backend samples from them; `--resume` continues with the backend that wrote the checkpoint.
 
 One process (MLX has no DDP here); fp32. Never imports torch.
@@ -12,7 +12,6 @@ One process (MLX has no DDP here); fp32. Never imports torch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -21,51 +20,16 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from gptkit.backend import Backend, Batch
+from gptkit.backend import Backend, Batch, takes_muon
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.mlx.model import build_model, loss_fn
+from gptkit.mlx.optim import AdamW, Muon, clip_grad_norm
 from gptkit.mlx.sample import generate
 from gptkit.mlx.weights import load_weights, model_tensors
 from gptkit.runs import TrainResult, train_with
 
-EPS = 1e-8  # torch.optim.AdamW's default
-
-
-class AdamW:
-    """torch.optim.AdamW's update, parameter by name; weight decay only on parameters with >= 2 dims."""
-
-    def __init__(self, t: TrainConfig) -> None:
-        self.beta1, self.beta2, self.weight_decay = t.beta1, t.beta2, t.weight_decay
-        self.step = 0
-        self.state: dict[str, tuple[mx.array, mx.array]] = {}  # name -> (exp_avg, exp_avg_sq)
-
-    def update(self, params: dict[str, mx.array], grads: dict[str, mx.array], lr: float) -> dict[str, mx.array]:
-        self.step += 1
-        b1, b2 = self.beta1, self.beta2
-        step_size = lr / (1 - b1 ** self.step)
-        c2_sqrt = math.sqrt(1 - b2 ** self.step)
-        out = {}
-        for name, p in params.items():
-            g = grads[name]
-            m, v = self.state.get(name) or (mx.zeros_like(p), mx.zeros_like(p))
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            if p.ndim >= 2 and self.weight_decay:
-                p = p * (1 - lr * self.weight_decay)
-            out[name] = p - step_size * m / (mx.sqrt(v) / c2_sqrt + EPS)
-            self.state[name] = (m, v)
-        return out
-
-
-def clip_grad_norm(grads: dict[str, mx.array], max_norm: float) -> tuple[dict[str, mx.array], mx.array]:
-    """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (total L2 norm + 1e-6))."""
-    total = mx.sqrt(sum((g.astype(mx.float32) ** 2).sum() for g in grads.values()))
-    coef = mx.minimum(max_norm / (total + 1e-6), 1.0)
-    return {k: g * coef for k, g in grads.items()}, total
-
-
 class MLXBackend(Backend):
-    """A GPT and torch's AdamW update in MLX, on one process."""
+    """A GPT and the torch backend's optimizers (AdamW, Muon) in MLX, on one process."""
 
     name = "mlx"
 
@@ -76,8 +40,8 @@ class MLXBackend(Backend):
         self.model = build_model(model)
         if init is not None:
             load_weights(self.model, init, source=source)
-        self.optimizer = AdamW(t)
-        self.seed0, self.grad_clip = t.seed, t.grad_clip
+        self.optimizer, self.muon = AdamW(t), Muon(t) if t.optimizer == "muon" else None
+        self.seed0, self.grad_clip, self.muon_lr_scale = t.seed, t.grad_clip, t.muon_lr / t.lr
         self._grad = self._grad_fn()
 
     def _grad_fn(self):
@@ -105,9 +69,13 @@ class MLXBackend(Backend):
         if self.grad_clip > 0:
             grads, _ = clip_grad_norm(grads, self.grad_clip)
         params = dict(tree_flatten(self.model.trainable_parameters()))
-        self.model.update(tree_unflatten(list(self.optimizer.update(params, grads, lr).items())))
+        muon = {k: p for k, p in params.items() if self.muon and takes_muon(k, p.ndim)}
+        new = self.optimizer.update({k: p for k, p in params.items() if k not in muon}, grads, lr)
+        if muon:  # the same schedule at Muon's own peak
+            new.update(self.muon.update(muon, grads, lr * self.muon_lr_scale))
+        self.model.update(tree_unflatten(list(new.items())))
         loss = total / len(batches)
-        mx.eval(loss, self.model.parameters(), [s for pair in self.optimizer.state.values() for s in pair])
+        mx.eval(loss, self.model.parameters(), self.optimizer.state, self.muon.state if self.muon else [])
         return loss
 
     def eval_loss(self, batches: Sequence[Batch]) -> float:
@@ -129,10 +97,12 @@ class MLXBackend(Backend):
         load_weights(self.model, tensors, source)
 
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """`<param name>.exp_avg` / `.exp_avg_sq` arrays + the step count."""
+        """`<param name>.exp_avg` / `.exp_avg_sq` (AdamW) and `.momentum_buffer` (Muon) arrays + AdamW's step count."""
         tensors = {}
         for k, (m, v) in self.optimizer.state.items():
             tensors[f"{k}.exp_avg"], tensors[f"{k}.exp_avg_sq"] = np.array(m), np.array(v)
+        for k, buf in (self.muon.state if self.muon else {}).items():
+            tensors[f"{k}.momentum_buffer"] = np.array(buf)
         return tensors, {"optimizer_step": self.optimizer.step}
 
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
@@ -140,6 +110,8 @@ class MLXBackend(Backend):
             if k.endswith(".exp_avg"):
                 name = k.removesuffix(".exp_avg")
                 self.optimizer.state[name] = (mx.array(tensors[k]), mx.array(tensors[f"{name}.exp_avg_sq"]))
+            elif k.endswith(".momentum_buffer"):
+                self.muon.state[k.removesuffix(".momentum_buffer")] = mx.array(tensors[k])
         self.optimizer.step = meta["optimizer_step"]
 
 
