@@ -57,7 +57,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        return F.rms_norm(x.float(), (x.size(-1),), self.weight, self.eps).to(x.dtype)  # in fp32, as LayerNorm
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:

@@ -5,7 +5,8 @@ Muon (Keller Jordan, 2024; modded-nanogpt): momentum, then the update's nearest 
 Newton-Schulz steps, scaled by sqrt(max(1, rows / cols)). torch ships torch.optim.Muon, and it is not used here:
 its Newton-Schulz always runs in bfloat16, which CPUs without native bf16 (AVX2 only) emulate ~100x slower than
 fp32 and which would differ from the MLX backend's fp32 (gptkit.mlx.optim holds the same update, and a test
-holds both to it). Here it runs in bf16 on CUDA (as torch's and modded-nanogpt's do) and in fp32 elsewhere.
+holds both to it). Here it runs in the run's own precision: bf16 when the run trains in bf16 (CUDA, and CPUs
+with native bf16: as torch's and modded-nanogpt's do), fp32 otherwise.
 
 Not here: the LR schedule (gptkit.run_setup.lr_at), which the backend applies to both peaks alike.
 """
@@ -70,8 +71,10 @@ class Muon(torch.optim.Optimizer):
                 p.add_(newton_schulz(update, dtype=self.ns_dtype), alpha=-group["lr"] * scale)
 
 
-def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device) -> dict[str, torch.optim.Optimizer]:
+def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device,
+                         dtype: torch.dtype = torch.float32) -> dict[str, torch.optim.Optimizer]:
     """{"adamw": ...} or, with optimizer="muon", {"adamw": ..., "muon": ...}, at their peak learning rates.
+    Muon's Newton-Schulz runs in bf16 when the run trains in bf16 (dtype), else in fp32.
 
     AdamW decays tensors with >= 2 dims (matmul weights, embeddings), never biases and norms.
     """
@@ -87,6 +90,6 @@ def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.d
         if not muon:
             raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "
                              "(use optimizer='adamw')")
-        ns_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        ns_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
         out["muon"] = Muon(muon, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype)
     return out

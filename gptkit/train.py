@@ -52,7 +52,7 @@ class TorchBackend(Backend):
         if init is not None:
             load_weights(self.model, init, source=source)
         self.model = self.model.to(self.device)
-        self.optimizers = configure_optimizers(self.model, t, self.device)  # adamw [+ muon]
+        self.optimizers = configure_optimizers(self.model, t, self.device, self.dtype)  # adamw [+ muon]
         self.optimizer = self.optimizers["adamw"]
         self.peak_lr = {"adamw": t.lr, "muon": t.muon_lr}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
