@@ -139,3 +139,27 @@ def test_init_loss_near_ln_vocab_with_every_option():
     m = GPT(GPTConfig(**BASE, **OPTIONS["all"]))
     idx = torch.randint(0, 67, (4, 16))
     assert abs(m(idx, idx)[1].item() - math.log(67)) < 0.2
+
+
+def test_swiglu_and_rope_are_llamas():
+    """The pieces against transformers' Llama code (the reference HF export will rely on)."""
+    transformers = pytest.importorskip("transformers", reason="test dependency: pip install -e '.[dev]'")
+    from transformers.models.llama import modeling_llama as hf
+
+    from gptkit.model import MLP
+
+    c = GPTConfig(**{**BASE, "mlp": "swiglu", "pos": "rope", "rope_theta": 500.0})
+    mlp = MLP(c)
+    ref = hf.LlamaMLP(transformers.LlamaConfig(hidden_size=32, intermediate_size=c.hidden_size, hidden_act="silu"))
+    with torch.no_grad():
+        for a, b in ((ref.gate_proj, mlp.c_gate), (ref.up_proj, mlp.c_fc), (ref.down_proj, mlp.c_proj)):
+            a.weight.copy_(b.weight)
+    x = torch.randn(2, 5, 32)
+    torch.testing.assert_close(mlp(x), ref(x))
+    rotary = hf.LlamaRotaryEmbedding(transformers.LlamaConfig(hidden_size=32, num_attention_heads=4, rope_theta=500.0,
+                                                               max_position_embeddings=16))
+    q, k = torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)
+    cos, sin = rotary(q, torch.arange(3, 9)[None])
+    want = hf.apply_rotary_pos_emb(q, k, cos, sin)
+    ours = rope_tables(c, 3, 6, "cpu")
+    torch.testing.assert_close((apply_rope(q, *ours), apply_rope(k, *ours)), want)
