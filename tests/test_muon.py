@@ -147,3 +147,11 @@ def test_mlx_resume_with_muon_continues_with_the_same_losses(tmp_path):
     first = mlx_train(run("parts", max_iters=4))
     rest = mlx_train(resume_config(tmp_path / "parts", ["--max_iters=8"]), resume=True)
     assert first.losses + rest.losses == pytest.approx(whole.losses, rel=1e-6)
+
+
+def test_bf16_autocast_with_muon_runs_newton_schulz_in_bf16(tmp_path):
+    tr = trainer(muon_run(tmp_path, dtype="bfloat16", max_iters=3))
+    assert tr.backend.optimizers["muon"].ns_dtype == torch.bfloat16  # the run's precision
+    result = tr.run()
+    assert result.step == 3 and all(np.isfinite(result.losses))
+    assert trainer(muon_run(tmp_path, "fp32", max_iters=3)).backend.optimizers["muon"].ns_dtype == torch.float32
