@@ -1,4 +1,5 @@
-"""Files: atomic writes, reference files found locally or downloaded with a checksum, text read in blocks.
+"""Files: atomic writes, the user cache, reference files found locally or downloaded with a checksum, text read in
+blocks, and the progress-bar switch every long job shares.
 
 Stdlib only. Does not parse any format; the modules that own a format use these helpers.
 """
@@ -6,6 +7,7 @@ Stdlib only. Does not parse any format; the modules that own a format use these 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -13,11 +15,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and a rename, so a crash or
-    Ctrl-C never leaves a half-written file under the final name."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that appears at `path` only when the block ends without an error: written to a temp file in
+    the same folder, fsynced, then renamed over `path`. On any exception (Ctrl-C included) the temp file is
+    removed and `path` is untouched, so a crash never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -25,8 +30,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        os.close(fd)
+        with open(tmp, "wb") as f:  # f.name is the temp file's path, for a check before the rename
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -35,16 +41,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see atomic_writer)."""
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def progress_disabled(progress: bool | None) -> bool | None:
+    """tqdm's `disable` for a `progress` option: None shows the bar only on a terminal. Example: True -> False"""
+    return None if progress is None else not progress
 
 
 @dataclass(frozen=True)
@@ -56,20 +65,24 @@ class RefFile:
     sha256: str
 
 
+def user_cache_root() -> Path:
+    """Where user caches live: $XDG_CACHE_HOME, else ~/.cache (gptkit's and huggingface_hub's rule)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+
+
 def cache_dir() -> Path:
     """The user cache: $GPTKIT_CACHE, else $XDG_CACHE_HOME/gptkit, else ~/.cache/gptkit."""
     if os.environ.get("GPTKIT_CACHE"):
         return Path(os.environ["GPTKIT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gptkit"
+    return user_cache_root() / "gptkit"
 
 
-def _download(url: str, timeout: float = 30.0) -> bytes:
+def download_bytes(url: str, timeout: float = 30.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed https URLs)
         return r.read()
 
 
-def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = _download,
+def find_reference_file(ref: RefFile, download: Callable[[str], bytes] | None = download_bytes,
                         check: Callable[[bytes], None] | None = None) -> Path:
     """Locate `ref`: $GPTKIT_DATA/relpath, then the user cache, else download it into the cache and
     check its sha256 (or, for a file whose publisher gives no checksum, ref.sha256 == "", pass the bytes to

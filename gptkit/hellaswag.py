@@ -76,10 +76,10 @@ def find_file(spec: str, download=None) -> Path:
             raise FileNotFoundError(f"{spec}: no such HellaSwag file (give a .jsonl path, or 'val' for the published "
                                     "validation split)")
         return Path(spec)
-    from gptkit.files import _download, find_reference_file
+    from gptkit.files import download_bytes, find_reference_file
 
     try:
-        return find_reference_file(VAL, download or _download, check=_check_val)
+        return find_reference_file(VAL, download or download_bytes, check=_check_val)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{e}; or pass --hellaswag FILE.jsonl") from None
 

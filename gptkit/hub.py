@@ -5,7 +5,8 @@ A name is looked up, in order, in the Hugging Face cache that `transformers` / `
 (`gptkit.files.cache_dir()/hf/NAME`), else downloaded there from huggingface.co. A download is checked
 the way huggingface_hub checks it: the server names each file's digest (sha256 for LFS files such as
 model.safetensors, the git blob sha1 for small files such as config.json) and the bytes must match.
-Files are streamed to a temp file and renamed, so an interrupted download never looks finished.
+Files are streamed to a temp file and renamed (gptkit.files.atomic_writer), so an interrupted download never looks
+finished.
 
 Stdlib only; reading the folder is gptkit.hf's job.
 """
@@ -15,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gptkit.files import cache_dir
+from gptkit.files import atomic_writer, cache_dir, user_cache_root
 
 HUB_MODELS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 FILES = ("config.json", "model.safetensors")
@@ -34,8 +34,7 @@ def hf_hub_cache() -> Path:
         return Path(os.environ["HF_HUB_CACHE"])
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]) / "hub"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "huggingface" / "hub"
+    return user_cache_root() / "huggingface" / "hub"
 
 
 def is_checkpoint_folder(folder: Path) -> bool:
@@ -96,23 +95,16 @@ def _urlopen(url: str, timeout: float):
 
 
 def download_file(url: str, dest: Path, expected: str, timeout: float = 60.0) -> None:
-    """Stream `url` into `dest` (temp file + rename), checking the bytes against the hub's digest."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    """Stream `url` into `dest` atomically, checking the bytes against the hub's digest before they appear there."""
     sha256 = hashlib.sha256()
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a cache file is readable like any other
-        with os.fdopen(fd, "wb") as f, _urlopen(url, timeout) as r:
-            for block in iter(lambda: r.read(1 << 20), b""):
-                f.write(block)
-                sha256.update(block)
-        if not _digest_matches(expected, Path(tmp), sha256.hexdigest()):
+    with atomic_writer(dest) as f, _urlopen(url, timeout) as r:
+        for block in iter(lambda: r.read(1 << 20), b""):
+            f.write(block)
+            sha256.update(block)
+        f.flush()
+        if not _digest_matches(expected, Path(f.name), sha256.hexdigest()):
             raise ValueError(f"download of {url} does not match the digest the hub states ({expected or 'none'}; "
                              f"got sha256 {sha256.hexdigest()}); not saved, try again")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike, download: bool = True) -> Path:

@@ -1,6 +1,7 @@
 """Atomic writes and streaming text reads (block cuts, UTF-8 errors with byte offsets)."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,20 @@ def test_split_character_across_blocks(tmp_path):
     text = "日本語\nテキスト\n" * 50
     p.write_text(text, encoding="utf-8")
     assert "".join(iter_text_blocks(p, block_bytes=5)) == text
+
+
+def test_atomic_writer_leaves_nothing_on_failure_and_keeps_the_old_file(tmp_path):
+    from gptkit.files import atomic_writer, progress_disabled
+
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_writer(target) as f:
+            f.write(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    with atomic_writer(target) as f:
+        f.write(b"new")
+        assert Path(f.name).parent == tmp_path and Path(f.name) != target  # a temp file beside the target
+    assert target.read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
+    assert (progress_disabled(True), progress_disabled(False), progress_disabled(None)) == (False, True, None)

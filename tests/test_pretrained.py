@@ -137,8 +137,8 @@ def test_pretrained_offline_without_files(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GPTKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("GPTKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(gptkit.files, "_download", lambda url: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(gptkit.files.find_reference_file, "__defaults__", (gptkit.files._download, None))
+    monkeypatch.setattr(gptkit.files, "download_bytes", lambda url: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(gptkit.files.find_reference_file, "__defaults__", (gptkit.files.download_bytes, None))
     with pytest.raises(FileNotFoundError, match="cl100k/cl100k_base.tiktoken"):
         Tokenizer.from_pretrained("cl100k_base")
     with pytest.raises(ValueError, match="unknown pretrained"):
