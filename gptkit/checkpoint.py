@@ -24,12 +24,12 @@ from gptkit.config import GPTConfig, RunConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
 from gptkit.hf import read_hf_gpt2
 from gptkit.hub import HUB_MODELS, resolve_pretrained
+from gptkit.tokenizer_files import TOKENIZER_FILE
 
 FORMAT = "gptkit-checkpoint"
 VERSION = 1
 CONFIG = "config.json"
 LAST, BEST = "ckpt.safetensors", "best.safetensors"
-TOKENIZER = "tokenizer.model"
 META_KEY = "gptkit"
 
 
@@ -119,14 +119,14 @@ class ModelSource:
     base: Path  # where tokenizer["file"] lives
 
     def load_tokenizer(self):
-        from gptkit.tokenizer import get_tokenizer, load_tokenizer
+        from gptkit.tokenizers import tokenizer_from_record
 
         t = self.tokenizer
         if not (t["file"] or t["spec"]):
             raise ValueError(f"{self.path}: a HF folder with vocab_size {self.config.vocab_size:,} and no tokenizer "
                              f"gptkit reads; gptkit takes the tokenizer of HF folders with GPT-2's vocabulary "
                              f"({GPT2_VOCAB_SIZE:,} tokens) only")
-        return load_tokenizer(self.base / t["file"]) if t["file"] else get_tokenizer(t["spec"])
+        return tokenizer_from_record(t, self.base)
 
 
 GPT2_VOCAB_SIZE = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this vocabulary means OpenAI's GPT-2 BPE
@@ -185,8 +185,8 @@ def save_run_tokenizer(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     t = meta["tokenizer"]
     if t["file"]:
         src = Path(data_dir) / t["file"]
-        atomic_write_bytes(Path(run_dir) / TOKENIZER, src.read_bytes())
-        return {"spec": t["spec"], "file": TOKENIZER, "fingerprint": t["fingerprint"]}
+        atomic_write_bytes(Path(run_dir) / TOKENIZER_FILE, src.read_bytes())
+        return {"spec": t["spec"], "file": TOKENIZER_FILE, "fingerprint": t["fingerprint"]}
     return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"]}
 
 

@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.datasets import NAMED, dataset_path
-from gptkit.files import atomic_write_text, cache_dir, iter_text_blocks
+from gptkit.files import atomic_write_text, cache_dir, iter_text_blocks, progress_disabled
 from gptkit.parallel import MMAP_THRESHOLD_MAX, fix_malloc_threshold, imap_bounded
-from gptkit.tokenizer import _no_bar
+from gptkit.tokenizer_files import TOKENIZER_FILE
 
 FORMAT = "gptkit-data"
 VERSION = 1
 META = "meta.json"
-TOKENIZER_FILE = "tokenizer.model"
 _TASK_CHARS = 1 << 20  # characters per worker task
 # Data dirs that training prepares on first use, under the user cache: name -> (source, tokenizer)
 NAMED_DATA = {"shakespeare_char": ("shakespeare", "char"), "shakespeare_gpt2": ("shakespeare", "gpt2")}
@@ -270,7 +269,7 @@ def choose_dtype(vocab_size: int, dtype: str = "auto") -> str:
 
 def _make_tokenizer(spec: str, chars: set[str]):
     from gptkit.simple_tokenizers import CharTokenizer
-    from gptkit.tokenizer import get_tokenizer
+    from gptkit.tokenizers import get_tokenizer
 
     return CharTokenizer(chars) if spec == "char" else get_tokenizer(spec)
 
@@ -320,7 +319,7 @@ def _prepare(sources, tokenizer, out_dir, *, val_fraction, field, shard_tokens, 
     t0 = time.perf_counter()
     try:
         pieces = _pieces(srcs, field, errors, split_at, with_eot=tok.eot_token is not None)
-        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", disable=_no_bar(progress)) as bar:
+        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", disable=progress_disabled(progress)) as bar:
             for split, ids, n_bytes in imap_bounded(
                 _encode_task, _tasks(pieces), workers, initializer=_init_worker, initargs=(tok, dtype)
             ):
@@ -397,11 +396,9 @@ def resolve_data_dir(spec: str | os.PathLike) -> Path:
 
 def data_tokenizer(data_dir: str | os.PathLike):
     """The tokenizer a data dir was prepared with."""
-    from gptkit.tokenizer import get_tokenizer, load_tokenizer
+    from gptkit.tokenizers import tokenizer_from_record
 
-    meta = load_meta(data_dir)
-    t = meta["tokenizer"]
-    return load_tokenizer(Path(data_dir) / t["file"]) if t["file"] else get_tokenizer(t["spec"])
+    return tokenizer_from_record(load_meta(data_dir)["tokenizer"], data_dir)
 
 
 def check_tokenizer(data_dir: str | os.PathLike, tok, name: str = "the tokenizer") -> None:

@@ -1,4 +1,5 @@
-"""OpenAI's published encodings, GPT-2 (r50k_base) and cl100k_base, giving tiktoken's exact ids.
+"""OpenAI's published encodings, GPT-2 (r50k_base) and cl100k_base, giving tiktoken's exact ids: their split
+patterns, special tokens and ranks, as data that gptkit.tokenizer.Tokenizer.from_pretrained builds a tokenizer from.
 
 Files are found in $GPTKIT_DATA (laid out like the repository's shared/data: gpt2/encoder.json,
 gpt2/vocab.bpe or gpt2/gpt2.tiktoken, cl100k/cl100k_base.tiktoken), then the user cache, else downloaded
@@ -12,13 +13,21 @@ from __future__ import annotations
 import json
 
 from gptkit.files import RefFile, find_reference_file
-from gptkit.tokenizer import ENDOFTEXT, GPT2_PATTERN, GPT4_PATTERN, Tokenizer, read_tiktoken_ranks
+from gptkit.tokenizer_files import read_tiktoken_ranks
+
+# GPT-2's pre-tokenizer (as in tiktoken's r50k_base) and GPT-4's (cl100k_base).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+ENDOFTEXT = "<|endoftext|>"
 
 _GPT2_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
 GPT2_ENCODER = RefFile(
     "gpt2/encoder.json", _GPT2_BASE + "encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 )
-GPT2_VOCAB = RefFile(
+GPT2_VOCAB_BPE = RefFile(
     "gpt2/vocab.bpe", _GPT2_BASE + "vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 )
 # The same ranks in tiktoken's format; OpenAI publishes no URL for it, so it is only used when present.
@@ -83,26 +92,27 @@ def gpt2_ranks_from_data_gym(vocab_bpe: str, encoder_json: str) -> dict[bytes, i
     return ranks
 
 
-def _gpt2() -> Tokenizer:
+def _gpt2() -> dict:
     try:
         path = find_reference_file(GPT2_TIKTOKEN, download=None)
         ranks = read_tiktoken_ranks(path)
     except FileNotFoundError:
-        vocab_bpe = find_reference_file(GPT2_VOCAB)
+        vocab_bpe = find_reference_file(GPT2_VOCAB_BPE)
         encoder = find_reference_file(GPT2_ENCODER)
         ranks = gpt2_ranks_from_data_gym(str(vocab_bpe), str(encoder))
-    return Tokenizer(ranks, GPT2_PATTERN, {ENDOFTEXT: 50256}, name="gpt2")
+    return dict(ranks=ranks, pattern=GPT2_PATTERN, special_tokens={ENDOFTEXT: 50256}, name="gpt2")
 
 
-def _cl100k() -> Tokenizer:
+def _cl100k() -> dict:
     ranks = read_tiktoken_ranks(find_reference_file(CL100K))
-    return Tokenizer(ranks, GPT4_PATTERN, CL100K_SPECIALS, name="cl100k_base")
+    return dict(ranks=ranks, pattern=GPT4_PATTERN, special_tokens=CL100K_SPECIALS, name="cl100k_base")
 
 
 PRETRAINED = {"gpt2": _gpt2, "r50k_base": _gpt2, "cl100k_base": _cl100k}
 
 
-def load_pretrained(name: str) -> Tokenizer:
+def pretrained_encoding(name: str) -> dict:
+    """Tokenizer(**...) arguments of a published encoding: ranks, pattern, special_tokens, name."""
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained tokenizer {name!r}; choose one of {', '.join(PRETRAINED)}")
     return PRETRAINED[name]()

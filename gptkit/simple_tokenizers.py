@@ -5,7 +5,7 @@
 - `WordTokenizer`: Raschka's SimpleTokenizerV2: words and punctuation, unknown words -> `<|unk|>`,
   plus `<|endoftext|>`. Decoding joins words with spaces, so it does not round-trip whitespace.
 
-Neither handles bytes that are not text; both save to the same file format as `Tokenizer`.
+Neither handles bytes that are not text; both save to the same file format as `Tokenizer` (gptkit.tokenizer_files).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import re
 from collections.abc import Collection, Iterable
 
 from gptkit.files import atomic_write_text
-from gptkit.tokenizer import ENDOFTEXT, FORMAT_LINE, TokenizerBase, _Lines
+from gptkit.pretrained import ENDOFTEXT
+from gptkit.tokenizer import TokenizerBase
+from gptkit.tokenizer_files import FORMAT_LINE, Lines
 
 UNK = "<|unk|>"
 _WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
@@ -92,7 +94,7 @@ class CharTokenizer(_SimpleBase):
         atomic_write_text(path, f"{FORMAT_LINE}\ntype char\nchars {json.dumps(self.chars)}\n")
 
     @classmethod
-    def _from_lines(cls, lines: _Lines) -> CharTokenizer:
+    def from_lines(cls, lines: Lines) -> CharTokenizer:
         chars = lines.json_value("chars")
         if not isinstance(chars, str) or not chars:
             lines.fail("'chars' must be a non-empty JSON string")
@@ -157,7 +159,7 @@ class WordTokenizer(_SimpleBase):
         atomic_write_text(path, f"{FORMAT_LINE}\ntype word\nwords {len(words)}\n{body}\n")
 
     @classmethod
-    def _from_lines(cls, lines: _Lines) -> WordTokenizer:
+    def from_lines(cls, lines: Lines) -> WordTokenizer:
         words = []
         for _ in range(lines.count("words")):
             words.append(lines.json_str())

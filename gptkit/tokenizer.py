@@ -1,39 +1,30 @@
 """The byte-level BPE tokenizer: a split pattern, a bytes -> rank vocabulary and special tokens.
 
-`Tokenizer` trains (see `gptkit.bpe` for the algorithm), encodes and decodes with tiktoken's semantics,
-and saves to a readable text format or to tiktoken's `.tiktoken` ranks. Pretrained encodings (GPT-2,
-cl100k_base) come from `gptkit.pretrained`; the char- and word-level tokenizers live in
-`gptkit.simple_tokenizers` and share the saved-file header and `load_tokenizer`.
+`Tokenizer` trains (the algorithm: gptkit.bpe; chunk counting in processes: gptkit.tokenizer_parallel), encodes and
+decodes with tiktoken's semantics, and saves to gptkit's text format or tiktoken's `.tiktoken` ranks (the formats:
+gptkit.tokenizer_files). `TokenizerBase` is what every gptkit tokenizer shares; the char and word tokenizers are in
+gptkit.simple_tokenizers, the published encodings' data in gptkit.pretrained, and `load_tokenizer`/`get_tokenizer`
+(any kind, by file or name) in gptkit.tokenizers, above all of them.
 
 Not here: anything about models or token files on disk (that is `gptkit.data`).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import warnings
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
-from pathlib import Path
 from typing import Literal
 
 import regex
 
 from gptkit import bpe
-from gptkit.files import atomic_write_text
-from gptkit.parallel import imap_bounded
-
-# GPT-2's pre-tokenizer (as in tiktoken's r50k_base) and GPT-4's (cl100k_base).
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-GPT4_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-)
-PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
-ENDOFTEXT = "<|endoftext|>"
-FORMAT_LINE = "gptkit tokenizer v1"
+from gptkit import tokenizer_files as formats
+from gptkit.files import atomic_write_text, progress_disabled
+from gptkit.pretrained import ENDOFTEXT, GPT2_PATTERN, GPT4_PATTERN, PATTERNS, pretrained_encoding  # noqa: F401
+from gptkit.tokenizer_parallel import count_chunks, encode_in_workers
 
 _CACHE_MAX = 1 << 17  # chunks remembered by the encoder before the cache is cleared
 
@@ -48,15 +39,6 @@ def resolve_pattern(pattern: str | None) -> str | None:
     except regex.error as e:
         raise ValueError(f"pattern {pattern!r} is not a valid regex ({e}); use 'gpt2', 'gpt4', None or a regex") from None
     return pattern
-
-
-def render_token(t: bytes) -> str:
-    """Printable form of a token's bytes: invalid UTF-8 as U+FFFD, control characters escaped.
-
-    Example: b"a\\n" -> "a\\\\u000a"
-    """
-    s = t.decode("utf-8", errors="replace")
-    return "".join(f"\\u{ord(c):04x}" if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in s)
 
 
 class TokenizerBase:
@@ -216,7 +198,7 @@ class Tokenizer(TokenizerBase):
         target = vocab_size - len(specials)
         from tqdm.auto import tqdm
 
-        with tqdm(total=target - 256, desc="merges", unit="merge", disable=_no_bar(progress)) as bar:
+        with tqdm(total=target - 256, desc="merges", unit="merge", disable=progress_disabled(progress)) as bar:
             if algorithm == "fast":
                 merges = bpe.train_fast(word_counts, target, on_merge=bar.update)
             elif algorithm == "naive":
@@ -314,12 +296,7 @@ class Tokenizer(TokenizerBase):
         texts = list(texts)
         if num_workers <= 1 or len(texts) < 2:
             return [self.encode(t, **encode_kwargs) for t in texts]
-        size = max(1, len(texts) // (4 * num_workers))
-        tasks = [(texts[i : i + size], encode_kwargs) for i in range(0, len(texts), size)]
-        out: list[list[int]] = []
-        for ids in imap_bounded(_worker_encode, tasks, num_workers, initializer=_set_worker_tokenizer, initargs=(self,)):
-            out += ids
-        return out
+        return encode_in_workers(self, texts, num_workers, **encode_kwargs)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -345,61 +322,27 @@ class Tokenizer(TokenizerBase):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to `path` (readable text with a version line) and a `.vocab` view beside it."""
-        path = Path(path)
         byte_tokens = [self._decoder[i] for i in range(256)] if len(self._ranks) >= 256 else []
         identity = byte_tokens == [bytes([i]) for i in range(256)]
-        lines = [
-            FORMAT_LINE,
-            "type bpe",
-            f"pattern {json.dumps(self.pattern)}",
-            "bytes identity" if identity else "bytes " + " ".join(str(t[0]) for t in byte_tokens),
-            f"special {len(self._special)}",
-            *(f"{json.dumps(s)} {i}" for s, i in sorted(self._special.items(), key=lambda kv: kv[1])),
-            f"merges {len(self.merges)}",
-            *(f"{a} {b}" for a, b in self.merges),
-        ]
-        atomic_write_text(path, "\n".join(lines) + "\n")
-        atomic_write_text(_vocab_path(path), self.vocab_view())
+        formats.write_bpe(path, self.pattern, None if identity else byte_tokens, self._special, self.merges)
+        atomic_write_text(formats.vocab_path(path), self.vocab_view())
 
     def vocab_view(self) -> str:
         """The merge tree, one token a line: `[t][he] -> [the] 1234`, then the special tokens."""
-        lines = [f"[{render_token(self._decoder[i])}] {i}" for i in range(256)]
-        for k, (a, b) in enumerate(self.merges):
-            da, db = self._decoder[a], self._decoder[b]
-            lines.append(f"[{render_token(da)}][{render_token(db)}] -> [{render_token(da + db)}] {256 + k}")
-        lines += [f"special [{s}] {i}" for s, i in sorted(self._special.items(), key=lambda kv: kv[1])]
-        return "\n".join(lines) + "\n"
+        return formats.vocab_view(self._decoder, self.merges, self._special)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Load a BPE tokenizer written by `save`."""
-        tok = load_tokenizer(path)
-        if not isinstance(tok, cls):
-            raise ValueError(f"{path} holds a {type(tok).__name__}, not a BPE tokenizer; use gptkit.load_tokenizer")
-        return tok
+        """Load a BPE tokenizer written by `save` (gptkit.load_tokenizer loads any kind)."""
+        kind, lines = formats.read_header(path)
+        if kind != "bpe":
+            raise ValueError(f"{path} holds a {kind} tokenizer, not a BPE tokenizer; use gptkit.load_tokenizer")
+        return cls.from_lines(lines)
 
     @classmethod
-    def _from_lines(cls, lines: _Lines) -> Tokenizer:
-        pattern = lines.json_value("pattern")
-        byte_spec = lines.field("bytes")
-        if byte_spec == "identity":
-            byte_tokens = None
-        else:
-            vals = lines.ints(byte_spec, 256)
-            if sorted(vals) != list(range(256)):
-                lines.fail("'bytes' must list each byte 0..255 exactly once")
-            byte_tokens = [bytes([v]) for v in vals]
-        specials = {}
-        for _ in range(lines.count("special")):
-            s, i = lines.json_and_int()
-            specials[s] = i
-        merges = []
-        n = lines.count("merges")
-        for k in range(n):
-            a, b = lines.ints(lines.next(), 2)
-            if not (0 <= a < 256 + k and 0 <= b < 256 + k):
-                lines.fail(f"merge ({a}, {b}) refers to a token that does not exist yet (merge {k} makes id {256 + k})")
-            merges.append((a, b))
+    def from_lines(cls, lines: formats.Lines) -> Tokenizer:
+        """The tokenizer whose saved body `lines` points at (after the type line)."""
+        pattern, byte_tokens, specials, merges = formats.parse_bpe(lines)
         vocab = bpe.vocab_from_merges(merges, byte_tokens)
         ranks = {t: i for i, t in enumerate(vocab)}
         if len(ranks) != len(vocab):
@@ -415,8 +358,7 @@ class Tokenizer(TokenizerBase):
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """Write the mergeable ranks in tiktoken's format (`base64 rank` per line). The pattern and
         special tokens are not part of that format: pass `pattern` and `special_tokens` to tiktoken."""
-        lines = (f"{base64.b64encode(t).decode()} {i}" for t, i in sorted(self._ranks.items(), key=lambda kv: kv[1]))
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        formats.write_tiktoken_ranks(path, self._ranks)
 
     @classmethod
     def from_tiktoken(
@@ -428,202 +370,13 @@ class Tokenizer(TokenizerBase):
         name: str | None = None,
     ) -> Tokenizer:
         """Load a tiktoken `.tiktoken` ranks file, with its split pattern and special tokens."""
-        return cls(read_tiktoken_ranks(path), pattern, special_tokens, name=name)
+        return cls(formats.read_tiktoken_ranks(path), pattern, special_tokens, name=name)
 
     @classmethod
     def from_pretrained(cls, name: str) -> Tokenizer:
         """"gpt2" (also "r50k_base") or "cl100k_base", exactly as tiktoken encodes them."""
-        from gptkit.pretrained import load_pretrained
-
-        return load_pretrained(name)
+        return cls(**pretrained_encoding(name))
 
     def __repr__(self) -> str:
         kind = self.name or "trained"
         return f"Tokenizer({kind}, vocab_size={self.vocab_size}, specials={len(self._special)})"
-
-
-def read_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
-    """Parse tiktoken's ranks format; a bad line raises ValueError naming the file and line."""
-    ranks = {}
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                tok, rank = line.split()
-                ranks[base64.b64decode(tok, validate=True)] = int(rank)
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: not a tiktoken ranks line (expected '<base64 token> <rank>'): {line[:60]!r}"
-                ) from None
-    if not ranks:
-        raise ValueError(f"{path}: no ranks in file; is it a .tiktoken file?")
-    return ranks
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    """tqdm's `disable`: None shows the bar only on a terminal."""
-    return None if progress is None else not progress
-
-
-def _vocab_path(path: Path) -> Path:
-    return path.with_suffix(".vocab") if path.suffix != ".vocab" else path.with_suffix(".vocab.txt")
-
-
-# -- counting chunks for training --------------------------------------------------------------------
-
-
-def _split_out_specials(text: str, specials: list[str]) -> list[str]:
-    if not specials:
-        return [text]
-    pat = regex.compile("|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True)))
-    return pat.split(text)
-
-
-def _count_block(args: tuple[list[str], str | None, list[str]]) -> Counter:
-    texts, pattern, specials = args
-    split = regex.compile(pattern).findall if pattern is not None else (lambda t: [t])
-    counts: Counter = Counter()
-    for text in texts:
-        for piece in _split_out_specials(text, specials):
-            if piece:
-                counts.update(split(piece))
-    return counts
-
-
-def _batches(texts: Iterable[str], pattern, specials, target_chars: int = 1 << 20) -> Iterator[tuple]:
-    batch, size = [], 0
-    for t in texts:
-        if not isinstance(t, str):
-            raise ValueError(f"training texts must be str, got {type(t).__name__}; decode bytes to text first")
-        batch.append(t)
-        size += len(t)
-        if size >= target_chars:
-            yield batch, pattern, specials
-            batch, size = [], 0
-    if batch:
-        yield batch, pattern, specials
-
-
-def count_chunks(texts: Iterable[str], pattern: str | None, specials: list[str] = (), num_workers: int = 1) -> Counter:
-    """Count each unique pre-tokenized chunk over documents, streaming; each document is split alone."""
-    total: Counter = Counter()
-    for counts in imap_bounded(_count_block, _batches(texts, pattern, list(specials)), num_workers):
-        total.update(counts)
-    return total
-
-
-# -- worker-process encoding ---------------------------------------------------------------------------
-
-_WORKER_TOKENIZER = None
-
-
-def _set_worker_tokenizer(tok) -> None:
-    global _WORKER_TOKENIZER
-    _WORKER_TOKENIZER = tok
-
-
-def _worker_encode(task: tuple[list[str], dict]) -> list[list[int]]:
-    texts, kwargs = task
-    return [_WORKER_TOKENIZER.encode(t, **kwargs) for t in texts]
-
-
-# -- the saved-file format, shared with gptkit.simple_tokenizers ----------------------------------------
-
-
-class _Lines:
-    """A cursor over a saved tokenizer's lines; every error names the file and the line."""
-
-    def __init__(self, path, text: str) -> None:
-        self.path, self.lines, self.i = path, text.split("\n"), 0
-        if self.lines and self.lines[-1] == "":
-            self.lines.pop()
-
-    def fail(self, msg: str):
-        raise ValueError(f"{self.path}:{self.i}: {msg}")
-
-    def next(self) -> str:
-        if self.i >= len(self.lines):
-            self.i += 1
-            self.fail("file ends early; it is truncated or not a gptkit tokenizer")
-        self.i += 1
-        return self.lines[self.i - 1]
-
-    def field(self, key: str) -> str:
-        line = self.next()
-        k, _, v = line.partition(" ")
-        if k != key:
-            self.fail(f"expected a '{key} ...' line, got {line[:60]!r}")
-        return v
-
-    def count(self, key: str) -> int:
-        return self.ints(self.field(key), 1)[0]
-
-    def ints(self, s: str, n: int) -> list[int]:
-        try:
-            vals = [int(x) for x in s.split()]
-        except ValueError:
-            vals = []
-        if len(vals) != n:
-            self.fail(f"expected {n} integer(s), got {s[:60]!r}")
-        return vals
-
-    def json_value(self, key: str):
-        try:
-            return json.loads(self.field(key))
-        except json.JSONDecodeError as e:
-            self.fail(f"bad JSON ({e})")
-
-    def json_str(self, s: str | None = None, what: str = "a JSON string") -> str:
-        """Parse `s` (default: the next line) as a JSON string, or fail naming the line."""
-        line = self.next() if s is None else s
-        try:
-            val = json.loads(line)
-        except json.JSONDecodeError:
-            val = None
-        if not isinstance(val, str):
-            self.fail(f"expected {what}, got {line[:60]!r}")
-        return val
-
-    def json_and_int(self) -> tuple[str, int]:
-        s, _, i = self.next().rpartition(" ")
-        return self.json_str(s, "a JSON string and an id"), self.ints(i, 1)[0]
-
-    def end(self) -> None:
-        if self.i != len(self.lines):
-            self.i += 1
-            self.fail("unexpected extra lines after the end of the tokenizer")
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """Load any tokenizer written by a gptkit `save` (bpe, char or word), checking the version line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a gptkit tokenizer file (not UTF-8 text)") from None
-    lines = _Lines(path, text)
-    first = lines.next() if lines.lines else ""
-    if first != FORMAT_LINE:
-        if first.startswith("gptkit tokenizer"):
-            lines.fail(f"unsupported version {first!r}; this gptkit reads {FORMAT_LINE!r}")
-        lines.fail(f"not a gptkit tokenizer file (first line should be {FORMAT_LINE!r}, got {first[:40]!r})")
-    kind = lines.field("type")
-    if kind == "bpe":
-        return Tokenizer._from_lines(lines)
-    from gptkit import simple_tokenizers
-
-    classes = {"char": simple_tokenizers.CharTokenizer, "word": simple_tokenizers.WordTokenizer}
-    if kind not in classes:
-        lines.fail(f"unknown tokenizer type {kind!r}; expected bpe, char or word")
-    return classes[kind]._from_lines(lines)
-
-
-def get_tokenizer(spec: str):
-    """A tokenizer from a CLI-style spec: 'gpt2', 'cl100k_base', or the path of a saved tokenizer."""
-    from gptkit.pretrained import PRETRAINED
-
-    if spec in PRETRAINED:
-        return Tokenizer.from_pretrained(spec)
-    if os.path.exists(spec):
-        return load_tokenizer(spec)
-    raise ValueError(f"unknown tokenizer {spec!r}: use one of {', '.join(PRETRAINED)} or the path of a saved tokenizer")

@@ -104,16 +104,20 @@ def test_export_cli(tmp_path, capsys):
     from gptkit.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=2", "--eval_interval=2",
-                 "--eval_iters=1", "--progress=false", "--bias=true", f"--out_dir={run}"]) == 0
+    assert main(["train", "shakespeare_char_gpt2", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=2",
+                 "--eval_interval=2", "--eval_iters=1", "--progress=false", "--bias=true", f"--out_dir={run}"]) == 0
     assert main(["export", str(run), "-o", str(tmp_path / "hf")]) == 0
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
     assert hf.config.vocab_size == 65 and hf.config.activation_function == "gelu"
     assert main(["export", str(run / "nope"), "-o", str(tmp_path / "x")]) == 1
-    assert main(["train", "--n_layer=1", "--max_iters=1", "--eval_interval=1", "--eval_iters=1", "--progress=false",
-                 f"--out_dir={tmp_path / 'nb'}"]) == 0
+    assert main(["train", "shakespeare_char_gpt2", "--n_layer=1", "--max_iters=1", "--eval_interval=1",
+                 "--eval_iters=1", "--progress=false", f"--out_dir={tmp_path / 'nb'}"]) == 0
     assert main(["export", str(tmp_path / "nb"), "-o", str(tmp_path / "y")]) == 1
     assert "bias=False" in capsys.readouterr().err
+    assert main(["train", "--n_layer=1", "--max_iters=1", "--eval_interval=1", "--eval_iters=1", "--progress=false",
+                 "--bias=true", f"--out_dir={tmp_path / 'modern'}"]) == 0  # the default preset: rotary, Muon, ...
+    assert main(["export", str(tmp_path / "modern"), "-o", str(tmp_path / "z")]) == 1
+    assert "no equivalent of model.pos='rope'" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 # Parameter counts of OpenAI's four GPT-2 sizes as transformers counts them (GPT2LMHeadModel.num_parameters(),
