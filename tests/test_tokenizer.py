@@ -1,4 +1,5 @@
-"""Training, tiktoken's special-token semantics, save/load, tiktoken interchange, and bad input."""
+"""Training, tiktoken's special-token semantics, save/load, tiktoken interchange, and bad input (the file formats'
+own errors: tests/test_tokenizer_files.py)."""
 
 import warnings
 
@@ -8,7 +9,8 @@ from hypothesis import strategies as st
 
 from gptkit import Tokenizer, load_tokenizer
 from gptkit.files import iter_text_blocks
-from gptkit.tokenizer import GPT2_PATTERN, count_chunks
+from gptkit.tokenizer import GPT2_PATTERN
+from gptkit.tokenizer_parallel import count_chunks
 
 SPECIALS = ["<|endoftext|>", "<|pad|>"]
 
@@ -206,42 +208,3 @@ def test_bad_pattern():
 def test_non_str_document():
     with pytest.raises(ValueError, match="must be str, got bytes"):
         Tokenizer.train([b"bytes"], 300, progress=False)
-
-
-def _corrupt(tmp_path, trained, edit):
-    path = tmp_path / "tok.model"
-    trained.save(path)
-    lines = path.read_text().split("\n")
-    path.write_text("\n".join(edit(lines)))
-    return path
-
-
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda ls: ls[:20], r"tok.model:21: file ends early"),
-        (lambda ls: ls[:10] + ["12 banana"] + ls[11:], r"tok.model:11: expected 2 integer"),
-        (lambda ls: ls[:9] + ["999 3"] + ls[10:], r"tok.model:10: merge \(999, 3\) refers to a token"),
-        (lambda ls: ["gptkit tokenizer v9"] + ls[1:], r"tok.model:1: unsupported version"),
-        (lambda ls: ['{"model": "json"}'] + ls[1:], r"tok.model:1: not a gptkit tokenizer file"),
-        (lambda ls: ls[:1] + ["type sentencepiece"] + ls[2:], r"tok.model:2: unknown tokenizer type"),
-        (lambda ls: ls[:2] + ["pattern [oops"] + ls[3:], r"tok.model:3: bad JSON"),
-        (lambda ls: ls + ["extra"], r"tok.model:\d+: unexpected extra lines"),
-        (lambda ls: ls[:9] + ls[8:], r"tok.model:\d+: two merges make the same bytes"),
-    ],
-)
-def test_corrupted_file_names_file_and_line(tmp_path, trained, edit, match):
-    with pytest.raises(ValueError, match=match):
-        load_tokenizer(_corrupt(tmp_path, trained, edit))
-
-
-def test_foreign_binary_file(tmp_path):
-    (tmp_path / "x.bin").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ValueError, match="not a gptkit tokenizer file"):
-        load_tokenizer(tmp_path / "x.bin")
-
-
-def test_bad_tiktoken_file_names_line(tmp_path):
-    (tmp_path / "t.tiktoken").write_text("IQ== 0\nnot base64 at all 1\n")
-    with pytest.raises(ValueError, match=r"t.tiktoken:2: not a tiktoken ranks line"):
-        Tokenizer.from_tiktoken(tmp_path / "t.tiktoken")
