@@ -1,8 +1,8 @@
 """The PyTorch backend of a training run, from one CPU to many GPUs (torchrun + DDP): `train(cfg)`.
 
-TorchBackend is gptkit.backend.Backend in PyTorch: AdamW with weight decay on 2-D weights only, gradient
-clipping, accumulation over the micro-batches the Run hands it, autocast (bf16, or fp16 + GradScaler on CUDA),
-TF32 on CUDA, optional torch.compile of the training step only, DDP, and the optimizer/RNG state that makes a
+TorchBackend is gptkit.backend.Backend in PyTorch: AdamW with weight decay on 2-D weights only, or Muon for the
+block matrices beside it (gptkit.optim), each at its own peak under the Run's schedule; gradient clipping,
+accumulation over the micro-batches the Run hands it, autocast (bf16, or fp16 + GradScaler on CUDA), TF32 on CUDA, optional torch.compile of the training step only, DDP, and the optimizer/RNG state that makes a
 resumed run continue with the identical loss sequence. The loop itself (schedule, evaluation, checkpoints,
 metrics, Ctrl-C) is gptkit.runs.Run's.
 
@@ -29,7 +29,7 @@ from gptkit.weights import load_weights, model_tensors
 
 
 class TorchBackend(Backend):
-    """A GPT and its AdamW in PyTorch, on one process or as one DDP rank."""
+    """A GPT and its optimizers (AdamW, or AdamW + Muon: gptkit.optim) in PyTorch, on one process or as a DDP rank."""
 
     name = "torch"
 
