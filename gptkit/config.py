@@ -272,9 +272,10 @@ def find_preset(name: str) -> Path:
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
-    """`--key=value` strings -> (model overrides, train overrides), values typed and checked.
+    """`--key=value` strings -> (model overrides, train overrides), values typed and checked. A key is a field
+    name, bare or qualified by its table, with underscores or dashes (the CLI passes `--model.key=value`).
 
-    Example: ["--n_layer=6", "--train.lr=3e-4"] -> ({"n_layer": 6}, {"lr": 0.0003})
+    Example: ["--n_layer=6", "--train.lr=3e-4", "--max-iters=5"] -> ({"n_layer": 6}, {"lr": 0.0003, "max_iters": 5})
     """
     model, train = {}, {}
     for item in items:
@@ -282,26 +283,24 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
             raise ValueError(f"overrides look like --key=value, got {item!r}")
         key, value = item[2:].split("=", 1)
         table, _, name = key.rpartition(".")
-        name = name.replace("-", "_")
-        _put(table, name, value, model, train, where=item)
+        _put(table, name.replace("-", "_"), value, model, train, where=item)
     return model, train
 
 
-def join_override_values(argv: list[str]) -> list[str]:
-    """Let `--key value` stand for `--key=value` when key is a config field, so that the value is not taken
-    for a positional argument. Example: ["--init-from", "gpt2", "x.toml"] -> ["--init-from=gpt2", "x.toml"]"""
-    out, i = [], 0
-    while i < len(argv):
-        item = argv[i]
-        name = item[2:].rpartition(".")[2].replace("-", "_") if item.startswith("--") and "=" not in item else ""
-        if name in MODEL_FIELDS or name in TRAIN_FIELDS:
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                out.append(f"{item}={argv[i + 1]}")
-                i += 2
-                continue
-        out.append(item)
-        i += 1
-    return out
+def unknown_field(key: str) -> str:
+    """What to say about a key that names no config field, with the closest field.
+
+    Example: "n_layr" -> "unknown config field 'n_layr'; did you mean 'n_layer'?";
+    "train.n_layer" -> "unknown config field 'train.n_layer'; did you mean 'model.n_layer'?"
+    """
+    import difflib
+
+    name = key.rpartition(".")[2].replace("-", "_")
+    if name in MODEL_FIELDS or name in TRAIN_FIELDS:  # the right name in the wrong table
+        close = [f"{'model' if name in MODEL_FIELDS else 'train'}.{name}"]
+    else:
+        close = difflib.get_close_matches(name, [*MODEL_FIELDS, *TRAIN_FIELDS], n=1)
+    return f"unknown config field {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def _put(table: str, name: str, value, model: dict, train: dict, where: str) -> None:
@@ -310,11 +309,7 @@ def _put(table: str, name: str, value, model: dict, train: dict, where: str) -> 
     elif table in ("", "train") and name in TRAIN_FIELDS:
         train[name] = _coerce(value, TRAIN_FIELDS[name], name)
     else:
-        import difflib
-
-        close = difflib.get_close_matches(name, [*MODEL_FIELDS, *TRAIN_FIELDS], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{where}: unknown config field {'.'.join(filter(None, [table, name]))!r}{hint}")
+        raise ValueError(f"{where}: {unknown_field('.'.join(filter(None, [table, name])))}")
 
 
 def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple = ()) -> RunConfig:

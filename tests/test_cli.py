@@ -116,6 +116,19 @@ def test_help_and_usage_on_every_level(capsys, argv):
     assert e.value.code == (0 if "--help" in argv else 2)
 
 
+@pytest.mark.parametrize("argv,usage", [
+    (["tokenizer", "encode", "--bogus", "--text", "x"], "gptkit tokenizer encode"),
+    (["prepare", "shakespeare", "-o", "d", "--nope"], "gptkit prepare"),
+    (["tokenizer", "--bogus", "encode"], "gptkit tokenizer"),
+])
+def test_unknown_flag_is_the_subcommands_usage_error(capsys, argv, usage):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"usage: {usage} [-h]")
+    assert f"{usage}: error: unrecognized arguments: --" in err
+
+
 def test_python_dash_m(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gptkit", "tokenizer", "encode", "-t", "gpt2", "--text", "Hello world"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)

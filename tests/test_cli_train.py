@@ -1,10 +1,13 @@
-"""`gptkit train` and `gptkit sample` end to end (in-process), and their user errors as one line."""
+"""`gptkit train` and `gptkit sample` end to end (in-process), their user errors as one line, and how the train
+parser turns config-field options into overrides."""
 
 import json
 
 import pytest
 
-from gptkit.cli import main
+from gptkit.cli import build_parser, main
+from gptkit.cli_train import _field_help, config_hint
+from gptkit.config import GPTConfig, TrainConfig, parse_overrides
 
 FAST = ["--max_iters=6", "--eval_interval=3", "--eval_iters=2", "--progress=false", "--sample_tokens=0", "--threads=1"]
 
@@ -55,7 +58,6 @@ def test_sample_num_samples_stream_and_long_prompt(run_dir, capsys):
     (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
     (["sample", "{run}", "--prompt", ""], "the prompt is empty"),
     (["sample", "{run}", "--device", "cuda"], "no CUDA GPU"),
-    (["train", "--n_layr=2"], "did you mean 'n_layer'"),
     (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
     (["train", "--batch_size=4", "--total_batch_tokens=100"], "not a multiple"),
     (["train", "--data=/nonexistent/dir"], "no such data dir"),
@@ -88,8 +90,78 @@ def test_list_presets(capsys):
 
 
 def test_unknown_arguments_outside_train(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         main(["sample", "x", "--n_layer=3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage: gptkit sample" in err
+    assert "gptkit sample: error: unrecognized arguments: --n_layer=3" in err
+
+
+# -- override parsing (no training): every config field is an option of the train parser -------------------
+
+
+def parse(*argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--max-iters", "3"], ["--max_iters=3"], ["--max_iters", "3"], ["--train.max-iters=3"], ["--train.max_iters", "3"],
+])
+def test_every_spelling_of_a_field_is_one_override(argv):
+    assert parse(*argv).overrides == ["--train.max_iters=3"]
+
+
+def test_overrides_keep_their_order_and_qualified_tables():
+    args = parse("--model.dropout=0.1", "--train.lr", "3e-4", "--model.n-layer", "2", "--compile=true", "--lr=1e-3")
+    assert args.overrides == ["--model.dropout=0.1", "--train.lr=3e-4", "--model.n_layer=2", "--train.compile=true",
+                              "--train.lr=1e-3"]
+    assert parse_overrides(args.overrides) == ({"dropout": 0.1, "n_layer": 2}, {"lr": 1e-3, "compile": True})
+
+
+@pytest.mark.parametrize("argv,preset,resume", [
+    (["--init-from", "gpt2", "finetune_shakespeare"], "finetune_shakespeare", False),  # the value is not the preset
+    (["finetune_shakespeare", "--init_from", "gpt2"], "finetune_shakespeare", False),
+    (["--init-from=gpt2"], "shakespeare_char", False),
+    (["--resume", "--max_iters", "9"], "shakespeare_char", True),  # bare --resume: the preset's run dir
+    (["--resume", "runs/x", "--data", "d", "ft.toml"], "ft.toml", "runs/x"),
+])
+def test_option_values_are_never_the_preset(argv, preset, resume):
+    args = parse(*argv)
+    assert (args.preset, args.resume) == (preset, resume)
+
+
+def test_negative_values_and_resume_dir():
+    assert parse("--min_lr", "-1").overrides == ["--train.min_lr=-1"]  # argparse's negative-number rule
+    assert parse("--resume", "runs/x", "--overwrite").overwrite
+
+
+@pytest.mark.parametrize("argv,hint", [
+    (["--n_layr=2"], "(unknown config field 'n_layr'; did you mean 'n_layer'?)"),
+    (["--max-iter", "3"], "did you mean 'max_iters'?"),
+    (["--train.n_layer=2"], "did you mean 'model.n_layer'?"),
+])
+def test_unknown_train_flag_is_trains_usage_error_with_a_hint(capsys, argv, hint):
+    with pytest.raises(SystemExit) as e:
+        main(["train", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: gptkit train [PRESET]")
+    assert "gptkit train: error: unrecognized arguments: " in err and hint in err
+
+
+def test_train_help_lists_fields_with_their_comments(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--n_layer INT         transformer blocks" in out and "--compile BOOL" in out
+    assert "--model.n_layer" not in out and "--train.lr" not in out  # the other spellings: in the groups' notes only
+
+
+def test_field_help_from_the_config_comments():
+    helps = _field_help(GPTConfig)
+    assert helps["n_layer"] == "transformer blocks"  # the docstring's example
+    assert helps["gelu"].endswith("so the CPU presets use it)")  # a comment continued on the next line
+    assert _field_help(TrainConfig)["init_from"].startswith("Start from these weights")  # a comment above
+    assert config_hint(["--n_layr=2"]) == " (unknown config field 'n_layr'; did you mean 'n_layer'?)"
 
 
 def test_backend_mlx_without_mlx_says_how_to_install(tmp_path, monkeypatch, capsys):

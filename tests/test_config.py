@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from gptkit.config import (CONFIGS_DIR, MODEL_PRESETS, GPTConfig, RunConfig, TrainConfig, _coerce, load_run_config,
-                           join_override_values, parse_overrides)
+                           parse_overrides, unknown_field)
 
 
 def test_defaults_are_gpt2_small():
@@ -68,10 +68,14 @@ def test_parse_overrides_bare_and_qualified():
         {"n_layer": 6, "dropout": 0.1}, {"lr": 3e-4, "max_iters": 5})
 
 
-def test_key_space_value_joins_only_config_fields():
-    argv = ["train", "--init-from", "gpt2", "--data", "d", "ft.toml", "--resume", "runs/x", "--n_layer=2", "--lr"]
-    assert join_override_values(argv) == ["train", "--init-from=gpt2", "--data=d", "ft.toml", "--resume", "runs/x",
-                                          "--n_layer=2", "--lr"]
+@pytest.mark.parametrize("key,message", [
+    ("n_layr", "unknown config field 'n_layr'; did you mean 'n_layer'?"),  # the docstring's examples
+    ("train.n_layer", "unknown config field 'train.n_layer'; did you mean 'model.n_layer'?"),
+    ("max-iter", "unknown config field 'max-iter'; did you mean 'max_iters'?"),
+    ("zzz", "unknown config field 'zzz'"),
+])
+def test_unknown_field_names_the_closest(key, message):
+    assert unknown_field(key) == message
 
 
 @pytest.mark.parametrize("item,match", [

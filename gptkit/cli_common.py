@@ -1,0 +1,61 @@
+"""What several `gptkit` subcommands share: their common flags (each defined once), the parser class that makes an
+unknown flag the subcommand's own usage error, and the check for PyTorch.
+
+No subcommand lives here, and nothing here calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+
+def add_errors(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict", help="what to do with invalid UTF-8")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_checkpoint(p: argparse.ArgumentParser, default: str | None = None,
+                   help: str = "default: best if the run has one") -> None:
+    p.add_argument("--checkpoint", choices=["best", "last"], default=default, help=help)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+
+
+def add_tokenizer(p: argparse.ArgumentParser,
+                  help: str = "gpt2, cl100k_base, char (built from the input) or a saved file") -> None:
+    p.add_argument("--tokenizer", "-t", default="gpt2", help=help)
+
+
+def add_input(p: argparse.ArgumentParser) -> None:
+    """FILE or --text, read as UTF-8 under --errors."""
+    p.add_argument("file", nargs="?", help="input file; '-' or nothing reads standard input")
+    p.add_argument("--text", help="use this text instead of a file")
+    add_errors(p)
+
+
+def need_torch(command: str) -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError(f"`gptkit {command}` needs PyTorch; install it with `pip install torch` "
+                         "(CPU only: `pip install torch --index-url https://download.pytorch.org/whl/cpu`)")
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an unrecognized argument is its own usage error (`usage: gptkit train ...`,
+    `gptkit train: error: ...`, exit 2) rather than the top level's. `unknown_hint(extra)` may add a hint."""
+
+    def __init__(self, *args, unknown_hint=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unknown_hint = unknown_hint
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        if extra:
+            hint = self.unknown_hint(extra) if self.unknown_hint else ""
+            self.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return namespace, extra
