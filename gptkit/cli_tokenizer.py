@@ -50,7 +50,7 @@ def _tokenizer_for(spec: str, text: str | None = None):
         from gptkit.simple_tokenizers import CharTokenizer
 
         return CharTokenizer.train(text)
-    from gptkit.tokenizer import get_tokenizer
+    from gptkit.tokenizers import get_tokenizer
 
     return get_tokenizer(spec)
 
@@ -152,7 +152,7 @@ _COLORS = [194, 223, 189, 225, 158, 230]  # pale 256-color backgrounds, cycled t
 
 
 def cmd_tokenizer_show(args) -> int:
-    from gptkit.tokenizer import render_token
+    from gptkit.tokenizer_files import render_token
 
     text = _read_input(args)
     tok = _tokenizer_for(args.tokenizer, text)
