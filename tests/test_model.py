@@ -56,10 +56,9 @@ def test_sdpa_equals_explicit_attention():
     torch.testing.assert_close(sdpa(idx)[0], explicit(idx)[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
-def test_kv_cache_equals_no_cache(attention):
-    m = _model(attention=attention)
-    idx = torch.randint(0, 67, (2, 16))
+def assert_cache_equals_no_cache(m) -> None:
+    """Logits fed through the KV cache in pieces (5, 1, 5, then one at a time) equal one uncached pass."""
+    idx = torch.randint(0, m.config.vocab_size, (2, 16))
     full = m(idx)[0]
     cache = m.new_cache(2)
     parts = [m(idx[:, :5], cache=cache)[0], m(idx[:, 5:6], cache=cache)[0], m(idx[:, 6:11], cache=cache)[0]]
@@ -67,6 +66,11 @@ def test_kv_cache_equals_no_cache(attention):
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="exceed block_size"):
         m(idx[:, :1], cache=cache)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_kv_cache_equals_no_cache(attention):
+    assert_cache_equals_no_cache(_model(attention=attention))
 
 
 def test_init_loss_near_ln_vocab():
@@ -124,19 +128,24 @@ def test_wrong_arch():
         GPT(TINY, attention="flash")
 
 
-def test_overfits_tiny_text():
-    # A tiny model memorises one short sequence: the loss falls close to zero in 150 steps.
+def final_loss_on_tiny_text(config: GPTConfig, steps: int = 150) -> float:
+    """Train on one short sequence with AdamW; a model that can learn memorises it (loss near zero)."""
     torch.manual_seed(0)
-    m = GPT(GPTConfig(vocab_size=27, block_size=32, n_layer=2, n_head=2, n_embd=64, gelu="exact"))
+    m = GPT(config)
     text = "the quick brown fox jumps over"
     ids = torch.tensor([[ord(c) - 96 if c != " " else 0 for c in text]])
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(steps):
         loss = m(ids[:, :-1], ids[:, 1:])[1]
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.05
+    return loss.item()
+
+
+def test_overfits_tiny_text():
+    assert final_loss_on_tiny_text(GPTConfig(vocab_size=27, block_size=32, n_layer=2, n_head=2, n_embd=64,
+                                             gelu="exact")) < 0.05
 
 
 def test_causal_mask_docstring_example():

@@ -38,13 +38,9 @@ def model(name, attention="sdpa", seed=0):
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_kv_cache_equals_no_cache(name, attention):
-    m = model(name, attention)
-    idx = torch.randint(0, 67, (2, 16))
-    full = m(idx)[0]
-    cache = m.new_cache(2)
-    parts = [m(idx[:, :5], cache=cache)[0], m(idx[:, 5:6], cache=cache)[0], m(idx[:, 6:11], cache=cache)[0]]
-    parts += [m(idx[:, t : t + 1], cache=cache)[0] for t in range(11, 16)]
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+    from test_model import assert_cache_equals_no_cache
+
+    assert_cache_equals_no_cache(model(name, attention))
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -75,17 +71,10 @@ def test_grads_are_finite_and_reach_every_parameter(name):
 
 @pytest.mark.parametrize("name", ["all", "llama"])
 def test_overfits_tiny_text(name):
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(**{**BASE, "vocab_size": 27, "block_size": 32, "n_embd": 64}, **OPTIONS[name]))
-    text = "the quick brown fox jumps over"
-    ids = torch.tensor([[ord(c) - 96 if c != " " else 0 for c in text]])
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = m(ids[:, :-1], ids[:, 1:])[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.05
+    from test_model import final_loss_on_tiny_text
+
+    config = GPTConfig(**{**BASE, "vocab_size": 27, "block_size": 32, "n_embd": 64}, **OPTIONS[name])
+    assert final_loss_on_tiny_text(config) < 0.05
 
 
 def test_rope_docstring_example_and_relative_positions():
