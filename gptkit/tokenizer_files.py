@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from gptkit.files import atomic_write_text
@@ -150,8 +151,8 @@ def vocab_path(path: str | os.PathLike) -> Path:
     return path.with_suffix(".vocab") if path.suffix != ".vocab" else path.with_suffix(".vocab.txt")
 
 
-def vocab_view(token_bytes: list[bytes], merges: list[tuple[int, int]], specials: dict[str, int]) -> str:
-    """The merge tree, one token a line: `[t][he] -> [the] 1234`, then the special tokens (token_bytes by id)."""
+def vocab_view(token_bytes: Mapping[int, bytes], merges: list[tuple[int, int]], specials: dict[str, int]) -> str:
+    """The merge tree, one token a line: `[t][he] -> [the] 1234`, then the special tokens (token_bytes: id -> bytes)."""
     lines = [f"[{render_token(token_bytes[i])}] {i}" for i in range(256)]
     for k, (a, b) in enumerate(merges):
         da, db = token_bytes[a], token_bytes[b]
