@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from gptkit.cli_common import (SubcommandParser, add_checkpoint, add_device, add_errors, add_quiet, add_tokenizer,
                                need_torch)
@@ -273,16 +274,22 @@ def _add_export(sub) -> None:
                        description="Write a run's weights as a Hugging Face GPT-2 folder (transformers loads it).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", choices=["hf"], default="hf")
-    p.add_argument("-o", "--output", required=True, help="the folder to write")
+    p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     add_checkpoint(p, default="last", help="default: last")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
-    from gptkit.checkpoint import read_model_checkpoint
+    from gptkit.checkpoint import is_run_dir, read_model_checkpoint
+    from gptkit.files import atomic_dir
     from gptkit.hf import write_hf_gpt2
 
     config, tensors, path = read_model_checkpoint(args.run_dir, args.checkpoint)
-    write_hf_gpt2(config, tensors, args.output)
+    out = Path(args.output)
+    if is_run_dir(out) or out.resolve() == Path(args.run_dir).resolve():
+        raise ValueError(f"{out} is a gptkit run dir; export into a new folder, e.g. -o {out.name}-hf")
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:  # complete or absent, never half-written
+        write_hf_gpt2(config, tensors, tmp)
     print(f"wrote {args.output} (HF GPT-2: config.json, model.safetensors) from {path}")
     return 0

@@ -101,6 +101,8 @@ def cmd_train(args) -> int:
 
     if args.list:
         return _list_presets()
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite erases one; pass one of them")
     if args.resume:
         run_dir = args.resume
         if not isinstance(run_dir, str):  # bare --resume: the run dir the preset (and --out_dir) would use
@@ -117,8 +119,9 @@ def cmd_train(args) -> int:
         need_torch("train")
         from gptkit.train import train
     result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    rc = 128 + result.signal if result.signal else 0  # 130 after Ctrl-C, 143 after SIGTERM: `&&` stops there
     if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun only rank 0 reports
+        return rc  # under torchrun only rank 0 reports
     if result.evals:
         last = result.evals[-1]
         print(f"step {last['step']}: train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
@@ -127,7 +130,7 @@ def cmd_train(args) -> int:
     if result.stopped in how:
         print(f"{how[result.stopped]} `gptkit train --resume {result.run_dir}`")
     print(f"run dir: {result.run_dir}  (sample with `gptkit sample {result.run_dir}`)")
-    return 0
+    return rc
 
 
 def _list_presets() -> int:

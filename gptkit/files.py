@@ -10,6 +10,7 @@ import codecs
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -38,6 +39,33 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A folder that appears at `path`, complete, only when the block ends without an error: the block fills a temp
+    folder beside it, which is then renamed into place. A non-empty folder at `path` is refused unless overwrite
+    (then replaced only once the new one is complete); a file at `path` is refused. On error nothing changes."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; give the path of a folder to write")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"{path} is not empty; give a new or empty folder, or pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would
+        yield tmp
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,6 +104,31 @@ def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
     if t.loader == "sequential":
         return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
     return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
+
+
+LOCK = ".gptkit.lock"
+
+
+def lock_run_dir(run_dir: Path):
+    """An exclusive OS lock on the run dir (creating it), held while the returned file stays open and released
+    when the process dies however it dies; a second training into the same dir fails at once naming the holder."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ValueError(f"{run_dir} is in use by a training run (pid {holder}); wait for it to end, stop it, or pick "
+                         "another --out_dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def check_fresh(run_dir: Path, overwrite: bool) -> None:

@@ -54,28 +54,36 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)  # the metrics.jsonl records written in this call
     best_val: float = math.inf
     stopped: StopReason = StopReason.DONE
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM), if one did
 
 
 class Interrupt:
-    """First Ctrl-C: finish the step, checkpoint, stop. Second: stop at once."""
+    """First Ctrl-C or SIGTERM (what SLURM, Kubernetes and `timeout` send before killing): finish the step,
+    checkpoint, stop. A second Ctrl-C: stop at once. `signum` is the signal that asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signum = self.signum or signum
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 class Run:
@@ -99,6 +107,7 @@ class Run:
         self.batches = setup.train_batches(self.data_dir, self.cfg, backend.rank, backend.world_size)
         self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
         self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
+        self._lock = setup.lock_run_dir(self.run_dir) if self.is_main else None  # until run() ends (or we die)
         if resume:
             setup.check_run_tokenizer(self.run_dir, self.data_dir, meta)
             self._restore()
@@ -132,12 +141,15 @@ class Run:
             with Interrupt() as interrupt:
                 stop = self._loop(result, interrupt)
                 self._finish(stop, result)
+                result.signal = interrupt.signum if stop is StopReason.INTERRUPTED else None
         finally:
             self._bar.close()
             if self.is_main and (self.run_dir / setup.METRICS).is_file():
                 from gptkit.plot import plot_metrics
 
                 plot_metrics(self.run_dir / setup.METRICS, self.run_dir / setup.PLOT)
+            if self._lock:
+                self._lock.close()  # the run dir is free for the next run
         result.step, result.best_val, result.stopped = self.step, self.best_val, stop
         return result
 

@@ -1,0 +1,82 @@
+"""No lost, mixed or stuck work (issue 16, first items): a run dir is locked while a run owns it, SIGTERM and Ctrl-C
+checkpoint and exit 143 / 130, --resume with --overwrite is refused, and export never writes into a run dir, a
+non-empty folder, or anything at all when it is refused."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gptkit import checkpoint as ckpt
+from gptkit.cli import main
+
+TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--progress=false", "--sample_tokens=0", "--eval_iters=1"]
+
+
+def _start(out_dir):
+    """A long training in a child process, returned once it is inside its loop (its step-0 evaluation written)."""
+    cmd = [sys.executable, "-m", "gptkit", "train", *TINY, "--max_iters=1000000", "--eval_interval=1000000",
+           f"--out_dir={out_dir}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out_dir / "metrics.jsonl").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few steps
+    return proc
+
+
+@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_checkpoints_the_current_step_and_exits_with_its_code(tmp_path, sig, rc):
+    run = tmp_path / "run"
+    proc = _start(run)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == rc, err
+    step = ckpt.read_checkpoint(run / ckpt.LAST)[1]["step"]
+    assert step > 0 and f"interrupted; continue with `gptkit train --resume {run}`" in out
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_second_training_into_the_same_dir_fails_naming_the_holder(tmp_path, capsys):
+    run = tmp_path / "run"
+    first = _start(run)
+    try:
+        assert main(["train", *TINY, "--max_iters=2", f"--out_dir={run}", "--overwrite"]) == 1
+        assert f"is in use by a training run (pid {first.pid})" in capsys.readouterr().err
+        assert main(["train", "--resume", str(run), "--max_iters=5"]) == 1
+        assert f"(pid {first.pid})" in capsys.readouterr().err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0]  # the first run's history alone, nothing mixed in
+    assert main(["train", "--resume", str(run), "--max_iters=5", "--eval_interval=5"]) == 0  # the lock died with it
+
+
+def test_resume_with_overwrite_is_refused(tmp_path, capsys):
+    assert main(["train", *TINY, "--max_iters=1", f"--out_dir={tmp_path / 'r'}", "--resume", "--overwrite"]) == 1
+    assert "--resume continues a run and --overwrite erases one" in capsys.readouterr().err
+
+
+def test_export_writes_only_new_or_empty_folders_and_nothing_when_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "shakespeare_char_gpt2", *TINY, "--bias=true", "--max_iters=1", "--eval_interval=1",
+                 f"--out_dir={run}"]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["export", str(run), "-o", str(run)]) == 1  # into the run dir itself
+    assert "is a gptkit run dir" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    assert main(["export", str(run), "-o", str(tmp_path / "full")]) == 1
+    assert "not empty" in capsys.readouterr().err and (tmp_path / "full" / "mine.txt").read_text() == "keep"
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["export", str(run), "-o", str(tmp_path / "full"), "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["config.json", "model.safetensors"]
+    modern = tmp_path / "modern"  # the default preset: rotary positions, which GPT-2's format cannot hold
+    assert main(["train", *TINY, "--max_iters=1", "--eval_interval=1", f"--out_dir={modern}"]) == 0
+    assert main(["export", str(modern), "-o", str(tmp_path / "refused")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "modern", "run"]  # no folder, no temp left
