@@ -96,7 +96,8 @@ def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
     path = d / name
     if not path.is_file():
         other = d / (BEST if name == LAST else LAST)
-        hint = f" (it has {other.name})" if other.is_file() else " (the run wrote no checkpoint yet)"
+        hint = (f" (it has {other.name})" if other.is_file() else " (the run wrote no checkpoint yet: start it again "
+                f"with `gptkit train ... --out_dir={d} --overwrite`)")
         raise ValueError(f"{d} has no {name}{hint}")
     return path
 

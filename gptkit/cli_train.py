@@ -122,6 +122,10 @@ def cmd_train(args) -> int:
     rc = 128 + result.signal if result.signal else 0  # 130 after Ctrl-C, 143 after SIGTERM: `&&` stops there
     if os.environ.get("RANK", "0") != "0":
         return rc  # under torchrun only rank 0 reports
+    if args.resume and not result.losses and result.stopped == "done":
+        print(f"{result.run_dir} is already at step {result.step} of max_iters {cfg.train.max_iters}: nothing to do; "
+              f"go further with `gptkit train --resume {result.run_dir} --max_iters=N`")
+        return rc
     if result.evals:
         last = result.evals[-1]
         print(f"step {last['step']}: train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "

@@ -156,8 +156,19 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl records past `step`: a resumed run writes them again."""
+    """Drop metrics.jsonl records past `step` (a resumed run writes them again) and a last line cut short by a kill
+    mid-write; a damaged line elsewhere is an error naming the file and line."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break  # the record being written when the process died: its checkpoint never landed
+            raise ValueError(f"{path}:{lineno}: not a JSON record; repair or delete the line, then resume") from None
+        if record is not None and record["step"] <= step:
+            keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))

@@ -239,17 +239,16 @@ class Run:
                   "train_loss": losses["train"], "val_loss": losses["val"], "lr": setup.lr_at(max(self.step - 1, 0), t)}
         improved = losses["val"] < self.best_val
         self.best_val = min(self.best_val, losses["val"])
+        if self.is_main:  # the record first: a kill before the checkpoint lands leaves a record that resume drops
+            with open(self.run_dir / setup.METRICS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         if self.step > 0:
             self.save(ckpt.LAST)
             if improved:
                 self.save(ckpt.BEST)
         self.last_eval = self.step
         result.evals.append(record)
-        if not self.is_main:
-            return
-        with open(self.run_dir / setup.METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if t.progress:
+        if self.is_main and t.progress:
             self._bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                             f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
             if t.sample_tokens and self.step > 0:

@@ -80,3 +80,28 @@ def test_export_writes_only_new_or_empty_folders_and_nothing_when_refused(tmp_pa
     assert main(["train", *TINY, "--max_iters=1", "--eval_interval=1", f"--out_dir={modern}"]) == 0
     assert main(["export", str(modern), "-o", str(tmp_path / "refused")]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "modern", "run"]  # no folder, no temp left
+
+
+def test_a_metrics_line_cut_by_a_kill_does_not_block_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max_iters=4", "--eval_interval=2", f"--out_dir={run}"]) == 0
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 6, "tokens": 3')  # killed mid-write
+    assert main(["train", "--resume", str(run), "--max_iters=6"]) == 0
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [0, 2, 4, 6]
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines[:1] + ["garbage"] + lines[1:]) + "\n")
+    assert main(["train", "--resume", str(run), "--max_iters=8"]) == 1
+    assert "metrics.jsonl:2: not a JSON record" in capsys.readouterr().err
+
+
+def test_resume_with_nothing_to_do_and_a_run_without_checkpoint_say_what_works(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "is already at step 2 of max_iters 2: nothing to do" in capsys.readouterr().out
+    for name in (ckpt.LAST, ckpt.BEST):  # as if killed before its first checkpoint
+        (run / name).unlink()
+    assert main(["train", "--resume", str(run)]) == 1
+    assert f"start it again with `gptkit train ... --out_dir={run} --overwrite`" in capsys.readouterr().err
