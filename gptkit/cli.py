@@ -11,7 +11,9 @@ a traceback means a bug in gptkit.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    old_term = _term_as_interrupt()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -53,9 +56,28 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{e.filename}: no such file"
         print(f"gptkit: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("gptkit: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and `timeout` send first), handled as Ctrl-C is: clean up, then exit 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _term_as_interrupt():
+    """Make SIGTERM unwind like Ctrl-C (a training run installs its own handler that checkpoints first); returns
+    the handler it replaced, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _version() -> str:

@@ -7,6 +7,8 @@ held in memory; `imap_bounded` keeps at most `max_pending` items in flight and y
 from __future__ import annotations
 
 import ctypes
+import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +34,8 @@ def imap_bounded(
         yield from map(fn, items)
         return
     max_pending = max_pending or 2 * num_workers
-    with ProcessPoolExecutor(num_workers, initializer=initializer, initargs=initargs) as ex:
+    start = (os.getpid(), initializer, initargs)
+    with ProcessPoolExecutor(num_workers, initializer=_start_worker, initargs=start) as ex:
         pending: deque = deque()
         for item in items:
             pending.append(ex.submit(fn, item))
@@ -40,6 +43,21 @@ def imap_bounded(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _start_worker(parent: int, initializer: Callable | None, initargs: tuple) -> None:
+    """In each worker: die with the parent however it dies (Linux's PR_SET_PDEATHSIG; a worker blocked on a pipe
+    would otherwise outlive a killed parent forever), leave Ctrl-C to the parent, then the caller's initializer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its dynamic threshold stops

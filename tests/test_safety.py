@@ -105,3 +105,39 @@ def test_resume_with_nothing_to_do_and_a_run_without_checkpoint_say_what_works(t
         (run / name).unlink()
     assert main(["train", "--resume", str(run)]) == 1
     assert f"start it again with `gptkit train ... --out_dir={run} --overwrite`" in capsys.readouterr().err
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = next(ln for ln in open(f"/proc/{pid}/status") if ln.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return " Z " not in state and "zombie" not in state  # a reaped-later zombie holds no memory and does nothing
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_prepare_killed_leaves_no_worker_behind(tmp_path, shakespeare, sig):
+    big = tmp_path / "big.txt"
+    big.write_text(shakespeare * 40)  # 45 MB: tokenizing it takes long enough to kill it on the way
+    cmd = [sys.executable, "-m", "gptkit", "prepare", str(big), "-t", "gpt2", "-o", str(tmp_path / "out"),
+           "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    time.sleep(1.0)
+    assert not [w for w in workers if _alive(w)]
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and not (tmp_path / "out" / "meta.json").exists()
