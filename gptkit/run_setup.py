@@ -128,7 +128,24 @@ def lock_run_dir(run_dir: Path):
     f.truncate()
     f.write(f"{os.getpid()}\n")
     f.flush()
+    remove_stale_temps(run_dir)
     return f
+
+
+def check_splits(data_dir, cfg: RunConfig) -> None:
+    """Every split holds a window of block_size + 1 tokens, checked before any work (the loaders name the split
+    and what to change); otherwise a small val split would only fail after a whole train-split evaluation."""
+    from gptkit.loaders import RandomBatches
+
+    for split in ("train", "val"):
+        RandomBatches(data_dir, split, cfg.train.batch_size, cfg.model.block_size)
+
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Temp files an earlier crash left mid-write (`.<name>.<random>.tmp`); called with the run dir's lock held,
+    so no live writer owns them."""
+    for p in run_dir.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def check_fresh(run_dir: Path, overwrite: bool) -> None:

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gptkit import checkpoint as ckpt
@@ -98,7 +98,10 @@ class Run:
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
         self.cfg, init = setup.run_model_config(cfg, self.data_dir, meta, resume)
+        if Path(t.data).is_dir():  # a path, not a named dataset: kept absolute, so --resume works from anywhere
+            self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(Path(t.data).resolve())))
         self.run_dir = cfg.run_dir
+        setup.check_splits(self.data_dir, self.cfg)
         self.accum = setup.accumulation_steps(t, self.cfg.model.block_size, backend.world_size)
         self.tokens_per_step = t.batch_size * self.cfg.model.block_size * backend.world_size * self.accum
         backend.seed(t.seed)  # the same initial weights on every rank

@@ -141,3 +141,23 @@ def test_prepare_killed_leaves_no_worker_behind(tmp_path, shakespeare, sig):
     assert not [w for w in workers if _alive(w)]
     if sig == signal.SIGTERM:
         assert proc.returncode == 143 and not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_a_small_val_split_fails_before_any_work_and_data_paths_are_kept_absolute(tmp_path, monkeypatch, capsys):
+    from gptkit.data import prepare
+
+    (tmp_path / "t.txt").write_text("abcdefghij" * 300)
+    monkeypatch.chdir(tmp_path)
+    prepare(["t.txt"], "char", "d", val_fraction=0.01, progress=False)  # 30 val tokens
+    start = time.perf_counter()
+    assert main(["train", *TINY, "--data=d", "--block_size=64", "--out_dir=big"]) == 1
+    assert "the val split has 30 tokens, fewer than the 65" in capsys.readouterr().err
+    assert time.perf_counter() - start < 10 and not (tmp_path / "big").exists()
+    assert main(["train", *TINY, "--data=d", "--block_size=8", "--max_iters=2", "--eval_interval=2",
+                 "--out_dir=run"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["data"] == str(tmp_path / "d")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (tmp_path / "run" / ".ckpt.safetensors.x1y2.tmp").write_bytes(b"half")  # a crash's leftover
+    assert main(["train", "--resume", str(tmp_path / "run"), "--max_iters=4"]) == 0
+    assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*.tmp"))
