@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 from gptkit.files import atomic_write_text
 from gptkit.pretrained import ENDOFTEXT
@@ -44,6 +44,19 @@ class _SimpleBase(TokenizerBase):
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return self.decode(ids).encode("utf-8")
+
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text as ids arrive, stopping at <|endoftext|>: each token's text as decode() places it after the one before
+        (WordTokenizer joins words with spaces, so token-by-token decoding would glue them together).
+
+        Example (words "Hello", ",", "world"): "Hello", ",", " world"
+        """
+        prev = None
+        for token in ids:
+            if token == self.eot_token:
+                return
+            yield self.decode([token]) if prev is None else self.decode([prev, token])[len(self.decode([prev])):]
+            prev = token
 
     def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
         kwargs.pop("num_workers", None)  # encoding is a dict lookup; processes would only add overhead

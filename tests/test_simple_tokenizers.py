@@ -71,3 +71,14 @@ def test_corrupt_simple_files_name_line(tmp_path):
     (tmp_path / "w.model").write_text('gptkit tokenizer v1\ntype word\nwords 2\n"a"\nb\n')
     with pytest.raises(ValueError, match=r"w.model:5: expected a JSON string"):
         load_tokenizer(tmp_path / "w.model")
+
+
+def test_streamed_words_are_spaced_as_decode_spaces_them():
+    tok = WordTokenizer.train("Hello, world. Is this-- a test?")
+    ids = tok.encode("Hello, world. Is this a test?")
+    pieces = list(tok.decode_stream(ids))
+    assert pieces[:3] == ["Hello", ",", " world"]  # the docstring example
+    assert "".join(pieces) == tok.decode(ids) == "Hello, world. Is this a test?"
+    assert "".join(tok.decode_stream(ids + [tok.eot_token] + ids)) == tok.decode(ids)  # stops at <|endoftext|>
+    char = CharTokenizer.train("ab c")
+    assert "".join(char.decode_stream(char.encode("a b c"))) == "a b c"
