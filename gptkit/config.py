@@ -330,6 +330,9 @@ def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple =
     for name, value in doc.get("train", {}).items():
         _put("train", name, value, model, train, where=str(path))
     m_over, t_over = parse_overrides(list(overrides))
+    if "lr" in t_over and "min_lr" not in t_over:  # keep the preset's decay ratio: --lr=1e-4 alone stays valid
+        base_lr, base_min = train.get("lr", TrainConfig.lr), train.get("min_lr", TrainConfig.min_lr)
+        t_over["min_lr"] = t_over["lr"] * base_min / base_lr
     model.update(m_over)
     train.update(t_over)
     model_cfg = GPTConfig.from_preset(base, **model) if base else GPTConfig(**model)

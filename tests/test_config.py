@@ -146,3 +146,13 @@ def test_gpt2_124m_preset_is_build_nanogpts_recipe():
     assert (t.lr, t.min_lr, t.weight_decay, t.beta1, t.beta2, t.grad_clip) == (6e-4, 6e-5, 0.1, 0.9, 0.95, 1.0)
     assert (t.dtype, t.compile, t.loader) == ("bfloat16", True, "sequential")
     assert accumulation_steps(t, m.block_size, 1) == 8 and accumulation_steps(t, m.block_size, 8) == 1
+
+
+def test_lr_alone_scales_min_lr_with_it():
+    # the README's finetune example, `--lr=1e-4` on a preset whose min_lr is 6e-4, used to fail "min_lr <= lr"
+    from gptkit.config import load_run_config
+
+    preset = load_run_config("shakespeare_char")
+    cfg = load_run_config("shakespeare_char", ["--lr=1e-4"])
+    assert cfg.train.min_lr == pytest.approx(1e-4 * preset.train.min_lr / preset.train.lr)
+    assert load_run_config("shakespeare_char", ["--lr=1e-4", "--min_lr=0"]).train.min_lr == 0.0
