@@ -7,7 +7,7 @@ import numpy as np
 
 from gptkit import checkpoint as ckpt
 
-ARGS = ["--data=shakespeare_char", "--loader=sequential", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16",
+ARGS = ["--device=cpu", "--data=shakespeare_char", "--loader=sequential", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16",
         "--max_iters=2", "--eval_interval=100", "--eval_iters=1", "--sample_tokens=0", "--progress=false",
         "--dropout=0.0", "--warmup_iters=1"]
 
