@@ -84,15 +84,18 @@ def check_tensor_shapes(want: dict[str, tuple], tensors: dict[str, np.ndarray], 
 
 
 def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
-    """The checkpoint file of a run dir ("last" or "best"), with an error that says what is wrong."""
+    """The checkpoint file of a run dir ("last", "best", or "auto": best when the run has one), with an error that
+    says what is wrong."""
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: no such run dir; train one with `gptkit train --out_dir={d}`")
     if not (d / CONFIG).is_file():
         raise ValueError(f"{d} is not a gptkit run dir (no {CONFIG}); give the --out_dir of a `gptkit train` run")
+    if which == "auto":
+        which = "best" if (d / BEST).is_file() else "last"
     name = {"last": LAST, "best": BEST}.get(which)
     if name is None:
-        raise ValueError(f"which checkpoint: 'last' or 'best', got {which!r}")
+        raise ValueError(f"which checkpoint: 'last', 'best' or 'auto', got {which!r}")
     path = d / name
     if not path.is_file():
         other = d / (BEST if name == LAST else LAST)
@@ -146,8 +149,6 @@ def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSour
     """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 folder /
     GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's when its vocabulary is (else load_tokenizer refuses)."""
     if is_run_dir(spec):
-        if which == "auto":
-            which = "best" if (Path(spec) / BEST).is_file() else "last"
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
     p = Path(spec)

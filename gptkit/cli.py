@@ -298,7 +298,7 @@ def _add_export(sub) -> None:
     p.add_argument("--format", choices=["hf"], default="hf")
     p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    add_checkpoint(p, default="last", help="default: last")
+    add_checkpoint(p)  # as sample and eval: best if the run has one
     p.set_defaults(func=cmd_export)
 
 
@@ -307,7 +307,7 @@ def cmd_export(args) -> int:
     from gptkit.files import atomic_dir
     from gptkit.hf import write_hf_gpt2
 
-    config, tensors, path = read_model_checkpoint(args.run_dir, args.checkpoint)
+    config, tensors, path = read_model_checkpoint(args.run_dir, args.checkpoint or "auto")
     out = Path(args.output)
     if is_run_dir(out) or out.resolve() == Path(args.run_dir).resolve():
         raise ValueError(f"{out} is a gptkit run dir; export into a new folder, e.g. -o {out.name}-hf")

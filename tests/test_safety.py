@@ -75,6 +75,8 @@ def test_export_writes_only_new_or_empty_folders_and_nothing_when_refused(tmp_pa
     assert "not empty" in capsys.readouterr().err and (tmp_path / "full" / "mine.txt").read_text() == "keep"
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert main(["export", str(run), "-o", str(tmp_path / "full"), "--overwrite"]) == 0
+    best = (run / ckpt.BEST).is_file()  # the default checkpoint, as for sample and eval: best if the run has one
+    assert capsys.readouterr().out.rstrip().endswith(str(run / (ckpt.BEST if best else ckpt.LAST)))
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["config.json", "model.safetensors"]
     modern = tmp_path / "modern"  # the default preset: rotary positions, which GPT-2's format cannot hold
     assert main(["train", *TINY, "--max_iters=1", "--eval_interval=1", f"--out_dir={modern}"]) == 0
