@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from gptkit.cli_common import (SubcommandParser, add_checkpoint, add_device, add_errors, add_quiet, add_tokenizer,
-                               need_torch)
+                               need_torch, whole_number)
 from gptkit.cli_tokenizer import add_tokenizer_command
 from gptkit.cli_train import add_train_command
 
@@ -102,7 +102,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--shard-tokens", type=_count, default=0,
                    help="tokens per shard file, e.g. 100M (build-nanogpt's shards); 0: one file per split")
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
-    p.add_argument("--workers", type=int, default=None, help="tokenizing processes (default: all cores)")
+    p.add_argument("--workers", type=whole_number(1), default=None, help="tokenizing processes (default: all cores)")
     add_errors(p)
     add_quiet(p)
     p.set_defaults(func=cmd_prepare)
@@ -236,7 +236,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows of block_size per forward pass")
     p.add_argument("--hellaswag", metavar="FILE.jsonl|val",
                    help="HellaSwag jsonl (published format), or val: the published val split (downloaded if absent)")
-    p.add_argument("--limit", type=int, default=0, help="score only the first N HellaSwag examples (0: all)")
+    p.add_argument("--limit", type=whole_number(0), default=0, help="score only the first N HellaSwag examples (0: all)")
     add_device(p)
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (autocast)")
     add_checkpoint(p, help="for a run dir; default: best if the run has one")

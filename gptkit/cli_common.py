@@ -14,6 +14,21 @@ def add_errors(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", choices=["strict", "replace"], default="strict", help="what to do with invalid UTF-8")
 
 
+def whole_number(minimum: int):
+    """An argparse type: an integer >= minimum, or a usage error saying so. Example: whole_number(1)("0") -> error"""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

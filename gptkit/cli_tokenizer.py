@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptkit.cli_common import add_errors, add_input, add_quiet, add_tokenizer
+from gptkit.cli_common import add_errors, add_input, add_quiet, add_tokenizer, whole_number
 
 
 def add_tokenizer_command(sub) -> None:
@@ -87,10 +87,11 @@ def _add_train(tsub) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files, or a named dataset (shakespeare)")
     p.add_argument("-o", "--output", required=True, help="where to save it (a .vocab view is written beside)")
     p.add_argument("--type", choices=["bpe", "char", "word"], default="bpe")
-    p.add_argument("--vocab-size", type=int, default=4096, help="total tokens incl. 256 bytes and specials")
+    p.add_argument("--vocab-size", type=int, default=None, help="bpe: total tokens incl. 256 bytes and specials "
+                   "(default 4096); char and word vocabularies come from the text")
     p.add_argument("--pattern", default="gpt4", help="split pattern: gpt2, gpt4, none, or a regex")
     p.add_argument("--special", action="append", default=[], help="a special token (repeatable)")
-    p.add_argument("--workers", type=int, default=1, help="processes counting chunks")
+    p.add_argument("--workers", type=whole_number(1), default=1, help="processes counting chunks")
     add_errors(p)
     add_quiet(p)
     p.set_defaults(func=cmd_tokenizer_train)
@@ -102,6 +103,8 @@ def cmd_tokenizer_train(args) -> int:
     from gptkit.simple_tokenizers import CharTokenizer, WordTokenizer
     from gptkit.tokenizer import Tokenizer
 
+    if args.type != "bpe" and args.vocab_size is not None:
+        raise ValueError(f"--vocab-size applies to --type bpe; a {args.type} vocabulary is every {args.type} of the text")
     paths = [resolve_source(f) for f in args.files]
 
     def texts():
@@ -111,7 +114,7 @@ def cmd_tokenizer_train(args) -> int:
     pattern = None if args.pattern == "none" else args.pattern
     if args.type == "bpe":
         tok = Tokenizer.train(
-            texts(), args.vocab_size, pattern, args.special, num_workers=args.workers, progress=not args.quiet
+            texts(), args.vocab_size or 4096, pattern, args.special, num_workers=args.workers, progress=not args.quiet
         )
     else:
         tok = (CharTokenizer if args.type == "char" else WordTokenizer).train(texts())

@@ -101,6 +101,9 @@ def cmd_train(args) -> int:
 
     if args.list:
         return _list_presets()
+    if any(o.startswith("--model.vocab_size=") for o in args.overrides):
+        raise ValueError("vocab_size comes from the data's tokenizer (a run's vocabulary is its data's); drop "
+                         "--vocab_size, or prepare the data with another tokenizer")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite erases one; pass one of them")
     if args.resume:

@@ -163,3 +163,24 @@ def test_a_small_val_split_fails_before_any_work_and_data_paths_are_kept_absolut
     (tmp_path / "run" / ".ckpt.safetensors.x1y2.tmp").write_bytes(b"half")  # a crash's leftover
     assert main(["train", "--resume", str(tmp_path / "run"), "--max_iters=4"]) == 0
     assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--vocab_size=10"], "vocab_size comes from the data's tokenizer"),
+    (["tokenizer", "train", "x.txt", "--type", "char", "--vocab-size", "300", "-o", "t.model"],
+     "--vocab-size applies to --type bpe"),
+])
+def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys, argv, match):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.txt").write_text("some text")
+    assert main(argv) == 1
+    assert match in capsys.readouterr().err and not (tmp_path / "t.model").exists()
+
+
+@pytest.mark.parametrize("argv", [["prepare", "shakespeare", "-o", "d", "--workers", "-1"],
+                                  ["eval", "gpt2", "--hellaswag", "val", "--limit", "-1"],
+                                  ["tokenizer", "train", "x.txt", "--workers", "0", "-o", "t.model"]])
+def test_absurd_counts_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be >= " in capsys.readouterr().err
