@@ -123,6 +123,9 @@ def _documents(src: Source, field: str, errors: str) -> Iterator[Iterator[str]]:
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"{src.path}:{lineno}: not a JSON line ({e})") from None
             value = obj.get(field) if isinstance(obj, dict) else None
+            if isinstance(obj, dict) and field in obj and not isinstance(value, str):
+                raise ValueError(f"{src.path}:{lineno}: field {field!r} holds {type(value).__name__} {value!r:.40}, not "
+                                 "text; pass --field NAME for the field that holds the documents")
             if not isinstance(value, str):
                 raise ValueError(
                     f"{src.path}:{lineno}: no string field {field!r} (fields: {sorted(obj) if isinstance(obj, dict) else '-'}); "

@@ -184,3 +184,11 @@ def test_absurd_counts_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "must be >= " in capsys.readouterr().err
+
+
+def test_a_jsonl_field_holding_a_number_says_so(tmp_path):
+    from gptkit.data import prepare
+
+    (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n{"text": 42}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: field 'text' holds int 42, not text"):
+        prepare([str(tmp_path / "d.jsonl")], "char", tmp_path / "out", progress=False)
