@@ -43,6 +43,14 @@ ADD_ONE = [
     ("untied head", ["--tie_weights=false"]),
 ]
 
+REMOVE_ONE = [
+    ("Muon (AdamW for every weight)", ["--optimizer=adamw"]),
+    ("rotary (learned positions)", ["--pos=learned"]),
+    ("RMSNorm (LayerNorm)", ["--norm=layernorm"]),
+    ("QK-norm", ["--qk_norm=false"]),
+    ("ReLU^2 (GELU)", ["--mlp=gelu"]),
+]
+
 
 def timed(cmd: list[str], cwd: str, target: float, env: dict | None = None) -> dict:
     """Run cmd, reading its evaluation lines as they come: seconds to the first val <= target, final val, wall."""
@@ -110,14 +118,6 @@ def main() -> None:
         for name, over in REMOVE_ONE:
             print(row(f"default - {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
 
-
-REMOVE_ONE = [
-    ("Muon (AdamW for every weight)", ["--optimizer=adamw"]),
-    ("rotary (learned positions)", ["--pos=learned"]),
-    ("RMSNorm (LayerNorm)", ["--norm=layernorm"]),
-    ("QK-norm", ["--qk_norm=false"]),
-    ("ReLU^2 (GELU)", ["--mlp=gelu"]),
-]
 
 if __name__ == "__main__":
     main()

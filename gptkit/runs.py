@@ -99,7 +99,7 @@ class Run:
         self.tok = data_tokenizer(self.data_dir)
         self.cfg, init = setup.run_model_config(cfg, self.data_dir, meta, resume)
         if Path(t.data).is_dir():  # a path, not a named dataset: kept absolute, so --resume works from anywhere
-            self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(Path(t.data).resolve())))
+            self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(self.data_dir.resolve())))
         self.run_dir = cfg.run_dir
         setup.check_splits(self.data_dir, self.cfg)
         self.accum = setup.accumulation_steps(t, self.cfg.model.block_size, backend.world_size)
@@ -140,6 +140,8 @@ class Run:
         self.t0 = self._t_log = time.perf_counter()
         self._bar = _progress_bar(t, self.step, self.is_main)
         self._peak = self.backend.peak_flops(t.peak_flops) if self.is_main and t.progress else None  # MFU: bar only
+        if self._peak:
+            self._flops_per_step = self.backend.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
         try:
             with Interrupt() as interrupt:
                 stop = self._loop(result, interrupt)
@@ -212,8 +214,7 @@ class Run:
         dt = (now - self._t_log) / len(values)  # seconds per step, the device's time included
         post = {"loss": f"{values[-1]:.4f}", "tok/s": f"{self.tokens_per_step / dt:,.0f}"}
         if self._peak:
-            flops = self.backend.flops_per_token(self.cfg.model.block_size) * self.tokens_per_step
-            post["mfu"] = f"{100 * flops / dt / self._peak:.1f}%"
+            post["mfu"] = f"{100 * self._flops_per_step / dt / self._peak:.1f}%"
         self._bar.set_postfix(post, refresh=False)
         self._pending, self._t_log = [], now
 

@@ -28,6 +28,7 @@ from gptkit.mlx.sample import generate
 from gptkit.mlx.weights import load_weights, model_tensors
 from gptkit.runs import TrainResult, train_with
 
+
 class MLXBackend(Backend):
     """A GPT and the torch backend's optimizers (AdamW, Muon) in MLX, on one process."""
 
