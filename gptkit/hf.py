@@ -103,7 +103,7 @@ def config_to_hf(config: GPTConfig) -> dict:
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
         "n_positions": config.block_size, "n_ctx": config.block_size, "n_embd": config.n_embd,
         "n_layer": config.n_layer, "n_head": config.n_head, "layer_norm_epsilon": config.norm_eps,
-        "n_inner": config.hidden_size,
+        "n_inner": config.mlp_hidden or None,  # None: HF's 4 x n_embd, as gptkit's 0; a round trip keeps the config
         "activation_function": "gelu_new" if config.gelu == "tanh" else "gelu",
         "tie_word_embeddings": config.tie_weights, "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout, "bos_token_id": 50256, "eos_token_id": 50256,
