@@ -93,7 +93,7 @@ class CausalSelfAttention(nn.Module):
         C, hs = config.n_embd, config.head_size
         self.n_head, self.n_kv, self.hs = config.n_head, config.kv_heads, hs
         self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        self.c_proj = nn.Linear(self.n_head * hs, C, bias=config.bias)
         self.c_proj.residual_projection = True  # scaled init, see GPT._init_weights
         if config.qk_norm:
             self.q_norm, self.k_norm = RMSNorm(hs, config.norm_eps), RMSNorm(hs, config.norm_eps)
@@ -124,7 +124,7 @@ class CausalSelfAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             y = _explicit_attention(q, k, v, past, p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.hs)  # (B, T, nh * hs): heads side by side
         return self.resid_dropout(self.c_proj(y))
 
 

@@ -57,7 +57,7 @@ class CausalSelfAttention(nn.Module):
         C, hs = config.n_embd, config.head_size
         self.n_head, self.n_kv, self.hs, self.p = config.n_head, config.kv_heads, hs, config.dropout
         self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)
-        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        self.c_proj = nn.Linear(self.n_head * hs, C, bias=config.bias)
         if config.qk_norm:
             self.q_norm, self.k_norm = nn.RMSNorm(hs, eps=config.norm_eps), nn.RMSNorm(hs, eps=config.norm_eps)
         self.qk_norm, self.rope_theta = config.qk_norm, config.rope_theta if config.pos == "rope" else 0.0
@@ -91,7 +91,7 @@ class CausalSelfAttention(nn.Module):
             y = self.attn_dropout(mx.softmax(att, axis=-1)) @ v
         else:  # grouped-query attention natively
             y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, self.n_head * self.hs)
         return self.resid_dropout(self.c_proj(y))
 
 
