@@ -134,7 +134,9 @@ class ModelSource:
         return tokenizer_from_record(t, self.base)
 
 
-GPT2_VOCAB_SIZE = 50257  # a HF folder without tokenizer.json and with this vocabulary has OpenAI's GPT-2 BPE
+# A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
+# prepared with -t gpt2), not from its tokenizer.json (HF's rule: the same ids, another fingerprint)
+GPT2_VOCAB_SIZE = 50257
 HF_TOKENIZER = "tokenizer.json"
 
 
@@ -149,8 +151,8 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSource:
     """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 / Llama / Qwen3
-    folder or GPT-2 name (see gptkit.hub), whose tokenizer is its tokenizer.json, else GPT-2's when its vocabulary
-    is (else load_tokenizer refuses)."""
+    folder or GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's for a GPT-2 of its vocabulary, else the
+    folder's tokenizer.json (else load_tokenizer refuses)."""
     if is_run_dir(spec):
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
@@ -162,7 +164,8 @@ def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSour
         raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name ({', '.join(HUB_MODELS)})")
     folder = resolve_pretrained(spec)
     config, tensors = read_hf(folder)
-    if (Path(folder) / HF_TOKENIZER).is_file():
+    gpt2 = config.pos == "learned" and config.vocab_size == GPT2_VOCAB_SIZE
+    if (Path(folder) / HF_TOKENIZER).is_file() and not gpt2:
         record = {"spec": None, "file": HF_TOKENIZER, "fingerprint": None}
     else:
         record = {"spec": "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None, "file": None, "fingerprint": None}

@@ -146,6 +146,7 @@ def _llama_write(c: GPTConfig, qwen3: bool = False) -> dict:
         raise ValueError("HF Qwen3 has no MLP biases; a run with model.qk_norm=True exports only with bias=False")
     doc = {"hidden_act": "silu", "attention_bias": c.bias, "head_dim": c.head_size,
            "num_key_value_heads": c.kv_heads, "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+           "rope_theta": c.rope_theta, "rope_scaling": None,  # transformers 4's keys (it ignores rope_parameters)
            "attention_dropout": c.dropout, "pretraining_tp": 1}
     if qwen3:
         doc.update(use_sliding_window=False, sliding_window=None, max_window_layers=c.n_layer,

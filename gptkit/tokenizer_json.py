@@ -8,9 +8,10 @@ whole). A tiktoken vocabulary (gptkit's own, gpt2, cl100k_base) goes out as ever
 the token's rank, with `ignore_merges` (the whole-piece rule): transformers' tiktoken converter does the same. A
 tokenizer.json comes in with its own list and flag, and gptkit.tokenizer runs HF's rule on it.
 
-Refused in one line, never approximated: another model (Unigram/SentencePiece, WordPiece, WordLevel), byte fallback,
-a normalizer, pre-tokenizers other than Split(regex) + ByteLevel, a prefix space, added tokens that strip
-whitespace. Not here: building a Tokenizer (gptkit.tokenizer) or choosing the class (gptkit.tokenizers). Stdlib only.
+A post-processor (a BOS that Llama 3's template adds) is not part of encoding text: gptkit's ids are HF's with
+add_special_tokens=False. Refused in one line, never approximated: another model (Unigram/SentencePiece, WordPiece, WordLevel), byte fallback,
+a normalizer, pre-tokenizers other than Split(regex) + ByteLevel (or SmolLM2's Digits + ByteLevel), a prefix space,
+added tokens that strip whitespace. Not here: building a Tokenizer (gptkit.tokenizer) or choosing the class (gptkit.tokenizers). Stdlib only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from gptkit.pretrained import bytes_to_unicode
 
 # HF's ByteLevel(use_regex=True) split: GPT-2's (tokenizers, pre_tokenizers/byte_level.rs)
 HF_GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# Digits(individual_digits=True) then that split (SmolLM2's, StarCoder's) as one regex: each digit (\p{N}, Rust's
+# char::is_numeric) alone, and a digit read as the end of the text by (?!\S), since Digits cuts the text there
+HF_DIGITS_GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
 _INTERVAL_PLUS = re.compile(r"(?<!\\)\{\d+(?:,\d*)?\}\+")
 BYTE_TO_CHAR = bytes_to_unicode()
 CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
@@ -153,6 +157,8 @@ def _pattern(pre: dict | None, path) -> str | None:
         _fail(path, "ByteLevel(add_prefix_space=True) adds a space gptkit's tokenizer does not")
     if last.get("use_regex", True):
         pattern = HF_GPT2_PATTERN
+        if [s.get("type") for s in steps[:-1]] == ["Digits"] and steps[0].get("individual_digits"):
+            return HF_DIGITS_GPT2_PATTERN
     for step in steps[:-1]:
         kind, regex = step.get("type"), (step.get("pattern") or {}).get("Regex")
         if kind != "Split" or regex is None or step.get("behavior") != "Isolated" or step.get("invert"):

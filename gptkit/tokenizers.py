@@ -23,15 +23,28 @@ CLASSES = {"bpe": Tokenizer, "char": CharTokenizer, "word": WordTokenizer}  # by
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer | CharTokenizer | WordTokenizer:
     """Load any tokenizer written by a gptkit `save` (bpe, char or word), checking the version line, or a Hugging
     Face tokenizer.json (byte-level BPE)."""
-    with open(path, "rb") as f:
-        is_json = f.read(1) == b"{"
-    if is_json:
-        chars = parse_char_json(read_tokenizer_json(path))  # what `gptkit export` writes for a char tokenizer
+    doc = _json_doc(path)
+    if doc is not None:
+        chars = parse_char_json(doc)  # what `gptkit export` writes for a char tokenizer
         return CharTokenizer(chars) if chars else Tokenizer.from_tokenizer_json(path)
     kind, lines = read_header(path)
     if kind not in CLASSES:
         lines.fail(f"unknown tokenizer type {kind!r}; expected {', '.join(CLASSES)}")
     return CLASSES[kind].from_lines(lines)
+
+
+def _json_doc(path) -> dict | None:
+    """The tokenizer.json in `path`: a *.json file must be one; another that starts with "{" is one if it parses
+    (Tokenizer.save writes a tokenizer.json-born tokenizer as JSON under any name)."""
+    if str(path).endswith(".json"):
+        return read_tokenizer_json(path)
+    with open(path, "rb") as f:
+        if f.read(1) != b"{":
+            return None
+    try:
+        return read_tokenizer_json(path)
+    except ValueError:
+        return None  # then read_header says what the file is not
 
 
 def get_tokenizer(spec: str) -> Tokenizer | CharTokenizer | WordTokenizer:

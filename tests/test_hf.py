@@ -112,6 +112,32 @@ def test_configs_map_the_details(tmp_path):
         (False, 0, 8, 2, False, 5e5, 1e-5)
 
 
+def test_transformers_4_config_keys_are_read(tmp_path):
+    """transformers 4 wrote rope_theta at the top level and rope_scaling null; 5 writes rope_parameters."""
+    hf = hf_model(tmp_path / "hf", "llama")
+    doc = json.loads((tmp_path / "hf" / "config.json").read_text())
+    del doc["rope_parameters"]
+    doc.update(rope_theta=500000.0, rope_scaling=None)
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(doc))
+    assert read_hf(tmp_path / "hf")[0].rope_theta == 5e5
+    assert_same_model(from_pretrained(tmp_path / "hf"), hf)
+    ours = GPTConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=16, pos="rope", norm="rmsnorm", mlp="swiglu",
+                     rope_theta=5e5)
+    doc = config_to_hf(ours)
+    assert doc["rope_theta"] == doc["rope_parameters"]["rope_theta"] == 5e5  # both generations read it
+
+
+def test_a_gpt2_folder_of_gpt2s_vocabulary_keeps_gpt2s_tokenizer(tmp_path, tiny_gpt2_folder):
+    """HF's gpt2 folders carry a tokenizer.json too; taken by name, data prepared with -t gpt2 fits it."""
+    import shutil
+
+    from gptkit.checkpoint import read_model_source
+
+    shutil.copytree(tiny_gpt2_folder, tmp_path / "g")
+    (tmp_path / "g" / "tokenizer.json").write_text("{}")
+    assert read_model_source(tmp_path / "g").tokenizer["spec"] == "gpt2"
+
+
 def _edit_config(folder, **changes):
     doc = json.loads((folder / "config.json").read_text())
     doc.update(changes)
@@ -311,3 +337,114 @@ def test_every_arch_table_names_each_hf_tensor_once():
     for arch in ARCHS.values():
         names = [n for t in arch.tensors for n in t.hf]
         assert len(names) == len(set(names)), arch.model_type
+
+
+# -- HF folders through the CLI: sample, eval, --init_from, and bad input --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory, shakespeare):
+    """A random Llama of vocabulary 300 with a byte-level BPE tokenizer.json trained by HF tokenizers (GPT-4 split),
+    as a downloaded SmolLM-like folder is, and a data dir prepared with that tokenizer.json."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+    from gptkit.cli import main
+
+    root = tmp_path_factory.mktemp("llama")
+    tok = __import__("tokenizers").Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++"""
+                                   r"""[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([shakespeare[:200_000]], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    hf = hf_model(root / "hf", "llama", vocab_size=300)
+    tok.save(str(root / "hf" / "tokenizer.json"))
+    (root / "text.txt").write_text(shakespeare[:50_000])
+    assert main(["prepare", str(root / "text.txt"), "-t", str(root / "hf" / "tokenizer.json"), "-o",
+                 str(root / "data"), "-q"]) == 0
+    return root, hf, tok
+
+
+def test_cli_samples_evaluates_and_finetunes_a_llama_folder(llama_folder, capsys, tmp_path):
+    from gptkit.cli import main
+
+    root, hf, tok = llama_folder
+    prompt = "ROMEO: what"
+    ids = torch.tensor([tok.encode(prompt).ids])
+    with torch.no_grad():
+        for _ in range(16):
+            ids = torch.cat([ids, hf(ids).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    want = prompt + tok.decode(ids[0, len(tok.encode(prompt).ids):].tolist()) + "\n"
+    assert main(["sample", str(root / "hf"), "--prompt", prompt, "--max-new-tokens", "16", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == want  # HF's greedy continuation, decoded by HF's tokenizer
+    assert main(["eval", str(root / "hf"), "--data", str(root / "data")]) == 0
+    assert "val: loss" in capsys.readouterr().out
+    assert main(["train", "shakespeare_char", "--init_from", str(root / "hf"), f"--data={root / 'data'}",
+                 "--block_size=32", "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--batch_size=2",
+                 "--sample_tokens=0", "--progress=false", "--optimizer=adamw", "--peak_flops=1e12",
+                 f"--out_dir={tmp_path / 'ft'}"]) == 0
+
+
+def test_mlx_samples_a_qwen3_folder_as_torch_does(tmp_path, capsys, llama_folder):
+    pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
+    from gptkit.cli import main
+
+    hf_model(tmp_path / "q", "qwen3", vocab_size=300)
+    (tmp_path / "q" / "tokenizer.json").write_text((llama_folder[0] / "hf" / "tokenizer.json").read_text())
+    outs = []
+    for backend in ("torch", "mlx"):
+        assert main(["sample", str(tmp_path / "q"), "--prompt", "To be", "--max-new-tokens", "12", "--temperature",
+                     "0", "--backend", backend]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and len(outs[0]) > len("To be\n")
+
+
+def _break(folder, how):
+    from safetensors.torch import load_file, save_file
+
+    st = folder / "model.safetensors"
+    if how == "no-config":
+        (folder / "config.json").unlink()
+    elif how == "unknown-model-type":
+        _edit_config(folder, model_type="mamba")
+    elif how == "missing-tensor":
+        state = load_file(st)
+        del state["model.layers.0.mlp.down_proj.weight"]
+        save_file(state, st)
+    elif how == "misshaped-tensor":
+        state = load_file(st)
+        state["model.norm.weight"] = torch.ones(7)
+        save_file(state, st)
+    elif how == "truncated":
+        st.write_bytes(st.read_bytes()[:1000])
+    elif how == "unigram-tokenizer":
+        from tokenizers import Tokenizer, models
+
+        Tokenizer(models.Unigram([("a", -1.0)])).save(str(folder / "tokenizer.json"))
+
+
+BAD = {"no-config": "is not a gptkit run dir nor a HF model folder (no config.json)",
+       "unknown-model-type": "model_type 'mamba'; gptkit reads gpt2, llama, qwen3",
+       "missing-tensor": "tensor model.layers.0.mlp.down_proj.weight is missing",
+       "misshaped-tensor": r"tensor model.norm.weight has shape \(7,\); config.json implies \(48,\)",
+       "truncated": "not a readable safetensors file (truncated or corrupt?)",
+       "unigram-tokenizer": "model type 'Unigram'"}
+
+
+@pytest.mark.parametrize("how", list(BAD))
+def test_bad_folders_are_one_error_line_and_a_nonzero_exit(tmp_path, capsys, llama_folder, how):
+    import re
+    import shutil
+
+    from gptkit.cli import main
+
+    folder = tmp_path / "hf"
+    shutil.copytree(llama_folder[0] / "hf", folder)
+    _break(folder, how)
+    assert main(["sample", str(folder), "--max-new-tokens", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gptkit: error: ") and err.count("\n") == 1
+    assert re.search(BAD[how] if "\\" in BAD[how] else re.escape(BAD[how]), err), err

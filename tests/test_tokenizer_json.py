@@ -76,12 +76,16 @@ def _split(pattern):
 
 
 HF_PRE = {"gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-          "gpt4": lambda: _split(GPT4_HF), "qwen": lambda: _split(QWEN_HF), "llama3": lambda: _split(LLAMA3_HF)}
+          "gpt4": lambda: _split(GPT4_HF), "qwen": lambda: _split(QWEN_HF), "llama3": lambda: _split(LLAMA3_HF),
+          "smollm2": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),  # SmolLM2's
+                                                      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])}
+DIGITS = ["a1 22  333\n4444 x5y", "٣٤٥ ١٢ ² ½ Ⅻ ①", "  7", "7  ", " \n9", "'9's", "1.5e-3", "v2.0!! 3 ? 4"]
 
 
 @pytest.mark.parametrize("style", list(HF_PRE))
 def test_tokenizers_trained_by_hf_load_with_their_ids(style, texts, shakespeare, tmp_path):
-    hf = _hf_trained(HF_PRE[style](), shakespeare[:300_000])
+    hf = _hf_trained(HF_PRE[style](), shakespeare[:300_000] + " ".join(DIGITS) * 20)
+    texts = texts + DIGITS
     hf.save(str(tmp_path / "tokenizer.json"))
     ours = load_tokenizer(tmp_path / "tokenizer.json")
     assert ours.special_tokens == {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
@@ -148,7 +152,7 @@ REFUSED = {  # kind: (tokenizer.json, the line's words)
     "normalizer": (lambda hf: _edit(hf, normalizer={"type": "NFC"}), "normalizer 'NFC'"),
     "prefix-space": (lambda hf: _edit(hf, pre_tokenizer__add_prefix_space=True), "add_prefix_space=True"),
     "digits": (lambda hf: _edit(hf, pre_tokenizer={"type": "Sequence", "pretokenizers": [
-        {"type": "Digits", "individual_digits": True}, hf_pre_bytelevel()]}), "is not Split"),
+        {"type": "Digits", "individual_digits": False}, hf_pre_bytelevel()]}), "is not Split"),
     "lstrip": (lambda hf: _edit(hf, added_tokens=[{**json.loads(hf.to_str())["added_tokens"][0], "lstrip": True}]),
                "strips whitespace"),
     "decoder": (lambda hf: _edit(hf, decoder={"type": "Fuse"}), "decoder 'Fuse'"),
