@@ -262,7 +262,7 @@ def tensors_from_hf(arch: Arch, c: GPTConfig, hf: dict[str, np.ndarray], source:
     left over (mask buffers and a tied lm_head aside); else a ValueError naming the tensor."""
     root = arch.tensors[0].hf[0].split(".")[0] + "."  # "transformer." / "model."; some folders leave it out
     hf = {k if k.startswith((root, "lm_head.")) else root + k: v for k, v in hf.items()}
-    d, out, used = dims(c), {}, set()
+    d, out = dims(c), {}
     for t in arch.tensors:
         if not _in_hf(t, c):
             continue
@@ -275,11 +275,10 @@ def tensors_from_hf(arch: Arch, c: GPTConfig, hf: dict[str, np.ndarray], source:
                 if tuple(hf[name].shape) != want:
                     raise ValueError(f"{source}: tensor {name} has shape {tuple(hf[name].shape)}; config.json implies "
                                      f"{want}")
-                parts.append(hf[name].T if t.conv1d else hf[name])
-                used.add(name)
+                value = hf.pop(name)  # each HF tensor freed once it is in a gptkit one
+                parts.append(value.T if t.conv1d else value)
             out[t.ours.format(i=i)] = np.ascontiguousarray(np.concatenate(parts) if len(parts) > 1 else parts[0])
-    left = sorted(k for k in hf.keys() - used if not k.endswith(arch.buffers) and not (k == "lm_head.weight"
-                                                                                        and c.tie_weights))
+    left = sorted(k for k in hf if not k.endswith(arch.buffers) and not (k == "lm_head.weight" and c.tie_weights))
     if left:
         raise ValueError(f"{source}: tensor {left[0]} has no place in a HF {arch.model_type} model of this config.json "
                          f"({len(left)} such)")

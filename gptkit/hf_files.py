@@ -13,6 +13,7 @@ Not here: what the tensors mean (gptkit.hf's tables). numpy only; torch only to 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -43,9 +44,17 @@ def f32_to_bf16(x: np.ndarray) -> np.ndarray:
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All tensors of one safetensors file as fp32 (bf16 and fp16 widened), by name."""
+    """All tensors of one safetensors file as fp32 (bf16 and fp16 widened), by name. The file is mapped, not read:
+    only the fp32 copies take memory (the map goes when the last view of it does; views may outlive an error)."""
     path = Path(path)
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): 0 bytes")
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return _parse(path, data)
+
+
+def _parse(path: Path, data) -> dict[str, np.ndarray]:
     bad = f"{path}: not a readable safetensors file (truncated or corrupt?)"
     if len(data) < 8:
         raise ValueError(f"{bad}: {len(data)} bytes")
@@ -70,7 +79,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, which gptkit does not read")
         if value.size != int(np.prod(info["shape"])):
             raise ValueError(f"{bad}: tensor {name} has {value.size} values for shape {info['shape']}")
-        out[name] = value.astype(np.float32).reshape(info["shape"])
+        out[name] = value.astype(np.float32).reshape(info["shape"])  # a copy, not a view of the map
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 import warnings
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -127,7 +128,7 @@ class Tokenizer(TokenizerBase):
     ranks: token bytes -> id for the mergeable tokens; special_tokens: string -> id, ids outside ranks.
     hf_merges: a tokenizer.json's merges ((left, right) bytes, earliest first), for HF's rule (only these pairs merge,
     in this order; ignore_merges: a piece that is a token is taken whole); None: tiktoken's rule (see
-    gptkit.tokenizer_json).
+    gptkit.tokenizer_json). normalizer: "NFC" (Qwen's) turns the text between special tokens to NFC first.
     """
 
     def __init__(
@@ -140,9 +141,12 @@ class Tokenizer(TokenizerBase):
         merges: list[tuple[int, int]] | None = None,
         hf_merges: list[tuple[bytes, bytes]] | None = None,
         ignore_merges: bool = False,
+        normalizer: Literal["NFC"] | None = None,
     ) -> None:
         special_tokens = dict(special_tokens or {})
-        self._hf_merges, self._ignore_merges = hf_merges, ignore_merges
+        self._hf_merges, self._ignore_merges, self.normalizer = hf_merges, ignore_merges, normalizer
+        if normalizer not in (None, "NFC"):
+            raise ValueError(f"normalizer must be None or 'NFC', got {normalizer!r}")
         self._hf = None if hf_merges is None else _merge_table(ranks, hf_merges)
         self._byte_ids = [ranks.get(bytes([b])) for b in range(256)]
         self.name = name
@@ -266,6 +270,7 @@ class Tokenizer(TokenizerBase):
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with special-token strings treated as plain text."""
+        text = unicodedata.normalize(self.normalizer, text) if self.normalizer else text
         if self._split is None:
             return self._encode_chunk(text) if text else []
         out: list[int] = []
@@ -400,7 +405,7 @@ class Tokenizer(TokenizerBase):
             merges, ignore = self._hf_merges, self._ignore_merges
         else:
             merges, ignore = tokenizer_json.all_pair_merges(self._ranks), True
-        return tokenizer_json.bpe_json(self.pattern, self._ranks, merges, self._special, ignore)
+        return tokenizer_json.bpe_json(self.pattern, self._ranks, merges, self._special, ignore, self.normalizer)
 
     @classmethod
     def from_tokenizer_json(cls, path: str | os.PathLike) -> Tokenizer:
@@ -412,8 +417,9 @@ class Tokenizer(TokenizerBase):
             raise ValueError(f"{path}: {e}") from None
 
     def _rule(self) -> bytes:
-        return b"" if self._hf_merges is None else json.dumps(
-            [self._ignore_merges] + [[a.hex(), b.hex()] for a, b in self._hf_merges]).encode()
+        return (b"" if self._hf_merges is None else json.dumps(
+            [self._ignore_merges] + [[a.hex(), b.hex()] for a, b in self._hf_merges]).encode()) + \
+            (self.normalizer or "").encode()
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """Write the mergeable ranks in tiktoken's format (`base64 rank` per line). The pattern and

@@ -10,7 +10,7 @@ tokenizer.json comes in with its own list and flag, and gptkit.tokenizer runs HF
 
 A post-processor (a BOS that Llama 3's template adds) is not part of encoding text: gptkit's ids are HF's with
 add_special_tokens=False. Refused in one line, never approximated: another model (Unigram/SentencePiece, WordPiece, WordLevel), byte fallback,
-a normalizer, pre-tokenizers other than Split(regex) + ByteLevel (or SmolLM2's Digits + ByteLevel), a prefix space,
+a normalizer other than NFC (Qwen's), pre-tokenizers other than Split(regex) + ByteLevel (or SmolLM2's Digits + ByteLevel), a prefix space,
 added tokens that strip whitespace. Not here: building a Tokenizer (gptkit.tokenizer) or choosing the class (gptkit.tokenizers). Stdlib only.
 """
 
@@ -91,7 +91,7 @@ def _added(specials: dict[str, int]) -> list[dict]:
 
 
 def bpe_json(pattern: str | None, ranks: dict[bytes, int], merges: list[tuple[bytes, bytes]],
-             specials: dict[str, int], ignore_merges: bool) -> dict:
+             specials: dict[str, int], ignore_merges: bool, normalizer: str | None = None) -> dict:
     """tokenizer.json of a byte-level BPE: Split(pattern) then ByteLevel, as HF writes Llama 3's and Qwen's."""
     if any(bytes([b]) not in ranks for b in range(256)):
         raise ValueError("HF's byte-level BPE needs a token for each of the 256 bytes; this vocabulary lacks some")
@@ -105,7 +105,8 @@ def bpe_json(pattern: str | None, ranks: dict[bytes, int], merges: list[tuple[by
         regex = interval_plus(pattern, "(?>{})")
         pre.insert(0, {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False})
     return {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": _added(specials), "normalizer": None,
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": _added(specials),
+        "normalizer": {"type": normalizer} if normalizer else None,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": pre},
         "post_processor": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
         "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
@@ -177,12 +178,20 @@ def _check_kind(doc: dict, path) -> dict:
         _fail(path, "a BPE with byte_fallback / subword prefixes (SentencePiece style) is not byte-level BPE")
     if model.get("dropout"):
         _fail(path, "BPE dropout makes encoding random")
-    norm = doc.get("normalizer")
-    if norm and not (norm.get("type") == "Sequence" and not norm.get("normalizers")):
-        _fail(path, f"normalizer {norm.get('type')!r} changes the text before splitting; gptkit has none")
+    _normalizer(doc.get("normalizer"), path)
     if (doc.get("decoder") or {"type": "ByteLevel"}).get("type") != "ByteLevel":
         _fail(path, f"decoder {doc['decoder'].get('type')!r} is not ByteLevel")
     return model
+
+
+def _normalizer(norm: dict | None, path) -> str | None:
+    """None, or "NFC" (Qwen2/3's: the one normalizer gptkit applies, with Python's unicodedata); others refused."""
+    steps = (norm.get("normalizers") if norm.get("type") == "Sequence" else [norm]) if norm else []
+    kinds = [s.get("type") for s in steps]
+    if kinds not in ([], ["NFC"]):
+        _fail(path, f"normalizer {'+'.join(map(str, kinds))!r} changes the text before splitting; gptkit applies "
+                    "none or NFC")
+    return kinds[0] if kinds else None
 
 
 def _to_bytes(token: str, path) -> bytes:
@@ -209,7 +218,8 @@ def parse_bpe_json(doc: dict, path: str | os.PathLike = "tokenizer.json") -> dic
         a, b = m.split(" ") if isinstance(m, str) else m  # tokenizers < 0.20 wrote "a b"
         merges.append((_to_bytes(a, path), _to_bytes(b, path)))
     return {"ranks": ranks, "pattern": pattern, "special_tokens": specials, "hf_merges": merges,
-            "ignore_merges": bool(model.get("ignore_merges", False))}
+            "ignore_merges": bool(model.get("ignore_merges", False)),
+            "normalizer": _normalizer(doc.get("normalizer"), path)}
 
 
 def read_tokenizer_json(path: str | os.PathLike) -> dict:

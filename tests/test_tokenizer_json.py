@@ -19,7 +19,7 @@ ADVERSARIAL = [
     "", " ", "  ", "\n", "\r\n", "\t\t x", "a\u00a0b", "\u3000x", "\x1c\x1d\x1e\x1f", "\x85", "\u2028\u2029", "\ufeff",
     "😀👍🏽 emoji", "e\u0301", "ﬁ", "İstanbul ǅ", "123456789 1234", "٣٤٥ ١٢", "x" * 3000, " " * 1000 + "a", "\n" * 50,
     "don't I'M YOU'LL we've 'S", "<|endoftext|><|endoftext|>", "<|endoftext", "a<|endoftext|>b", "中文字符测试",
-    "한국어", "\x00\x01 \x7f", "'s's's", "  \n  \n", "x  ", "a\r\rb", "<|im_start|>user\nhi<|im_end|>",
+    "한국어", "\u1100\u1161\u11a8 A\u030a Å \u212b", "\x00\x01 \x7f", "'s's's", "  \n  \n", "x  ", "a\r\rb", "<|im_start|>user\nhi<|im_end|>",
 ]
 # the split patterns as HF writes them (Oniguruma): GPT-4's as in transformers' tiktoken converter, Qwen2/3's and
 # Llama 3's as in their published tokenizer.json files
@@ -60,8 +60,10 @@ def test_gptkit_trained_bpe_exports_with_its_ids(pattern, texts, shakespeare, tm
     _assert_same_ids(hf, ours, texts[1:])
 
 
-def _hf_trained(pre, text, vocab_size=800):
+def _hf_trained(pre, text, vocab_size=800, nfc=False):
     tok = tokenizers.Tokenizer(models.BPE())
+    if nfc:
+        tok.normalizer = tokenizers.normalizers.NFC()
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
@@ -76,7 +78,8 @@ def _split(pattern):
 
 
 HF_PRE = {"gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-          "gpt4": lambda: _split(GPT4_HF), "qwen": lambda: _split(QWEN_HF), "llama3": lambda: _split(LLAMA3_HF),
+          "gpt4": lambda: _split(GPT4_HF), "qwen": lambda: _split(QWEN_HF), "qwen-nfc": lambda: _split(QWEN_HF),
+          "llama3": lambda: _split(LLAMA3_HF),
           "smollm2": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),  # SmolLM2's
                                                       pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])}
 DIGITS = ["a1 22  333\n4444 x5y", "٣٤٥ ١٢ ² ½ Ⅻ ①", "  7", "7  ", " \n9", "'9's", "1.5e-3", "v2.0!! 3 ? 4"]
@@ -84,12 +87,13 @@ DIGITS = ["a1 22  333\n4444 x5y", "٣٤٥ ١٢ ² ½ Ⅻ ①", "  7", "7  ", " \
 
 @pytest.mark.parametrize("style", list(HF_PRE))
 def test_tokenizers_trained_by_hf_load_with_their_ids(style, texts, shakespeare, tmp_path):
-    hf = _hf_trained(HF_PRE[style](), shakespeare[:300_000] + " ".join(DIGITS) * 20)
+    hf = _hf_trained(HF_PRE[style](), shakespeare[:300_000] + " ".join(DIGITS) * 20, nfc=style.endswith("nfc"))
     texts = texts + DIGITS
     hf.save(str(tmp_path / "tokenizer.json"))
     ours = load_tokenizer(tmp_path / "tokenizer.json")
     assert ours.special_tokens == {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
     _assert_same_ids(hf, ours, texts)
+    assert ours.normalizer == ("NFC" if style.endswith("nfc") else None)
     ours.save(tmp_path / "again.model")  # HF's merge rule has no place in gptkit's format: saved as tokenizer.json
     again = load_tokenizer(tmp_path / "again.model")
     assert again.fingerprint() == ours.fingerprint()
@@ -149,7 +153,7 @@ def _edit(hf, **changes):
 REFUSED = {  # kind: (tokenizer.json, the line's words)
     "unigram": (lambda hf: _unigram(), "model type 'Unigram'"),
     "byte-fallback": (lambda hf: _edit(hf, model__byte_fallback=True), "byte_fallback"),
-    "normalizer": (lambda hf: _edit(hf, normalizer={"type": "NFC"}), "normalizer 'NFC'"),
+    "normalizer": (lambda hf: _edit(hf, normalizer={"type": "NFKC"}), "normalizer 'NFKC'"),
     "prefix-space": (lambda hf: _edit(hf, pre_tokenizer__add_prefix_space=True), "add_prefix_space=True"),
     "digits": (lambda hf: _edit(hf, pre_tokenizer={"type": "Sequence", "pretokenizers": [
         {"type": "Digits", "individual_digits": False}, hf_pre_bytelevel()]}), "is not Split"),
