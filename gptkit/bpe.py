@@ -273,6 +273,30 @@ def encode_piece(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return _encode_long(piece, ranks)
 
 
+def encode_by_merges(ids: list[int], merges: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
+    """HF tokenizers' BPE on one piece's byte ids: of the adjacent pairs in `merges` ((a, b) -> (priority, new id)),
+    the one of lowest priority merges first, the leftmost on a tie (a heap, as tokenizers' Word::merge_all).
+
+    Example: merges {(1, 2): (0, 5), (5, 3): (1, 6), (2, 3): (2, 7)}: [1, 2, 3] -> [6]; [2, 3, 1, 2] -> [7, 5]
+    """
+    n = len(ids)
+    tok, nxt, prv, alive = list(ids), list(range(1, n + 1)), list(range(-1, n - 1)), [True] * n
+    heap = [(merges[p][0], i, p) for i in range(n - 1) if (p := (tok[i], tok[i + 1])) in merges]
+    heapq.heapify(heap)
+    while heap:
+        _, i, pair = heapq.heappop(heap)
+        j = nxt[i]
+        if not alive[i] or j >= n or (tok[i], tok[j]) != pair:  # stale: a neighbour merged since
+            continue
+        tok[i], alive[j], nxt[i] = merges[pair][1], False, nxt[j]
+        if nxt[j] < n:
+            prv[nxt[j]] = i
+        for a, b in ((prv[i], i), (i, nxt[i])):
+            if a >= 0 and b < n and (p := (tok[a], tok[b])) in merges:
+                heapq.heappush(heap, (merges[p][0], a, p))
+    return [t for t, keep in zip(tok, alive) if keep]
+
+
 def recover_merges(ranks: dict[bytes, int]) -> list[tuple[int, int]]:
     """The merge that made each multi-byte token, in rank order (for GPT-2 and cl100k ranks).
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from gptkit.config import GPTConfig, RunConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
-from gptkit.hf import read_hf_gpt2
+from gptkit.hf import read_hf
 from gptkit.hub import HUB_MODELS, resolve_pretrained
 from gptkit.tokenizer_files import TOKENIZER_FILE
 
@@ -114,7 +114,8 @@ def read_model_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> tu
 
 @dataclass
 class ModelSource:
-    """Weights to sample, evaluate or finetune from: a gptkit run dir, a HF GPT-2 folder, or a GPT-2 name."""
+    """Weights to sample, evaluate or finetune from: a gptkit run dir, a HF model folder (GPT-2, Llama, Qwen3), or a
+    GPT-2 name."""
 
     config: GPTConfig
     tensors: dict[str, np.ndarray]  # by gptkit parameter name, fp32
@@ -128,12 +129,15 @@ class ModelSource:
         t = self.tokenizer
         if not (t["file"] or t["spec"]):
             raise ValueError(f"{self.path}: a HF folder with vocab_size {self.config.vocab_size:,} and no tokenizer "
-                             f"gptkit reads; gptkit takes the tokenizer of HF folders with GPT-2's vocabulary "
-                             f"({GPT2_VOCAB_SIZE:,} tokens) only")
+                             f"gptkit reads; give it a tokenizer.json (byte-level BPE), or use GPT-2's vocabulary "
+                             f"({GPT2_VOCAB_SIZE:,} tokens)")
         return tokenizer_from_record(t, self.base)
 
 
-GPT2_VOCAB_SIZE = 50257  # HF GPT-2 folders carry no tokenizer gptkit reads; this vocabulary means OpenAI's GPT-2 BPE
+# A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
+# prepared with -t gpt2), not from its tokenizer.json (HF's rule: the same ids, another fingerprint)
+GPT2_VOCAB_SIZE = 50257
+HF_TOKENIZER = "tokenizer.json"
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -146,21 +150,26 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 
 def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSource:
-    """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 folder /
-    GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's when its vocabulary is (else load_tokenizer refuses)."""
+    """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 / Llama / Qwen3
+    folder or GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's for a GPT-2 of its vocabulary, else the
+    folder's tokenizer.json (else load_tokenizer refuses)."""
     if is_run_dir(spec):
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
     p = Path(spec)
     if p.is_dir() and not (p / CONFIG).is_file():
-        raise ValueError(f"{p} is not a gptkit run dir nor a HF GPT-2 folder (no {CONFIG}); give the --out_dir of a "
+        raise ValueError(f"{p} is not a gptkit run dir nor a HF model folder (no {CONFIG}); give the --out_dir of a "
                          "`gptkit train` run, a folder with config.json + model.safetensors, or a GPT-2 name")
     if not p.exists() and str(spec) not in HUB_MODELS:
         raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name ({', '.join(HUB_MODELS)})")
     folder = resolve_pretrained(spec)
-    config, tensors = read_hf_gpt2(folder)
-    spec = "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None
-    return ModelSource(config, tensors, folder, {"spec": spec, "file": None, "fingerprint": None}, folder)
+    config, tensors = read_hf(folder)
+    gpt2 = config.pos == "learned" and config.vocab_size == GPT2_VOCAB_SIZE
+    if (Path(folder) / HF_TOKENIZER).is_file() and not gpt2:
+        record = {"spec": None, "file": HF_TOKENIZER, "fingerprint": None}
+    else:
+        record = {"spec": "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None, "file": None, "fingerprint": None}
+    return ModelSource(config, tensors, folder, record, Path(folder))
 
 
 def _read_config_doc(run_dir: str | os.PathLike) -> dict:

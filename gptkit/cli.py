@@ -142,9 +142,9 @@ def cmd_prepare(args) -> int:
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="loss/perplexity/bits per byte on a data split; HellaSwag accuracy",
-                       description="Evaluate a run, a HF GPT-2 folder or a GPT-2 name: loss, perplexity and bits per "
+                       description="Evaluate a run, a HF model folder or a GPT-2 name: loss, perplexity and bits per "
                        "byte over a whole data split (--data), and HellaSwag acc / acc_norm (--hellaswag).")
-    p.add_argument("model", metavar="MODEL", help="a run dir, a HF GPT-2 folder, or gpt2 ... gpt2-xl")
+    p.add_argument("model", metavar="MODEL", help="a run dir, a HF GPT-2/Llama/Qwen3 folder, or gpt2 ... gpt2-xl")
     p.add_argument("--data", metavar="DATA_DIR", help="a data dir from `gptkit prepare` (or a named one)")
     p.add_argument("--split", default="val", help="the split of --data to read (default: val)")
     p.add_argument("--max-tokens", type=int, default=0, help="read only the first N tokens of the split (0: all)")
@@ -207,26 +207,22 @@ def cmd_eval(args) -> int:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a run's weights for another library",
-                       description="Write a run's weights as a Hugging Face GPT-2 folder (transformers loads it).")
+    p = sub.add_parser("export", help="write a run as a Hugging Face folder (model + tokenizer)",
+                       description="Write a run as a Hugging Face folder that transformers loads unchanged: GPT2LMHeadModel, "
+                                   "LlamaForCausalLM or Qwen3ForCausalLM by the run's options, with tokenizer.json.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", choices=["hf"], default="hf")
     p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="the weights' dtype (checkpoints hold float32)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     add_checkpoint(p)  # as sample and eval: best if the run has one
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
-    from gptkit.checkpoint import is_run_dir, read_model_checkpoint
-    from gptkit.files import atomic_dir
-    from gptkit.hf import write_hf_gpt2
+    from gptkit.hf_export import export_run
 
-    config, tensors, path = read_model_checkpoint(args.run_dir, args.checkpoint or "auto")
-    out = Path(args.output)
-    if is_run_dir(out) or out.resolve() == Path(args.run_dir).resolve():
-        raise ValueError(f"{out} is a gptkit run dir; export into a new folder, e.g. -o {out.name}-hf")
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:  # complete or absent, never half-written
-        write_hf_gpt2(config, tensors, tmp)
-    print(f"wrote {args.output} (HF GPT-2: config.json, model.safetensors) from {path}")
+    cls, path = export_run(args.run_dir, args.output, args.checkpoint or "auto", args.dtype, args.overwrite)
+    print(f"wrote {args.output} ({cls}: config.json, model.safetensors, tokenizer.json) from {path}")
     return 0

@@ -15,8 +15,9 @@ MAX_BATCH = 64  # the default --batch-size at most: a bigger batch mostly costs 
 
 def add_sample_command(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a trained run or GPT-2",
-                       description="Generate text from a run, a HF GPT-2 folder, or OpenAI's GPT-2 by name.")
-    p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2 folder, or gpt2, "
+                       description="Generate text from a run, a HF GPT-2 / Llama / Qwen3 folder, or OpenAI's "
+                                   "GPT-2 by name.")
+    p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2/Llama/Qwen3 folder, or gpt2, "
                    "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500)

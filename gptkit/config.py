@@ -45,6 +45,7 @@ class GPTConfig:
     mlp: str = "gelu"  # "gelu" (GPT-2), "relu2" (ReLU squared: modded-nanogpt) or "swiglu" (Llama: a gated SiLU)
     mlp_hidden: int = 0  # MLP width; 0 = 4 x n_embd (gelu, relu2) or 8/3 x n_embd rounded up to 64 (swiglu)
     n_kv_head: int = 0  # key/value heads (grouped-query attention); 0 = n_head; n_head must be a multiple
+    head_dim: int = 0  # width of each head; 0 = n_embd / n_head (Qwen3-0.6B: 128 with n_embd 1024, 16 heads)
     logit_softcap: float = 0.0  # logits -> cap * tanh(logits / cap) (Gemma 2, modded-nanogpt); 0 = off
     zero_init_proj: bool = False  # attention and MLP output projections start at zero (modded-nanogpt)
 
@@ -52,15 +53,15 @@ class GPTConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_embd % self.n_head and not self.head_dim:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}), or set head_dim")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name, allowed in (("gelu", ("tanh", "exact")), ("arch", ("gpt", "bigram")), ("pos", ("learned", "rope")),
                               ("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "relu2", "swiglu"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        for name in ("mlp_hidden", "n_kv_head", "logit_softcap"):
+        for name in ("mlp_hidden", "n_kv_head", "head_dim", "logit_softcap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name} must be >= 0 (0 = the default), got {getattr(self, name)}")
         if not (self.norm_eps > 0 and self.rope_theta > 0):
@@ -73,7 +74,8 @@ class GPTConfig:
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        """Each head's width: head_dim, or n_embd / n_head when 0."""
+        return self.head_dim or self.n_embd // self.n_head
 
     @property
     def kv_heads(self) -> int:
@@ -121,7 +123,7 @@ class TrainConfig:
 
     data: str = "shakespeare_char"  # a data dir from `gptkit prepare`, or a named one prepared on first use
     out_dir: str = ""  # the run dir; "" = runs/<preset name>
-    # Start from these weights as a new run: a run dir (its last checkpoint), a HF GPT-2 folder, or gpt2,
+    # Start from these weights as a new run: a run dir (its last checkpoint), a HF GPT-2/Llama/Qwen3 folder, or gpt2,
     # gpt2-medium, gpt2-large, gpt2-xl. The model's shape comes from them; dropout and a smaller block_size
     # (the position table is cropped) from this config. "" = random init.
     init_from: str = ""

@@ -11,7 +11,8 @@ Host syncs: a decode step reads nothing back; the host knows every row's positio
 one), so slides and the attention span are decided on the host. Tokens come back in one transfer per `sync_every`
 steps, which is also when stop tokens are seen (a row that stopped early in a chunk wastes the chunk's rest).
 
-Past the context: when a row's cache holds block_size tokens, its window slides: the cache is refilled with the
+Past the context: the cache holds `block_size` positions, the model's context (at most MAX_CONTEXT unless asked:
+a long-context model's cache would otherwise take gigabytes per row). When a row's cache holds block_size tokens, its window slides: the cache is refilled with the
 last keep - 1 = block_size // 2 - 1 tokens (one forward of those tokens, from position 0) and the next token
 goes after them. From then on the model sees between block_size // 2 and block_size of the latest tokens, at
 positions counted from the window's start (as an uncached forward of that window would), and the window slides
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from gptkit.config import check_sampling
 
 MIN_SPAN = 16  # the shortest attention span compiled; spans are powers of two up to block_size
+MAX_CONTEXT = 4096  # the cache holds at most this many positions by default (Qwen3 folders say 40,960)
 MASK32 = 0xFFFFFFFF
 MIX32 = (0x7FEB352D, 0x846CA68B)  # lowbias32's multipliers (C. Wellons' hash-prospector), for every backend
 
@@ -90,6 +92,16 @@ class _Slot:
     emitted: int = 0  # tokens accounted for on the host (returned, or the stop token)
     first: object = None  # the prefill's token, until the next read-back
     out: list[int] = field(default_factory=list)
+
+
+def context_length(block_size: int, asked: int | None = None) -> int:
+    """The positions an engine's cache holds: `asked` (at most block_size), else block_size capped at MAX_CONTEXT.
+
+    Example: context_length(1024) -> 1024; context_length(40960) -> 4096; context_length(1024, 256) -> 256
+    """
+    if asked is not None and not 2 <= asked <= block_size:
+        raise ValueError(f"context must be from 2 to the model's block_size {block_size}, got {asked}")
+    return asked or min(block_size, MAX_CONTEXT)
 
 
 def span_for(length: int, block_size: int) -> int:

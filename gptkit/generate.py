@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from gptkit.engine import MASK32, MIX32, EngineBase, Request, generate_ids
+from gptkit.engine import MASK32, MIX32, EngineBase, Request, context_length, generate_ids
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -134,18 +134,20 @@ def decode_step(model, cache, rows: _Rows, sampling: bool, filtering: bool) -> t
 class Engine(EngineBase):
     """gptkit.engine.EngineBase on a PyTorch model (in eval mode). compile: "auto" compiles the decode step on CUDA
     (mode="reduce-overhead": CUDA graphs), True compiles anywhere, False never. sync_every: decode steps between
-    read-backs (default 1 on a CPU, where a read-back costs nothing, 16 elsewhere; 1 when streaming)."""
+    read-backs (default 1 on a CPU, where a read-back costs nothing, 16 elsewhere; 1 when streaming). context: the
+    positions the cache holds (default the model's block_size, at most gptkit.engine.MAX_CONTEXT)."""
 
     def __init__(self, model, batch_size: int = 1, *, compile: bool | str = "auto", sync_every: int | None = None,
-                 cache_dtype: torch.dtype | None = None) -> None:
+                 cache_dtype: torch.dtype | None = None, context: int | None = None) -> None:
         if model.training:
             raise ValueError("the model is in training mode (dropout on); call model.eval() before generating")
         cfg, p = model.config, next(model.parameters())
         self.device = p.device
-        super().__init__(cfg.block_size, batch_size, sync_every or (1 if self.device.type == "cpu" else 16))
+        length = context_length(cfg.block_size, context)
+        super().__init__(length, batch_size, sync_every or (1 if self.device.type == "cpu" else 16))
         self.model = model
-        self.cache = model.new_cache(batch_size, cache_dtype)
-        self.rows = _Rows.new(batch_size, cfg.block_size, cfg.vocab_size, self.device)
+        self.cache = model.new_cache(batch_size, cache_dtype, length)
+        self.rows = _Rows.new(batch_size, length, cfg.vocab_size, self.device)
         self._step, self._compiled = decode_step, False
         if compile is True or (compile == "auto" and self.device.type == "cuda"):
             self._compile()

@@ -24,7 +24,7 @@ from gptkit.files import atomic_writer, cache_dir, user_cache_root
 
 HUB_MODELS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 FILES = ("config.json", "model.safetensors")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 HUB_URL = "https://huggingface.co/{repo}/resolve/main/{filename}"
 
 

@@ -40,13 +40,15 @@ class KVCache:
     it, since that would cost a host sync per token.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32, n_layer=None) -> None:
-        shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32, n_layer=None,
+                 length: int | None = None) -> None:
+        length = length or config.block_size  # positions it holds: the model's context, or fewer to save memory
+        shape = (batch_size, config.kv_heads, length, config.head_size)
         n_layer = config.n_layer if n_layer is None else n_layer
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.span = config.block_size
+        self.span = length
 
     def rows(self, start: int, stop: int) -> KVCache:
         """The cache of rows start..stop-1, sharing storage: a forward through it fills those rows in place."""
@@ -123,7 +125,7 @@ class CausalSelfAttention(nn.Module):
         C, hs = config.n_embd, config.head_size
         self.n_head, self.n_kv, self.hs = config.n_head, config.kv_heads, hs
         self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        self.c_proj = nn.Linear(self.n_head * hs, C, bias=config.bias)
         self.c_proj.residual_projection = True  # scaled init, see GPT._init_weights
         if config.qk_norm:
             self.q_norm, self.k_norm = RMSNorm(hs, config.norm_eps), RMSNorm(hs, config.norm_eps)
@@ -150,7 +152,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None and T > 1)
         else:
             y = _explicit_attention(q, k, v, mask, p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.hs)  # (B, T, nh * hs): heads side by side
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -288,9 +290,9 @@ class GPT(nn.Module):
             logits = cap * torch.tanh(logits / cap)
         return logits, _loss(logits, targets)
 
-    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, length: int | None = None) -> KVCache:
         p = next(self.parameters())
-        return KVCache(self.config, batch_size, p.device, dtype or p.dtype)
+        return KVCache(self.config, batch_size, p.device, dtype or p.dtype, length=length)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters counted once (tied weights once). gpt2 preset: 124,439,808."""
@@ -321,8 +323,9 @@ class Bigram(nn.Module):
         logits = self.wte(idx)[..., : self.config.vocab_size]  # (B, T, vocab_size)
         return logits, _loss(logits, targets)
 
-    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
-        return KVCache(self.config, batch_size, self.wte.weight.device, dtype or self.wte.weight.dtype, n_layer=0)
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, length: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, self.wte.weight.device, dtype or self.wte.weight.dtype, n_layer=0,
+                       length=length)
 
     def num_params(self, non_embedding: bool = False) -> int:
         return sum(p.numel() for p in self.parameters())

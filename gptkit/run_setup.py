@@ -82,7 +82,8 @@ def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ckpt.ModelSource:
         raise ValueError(f"block_size={block} exceeds the {src.config.block_size} positions of --init_from {spec}; "
                          f"pass --block_size={src.config.block_size} or less")
     if block < src.config.block_size:
-        src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
+        if "wpe.weight" in src.tensors:  # learned positions are cropped; rotary ones have no table
+            src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
     src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
     return src
 

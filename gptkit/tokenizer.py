@@ -14,16 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 import warnings
 from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import regex
 
 from gptkit import bpe
 from gptkit import tokenizer_files as formats
+from gptkit import tokenizer_json
 from gptkit.files import atomic_write_text, progress_disabled
 from gptkit.pretrained import ENDOFTEXT, GPT2_PATTERN, GPT4_PATTERN, PATTERNS, pretrained_encoding  # noqa: F401
+from gptkit.text_stream import Utf8StreamDecoder
 from gptkit.tokenizer_parallel import count_chunks, encode_in_workers
 
 _CACHE_MAX = 1 << 17  # chunks remembered by the encoder before the cache is cleared
@@ -41,21 +45,17 @@ def resolve_pattern(pattern: str | None) -> str | None:
     return pattern
 
 
-class Utf8StreamDecoder:
-    """Token ids -> text as they arrive: each token's bytes through an incremental UTF-8 decoder, so a character
-    split across tokens comes out whole, with the next one (invalid bytes: U+FFFD, as decode())."""
-
-    def __init__(self, decode_bytes) -> None:
-        import codecs
-
-        self.decode_bytes = decode_bytes
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def feed(self, token: int) -> str:
-        return self.utf8.decode(self.decode_bytes([token]))
-
-    def flush(self) -> str:
-        return self.utf8.decode(b"", final=True)
+def _merge_table(ranks: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -> dict:
+    """(left id, right id) -> (priority, merged id) for HF's rule; every part a token, all 256 bytes tokens."""
+    if any(bytes([b]) not in ranks for b in range(256)):
+        raise ValueError("a byte-level BPE needs a token for each of the 256 bytes; this vocabulary lacks some")
+    table = {}
+    for k, (a, b) in enumerate(merges):
+        ids = ranks.get(a), ranks.get(b), ranks.get(a + b)
+        if None in ids:
+            raise ValueError(f"merge {k} ({a!r}, {b!r}) names a token that is not in the vocabulary")
+        table.setdefault(ids[:2], (k, ids[2]))  # a repeated pair keeps its first (highest) priority
+    return table
 
 
 class TokenizerBase:
@@ -102,8 +102,7 @@ class TokenizerBase:
         if tail:
             yield tail
 
-    def stream_decoder(self) -> Utf8StreamDecoder:
-        """A decoder fed one token at a time: `feed(id)` -> the text completed by it, `flush()` -> the rest."""
+    def stream_decoder(self) -> Utf8StreamDecoder:  # feed(id) -> the text completed by it, flush() -> the rest
         return Utf8StreamDecoder(self.decode_bytes)
 
     def fingerprint(self) -> str:
@@ -117,13 +116,21 @@ class TokenizerBase:
                 continue
             h.update(i.to_bytes(4, "little") + len(b).to_bytes(4, "little") + b)
         h.update(json.dumps(sorted(self._special.items())).encode())
+        h.update(self._rule())
         return h.hexdigest()
+
+    def _rule(self) -> bytes:
+        """What else decides the ids (a tokenizer.json's merge list); empty for gptkit's own tokenizers."""
+        return b""
 
 
 class Tokenizer(TokenizerBase):
     """Byte-level BPE with tiktoken's encode/decode semantics.
 
     ranks: token bytes -> id for the mergeable tokens; special_tokens: string -> id, ids outside ranks.
+    hf_merges: a tokenizer.json's merges ((left, right) bytes, earliest first), for HF's rule (only these pairs merge,
+    in this order; ignore_merges: a piece that is a token is taken whole); None: tiktoken's rule (see
+    gptkit.tokenizer_json). normalizer: "NFC" (Qwen's) turns the text between special tokens to NFC first.
     """
 
     def __init__(
@@ -134,8 +141,16 @@ class Tokenizer(TokenizerBase):
         *,
         name: str | None = None,
         merges: list[tuple[int, int]] | None = None,
+        hf_merges: list[tuple[bytes, bytes]] | None = None,
+        ignore_merges: bool = False,
+        normalizer: Literal["NFC"] | None = None,
     ) -> None:
         special_tokens = dict(special_tokens or {})
+        self._hf_merges, self._ignore_merges, self.normalizer = hf_merges, ignore_merges, normalizer
+        if normalizer not in (None, "NFC"):
+            raise ValueError(f"normalizer must be None or 'NFC', got {normalizer!r}")
+        self._hf = None if hf_merges is None else _merge_table(ranks, hf_merges)
+        self._byte_ids = [ranks.get(bytes([b])) for b in range(256)]
         self.name = name
         self.pattern = resolve_pattern(pattern)
         self._split = regex.compile(self.pattern) if self.pattern is not None else None
@@ -244,7 +259,12 @@ class Tokenizer(TokenizerBase):
                 raw = chunk.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: replaced, as tiktoken does
                 raw = chunk.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
-            ids = bpe.encode_piece(raw, self._ranks)
+            if self._hf is None:
+                ids = bpe.encode_piece(raw, self._ranks)
+            elif self._ignore_merges and raw in self._ranks:
+                ids = [self._ranks[raw]]
+            else:
+                ids = bpe.encode_by_merges([self._byte_ids[b] for b in raw], self._hf)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[chunk] = ids
@@ -252,6 +272,7 @@ class Tokenizer(TokenizerBase):
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with special-token strings treated as plain text."""
+        text = unicodedata.normalize(self.normalizer, text) if self.normalizer else text
         if self._split is None:
             return self._encode_chunk(text) if text else []
         out: list[int] = []
@@ -340,7 +361,11 @@ class Tokenizer(TokenizerBase):
     # -- saving -----------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer to `path` (readable text with a version line) and a `.vocab` view beside it."""
+        """Write the tokenizer to `path` (readable text with a version line) and a `.vocab` view beside it; one that
+        came from a tokenizer.json is written as tokenizer.json (gptkit's format has no place for its merge rule)."""
+        if self._hf is not None:
+            atomic_write_text(path, json.dumps(self.to_tokenizer_json(), ensure_ascii=False) + "\n")
+            return
         byte_tokens = [self._decoder[i] for i in range(256)] if len(self._ranks) >= 256 else []
         identity = byte_tokens == [bytes([i]) for i in range(256)]
         formats.write_bpe(path, self.pattern, None if identity else byte_tokens, self._special, self.merges)
@@ -372,7 +397,31 @@ class Tokenizer(TokenizerBase):
         except ValueError as e:
             lines.fail(str(e))
 
-    # -- tiktoken interchange ---------------------------------------------------------------------
+    # -- Hugging Face and tiktoken interchange -----------------------------------------------------
+
+    def to_tokenizer_json(self) -> dict:
+        """HF's tokenizer.json giving this tokenizer's ids (encode with allowed_special="all": HF always matches
+        added tokens): its own merges for one read from a tokenizer.json, every token-making pair by rank for
+        tiktoken's rule."""
+        if self._hf_merges is not None:
+            merges, ignore = self._hf_merges, self._ignore_merges
+        else:
+            merges, ignore = tokenizer_json.all_pair_merges(self._ranks), True
+        return tokenizer_json.bpe_json(self.pattern, self._ranks, merges, self._special, ignore, self.normalizer)
+
+    @classmethod
+    def from_tokenizer_json(cls, path: str | os.PathLike) -> Tokenizer:
+        """A byte-level BPE tokenizer.json (GPT-2, GPT-4, Llama 3, Qwen style) with HF's ids; other kinds refused."""
+        args = tokenizer_json.parse_bpe_json(tokenizer_json.read_tokenizer_json(path), path)
+        try:
+            return cls(**args, name=Path(path).name)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def _rule(self) -> bytes:
+        return (b"" if self._hf_merges is None else json.dumps(
+            [self._ignore_merges] + [[a.hex(), b.hex()] for a, b in self._hf_merges]).encode()) + \
+            (self.normalizer or "").encode()
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """Write the mergeable ranks in tiktoken's format (`base64 rank` per line). The pattern and

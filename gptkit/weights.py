@@ -1,6 +1,6 @@
 """Torch models <-> checkpoint tensors: weights out as fp32 numpy, weights in with every name and shape
-checked, and models from anywhere: `from_pretrained(spec)` / `load_model(spec)` for a run dir, a HF GPT-2 folder
-or a GPT-2 name ("gpt2" ... "gpt2-xl").
+checked, and models from anywhere: `from_pretrained(spec)` / `load_model(spec)` for a run dir, a HF GPT-2 / Llama /
+Qwen3 folder or a GPT-2 name ("gpt2" ... "gpt2-xl").
 
 The checkpoint file format itself lives in gptkit.checkpoint (no torch); this module is its torch side, and the
 model's entry point to files and hubs, so that gptkit.model itself does no I/O.
@@ -42,8 +42,8 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source:
 
 def load_model(spec: str | os.PathLike, which: str = "auto", device: str | torch.device = "cpu",
                attention: str = "sdpa") -> tuple[torch.nn.Module, ModelSource]:
-    """(model in eval mode, where it came from) for a run dir (which: last, best, auto = best if any), a HF GPT-2
-    folder or a GPT-2 name. The source's tensors are dropped once copied, so the weights are held once."""
+    """(model in eval mode, where it came from) for a run dir (which: last, best, auto = best if any), a HF GPT-2 /
+    Llama / Qwen3 folder or a GPT-2 name. The source's tensors are dropped once copied, so the weights are held once."""
     src = read_model_source(spec, which)
     model = build_model(src.config, attention)
     load_weights(model, src.tensors, source=str(src.path))
@@ -53,8 +53,8 @@ def load_model(spec: str | os.PathLike, which: str = "auto", device: str | torch
 
 def from_pretrained(spec: str | os.PathLike, attention: str = "sdpa") -> torch.nn.Module:
     """nanoGPT's `GPT.from_pretrained`, moved here so that the model module does no I/O: OpenAI's GPT-2 by name
-    ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": the HF cache, else downloaded), a Hugging Face GPT-2 folder,
-    or a gptkit run dir (its best checkpoint if it has one). Returned on the CPU, in eval mode.
+    ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl": the HF cache, else downloaded), a Hugging Face GPT-2, Llama or
+    Qwen3 folder, or a gptkit run dir (its best checkpoint if it has one). Returned on the CPU, in eval mode.
 
     Example: `from gptkit import from_pretrained; model = from_pretrained("gpt2")`
     """

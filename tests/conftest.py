@@ -119,14 +119,14 @@ def tiny_gpt2_folder(tmp_path_factory) -> Path:
     import torch
 
     from gptkit.config import GPTConfig
-    from gptkit.hf import write_hf_gpt2
+    from gptkit.hf import write_hf
     from gptkit.model import GPT
     from gptkit.weights import model_tensors
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=50257, block_size=64, n_layer=2, n_head=2, n_embd=32, bias=True)
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    write_hf_gpt2(config, model_tensors(GPT(config)), folder)
+    write_hf(config, model_tensors(GPT(config)), folder, eos_token_id=50256)
     return folder
 
 

@@ -43,9 +43,9 @@ def test_init_from_a_hf_folder_crops_positions_and_lowers_the_loss(tmp_path, tin
                    eval_interval=8, lr=3e-3, warmup_iters=0)
     tr = trainer(cfg)
     assert (tr.cfg.model.vocab_size, tr.cfg.model.block_size, tr.cfg.model.bias) == (50257, 16, True)
-    from gptkit.hf import read_hf_gpt2
+    from gptkit.hf import read_hf
 
-    _, hf = read_hf_gpt2(tiny_gpt2_folder)
+    _, hf = read_hf(tiny_gpt2_folder)
     assert np.array_equal(model_tensors(tr.backend.model)["wpe.weight"], hf["wpe.weight"][:16])
     assert np.array_equal(model_tensors(tr.backend.model)["h.1.mlp.c_fc.weight"], hf["h.1.mlp.c_fc.weight"])
     result = tr.run()

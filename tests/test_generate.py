@@ -121,10 +121,11 @@ def _uncached_greedy(m, prompt, n):
     return seq[len(prompt):]
 
 
-def _sliding_reference(m, prompt, n):
+def _sliding_reference(m, prompt, n, bs=None):
     """The engine docstring's rule: the model sees ctx; when ctx holds block_size tokens, it keeps the last
     block_size // 2 - 1 before the next token is appended. Returns the ids and the logits of each step."""
-    bs, keep = m.config.block_size, m.config.block_size // 2
+    bs = bs or m.config.block_size
+    keep = bs // 2
     ctx, ids, logits = list(prompt)[-bs:], [], []
     for _ in range(n):
         logits.append(m(torch.tensor([ctx]))[0][0, -1])
@@ -167,6 +168,17 @@ def test_past_block_size_the_window_slides_as_documented(pos):
     want, logits = _sliding_reference(m, prompt, 30)
     assert got == want
     torch.testing.assert_close(torch.stack(seen), torch.stack(logits[1:]), atol=1e-5, rtol=1e-5)
+
+
+def test_a_shorter_context_slides_at_its_own_length():
+    from gptkit.engine import context_length
+
+    m = _model("rope", block_size=16)
+    got = generate_ids(Engine(m, 1, context=8), [Request((1, 2, 3), 30, temperature=0)])[0]
+    assert got == _sliding_reference(m, [1, 2, 3], 30, bs=8)[0]
+    assert (context_length(1024), context_length(40960), context_length(1024, 256)) == (1024, 4096, 256)
+    with pytest.raises(ValueError, match="context must be"):
+        Engine(m, 1, context=17)
 
 
 def test_seeded_rows_give_the_same_tokens_as_alone():

@@ -12,12 +12,13 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "gptkit"
 MODULES = {".".join(("gptkit", *p.relative_to(PKG).with_suffix("").parts)).removesuffix(".__init__"): p
            for p in sorted(PKG.rglob("*.py"))}
-STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub", "tokenizer_files"}
+STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub", "tokenizer_files", "tokenizer_json"}
 # Modules the MLX backend and the tokenizer/data tools use: neither they nor anything they import needs torch.
-NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "engine", "files", "hellaswag", "hf", "hub",
-            "loaders", "parallel", "plot", "pretrained", "run_setup", "runs", "serve.models", "serve.worker", "simple_tokenizers", "tokenizer",
-            "text_stream", "tokenizer_files", "tokenizer_parallel", "tokenizers"}
-LAZY_TORCH = {"gptkit.hf"}  # imports torch inside one function, to read a legacy pytorch_model.bin only
+NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "engine", "files", "hellaswag", "hf",
+            "hf_files", "hf_export", "hub", "loaders", "parallel", "plot", "pretrained", "run_setup", "runs",
+            "serve.models", "serve.worker", "simple_tokenizers", "text_stream", "tokenizer", "tokenizer_files",
+            "tokenizer_json", "tokenizer_parallel", "tokenizers"}
+LAZY_TORCH = {"gptkit.hf_files"}  # imports torch inside one function, to read a legacy pytorch_model.bin only
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60
 
 

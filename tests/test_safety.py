@@ -77,7 +77,9 @@ def test_export_writes_only_new_or_empty_folders_and_nothing_when_refused(tmp_pa
     assert main(["export", str(run), "-o", str(tmp_path / "full"), "--overwrite"]) == 0
     best = (run / ckpt.BEST).is_file()  # the default checkpoint, as for sample and eval: best if the run has one
     assert capsys.readouterr().out.rstrip().endswith(str(run / (ckpt.BEST if best else ckpt.LAST)))
-    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+        "tokenizer_config.json"]
     modern = tmp_path / "modern"  # the default preset: rotary positions, which GPT-2's format cannot hold
     assert main(["train", *TINY, "--max_iters=1", "--eval_interval=1", f"--out_dir={modern}"]) == 0
     assert main(["export", str(modern), "-o", str(tmp_path / "refused")]) == 1

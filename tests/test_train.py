@@ -193,7 +193,7 @@ def test_not_a_run_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run dir or folder, and not a GPT-2 name"):
         load_model(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="not a gptkit run dir nor a HF GPT-2 folder"):
+    with pytest.raises(ValueError, match="not a gptkit run dir nor a HF model folder"):
         load_model(tmp_path / "empty")
 
 

@@ -10,7 +10,7 @@ from functools import partial
 
 import mlx.core as mx
 
-from gptkit.engine import MASK32, MIX32, EngineBase, Request, generate_ids
+from gptkit.engine import MASK32, MIX32, EngineBase, Request, context_length, generate_ids
 from gptkit.mlx.model import KVCache
 
 _MUL = tuple(mx.array(c, dtype=mx.uint32) for c in MIX32)
@@ -81,17 +81,19 @@ class Engine(EngineBase):
     """gptkit.engine.EngineBase on an MLX model; the same API as gptkit.generate.Engine. compile: mx.compile the
     decode step (cheap, so on by default)."""
 
-    def __init__(self, model, batch_size: int = 1, *, compile: bool = True, sync_every: int | None = None) -> None:
+    def __init__(self, model, batch_size: int = 1, *, compile: bool = True, sync_every: int | None = None,
+                 context: int | None = None) -> None:
         cfg = model.config
-        super().__init__(cfg.block_size, batch_size, sync_every or 1)
+        length = context_length(cfg.block_size, context)
+        super().__init__(length, batch_size, sync_every or 1)
         if model.training:
             raise ValueError("the model is in training mode (dropout on); call model.eval() before generating")
         self.model, self.compile, self._steps = model, compile, {}
-        cache = model.new_cache(batch_size)
+        cache = model.new_cache(batch_size, length=length)
         B, V = batch_size, cfg.vocab_size
         self.state = {
             "k": cache.k, "v": cache.v, "pos": cache.pos,
-            "tokens": mx.zeros((B,), dtype=mx.int32), "hist": mx.zeros((B, cfg.block_size), dtype=mx.int32),
+            "tokens": mx.zeros((B,), dtype=mx.int32), "hist": mx.zeros((B, length), dtype=mx.int32),
             "temperature": mx.zeros((B,)), "top_k": mx.zeros((B,), dtype=mx.int32), "top_p": mx.ones((B,)),
             "seed": mx.zeros((B,), dtype=mx.uint32), "count": mx.zeros((B,), dtype=mx.uint32),
             "vocab_hash": mix32(mx.arange(V).astype(mx.uint32)),
@@ -99,7 +101,7 @@ class Engine(EngineBase):
 
     def _one_row(self, ids: list[int]) -> tuple[mx.array, KVCache]:
         """Logits of the last of `ids` through a fresh one-row cache (filled from position 0), and that cache."""
-        row = self.model.new_cache(1)
+        row = self.model.new_cache(1, length=self.block_size)
         row.span = len(ids)
         logits = self.model(mx.array([ids]), cache=row, logits_at=mx.array([len(ids) - 1]))[:, -1]
         return logits, row

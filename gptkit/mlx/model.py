@@ -29,13 +29,15 @@ class KVCache:
     next position `pos` (B,), and the `span` of slots attention reads. MLX arrays are values, so `write` replaces
     a layer's buffers; a row is filled by running a one-row cache and copying it in (`put_row`)."""
 
-    def __init__(self, config: GPTConfig, batch_size: int, dtype=mx.float32, n_layer: int | None = None) -> None:
-        shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
+    def __init__(self, config: GPTConfig, batch_size: int, dtype=mx.float32, n_layer: int | None = None,
+                 length: int | None = None) -> None:
+        length = length or config.block_size
+        shape = (batch_size, config.kv_heads, length, config.head_size)
         n_layer = config.n_layer if n_layer is None else n_layer
         self.k = [mx.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.v = [mx.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.pos = mx.zeros((batch_size,), dtype=mx.int32)
-        self.span = config.block_size
+        self.span = length
 
     def write(self, layer: int, k: mx.array, v: mx.array, positions: mx.array):
         """Store k, v (B, n_kv, T, hs) at positions (B, T); the first `span` keys/values and the (B, 1, T, span)
@@ -73,7 +75,7 @@ class CausalSelfAttention(nn.Module):
         C, hs = config.n_embd, config.head_size
         self.n_head, self.n_kv, self.hs, self.p = config.n_head, config.kv_heads, hs, config.dropout
         self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)
-        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        self.c_proj = nn.Linear(self.n_head * hs, C, bias=config.bias)
         if config.qk_norm:
             self.q_norm, self.k_norm = nn.RMSNorm(hs, eps=config.norm_eps), nn.RMSNorm(hs, eps=config.norm_eps)
         self.qk_norm, self.rope_theta = config.qk_norm, config.rope_theta if config.pos == "rope" else 0.0
@@ -107,7 +109,7 @@ class CausalSelfAttention(nn.Module):
             y = self.attn_dropout(mx.softmax(att, axis=-1)) @ v
         else:  # grouped-query attention natively
             y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, self.n_head * self.hs)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -182,8 +184,8 @@ class GPT(nn.Module):
                 new.append((name, mx.random.normal(p.shape) * std))
         self.update(tree_unflatten(new))
 
-    def new_cache(self, batch_size: int = 1, dtype=None) -> KVCache:
-        return KVCache(self.config, batch_size, dtype or self.wte.weight.dtype)
+    def new_cache(self, batch_size: int = 1, dtype=None, length: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, dtype or self.wte.weight.dtype, length=length)
 
     def __call__(self, idx: mx.array, cache: KVCache | None = None, logits_at: mx.array | None = None) -> mx.array:
         """idx (B, T) -> logits (B, T, vocab_size); with a cache, at each row's position (see KVCache); logits_at
@@ -225,8 +227,8 @@ class Bigram(nn.Module):
         self.wte = nn.Embedding(config.padded_vocab_size, config.padded_vocab_size)
         self.wte.weight = mx.random.normal(self.wte.weight.shape) * 0.02
 
-    def new_cache(self, batch_size: int = 1, dtype=None) -> KVCache:
-        return KVCache(self.config, batch_size, n_layer=0)  # positions only: nothing to cache
+    def new_cache(self, batch_size: int = 1, dtype=None, length: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, n_layer=0, length=length)  # positions only: nothing to cache
 
     def __call__(self, idx: mx.array, cache: KVCache | None = None, logits_at: mx.array | None = None) -> mx.array:
         if cache is not None:

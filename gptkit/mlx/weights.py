@@ -1,5 +1,5 @@
 """MLX models <-> checkpoint tensors (gptkit.weights' MLX twin): weights out as fp32 numpy, weights in with every
-name and shape checked, and `load_model(spec)` for a run dir, a HF GPT-2 folder or a GPT-2 name, so that
+name and shape checked, and `load_model(spec)` for a run dir, a HF GPT-2 / Llama / Qwen3 folder or a GPT-2 name, so that
 gptkit.mlx.model itself does no I/O. Never imports torch.
 """
 
@@ -29,7 +29,7 @@ def load_weights(model: nn.Module, tensors: dict[str, np.ndarray], source: str =
 
 
 def load_model(spec, which: str = "auto"):
-    """(model in eval mode, its ModelSource) from a run dir, a HF GPT-2 folder or a GPT-2 name."""
+    """(model in eval mode, its ModelSource) from a run dir, a HF model folder or a GPT-2 name."""
     src = read_model_source(spec, which)
     model = build_model(src.config)
     load_weights(model, src.tensors, source=str(src.path))
