@@ -123,6 +123,7 @@ class EngineBase:
         self.keep = max(1, block_size // 2)  # tokens of context right after a slide (the fed token included)
         self.slots: list[_Slot | None] = [None] * batch_size
         self.pos = [0] * batch_size  # each row's cache position, as the device has it
+        self.exact_span, self.dense = False, False  # a backend that runs eagerly may read spans of any length
 
     # -- the backend's tensor work ---------------------------------------------------------------------------
 
@@ -131,8 +132,10 @@ class EngineBase:
         as a device handle, not read back)."""
         raise NotImplementedError
 
-    def _decode(self, span: int, sampling: bool, filtering: bool):
-        """One decode step for every row: feed each row's last token, sample the next (returned as a (B,) handle)."""
+    def _decode(self, span: int, sampling: bool, filtering: int):
+        """One decode step for every row: feed each row's last token, sample the next (returned as a (B,) handle).
+        filtering: 0 no row filters, k > 0 every sampling row has a top-k (k the largest) and none a top-p, -1 else.
+        With `exact_span` the span is exactly the longest row, and `dense` says every row is at the same position."""
         raise NotImplementedError
 
     def _slide(self, slot: int) -> None:
@@ -181,12 +184,14 @@ class EngineBase:
         if not active:
             return []
         n = min(self.sync_every, max(s.request.max_new_tokens - s.sampled for _, s in active))
-        sampling = any(s.request.temperature > 0 for _, s in active)
-        filtering = sampling and any(s.request.top_k or s.request.top_p for _, s in active)
+        sampling, filtering = _sampling_mode([s.request for _, s in active])
         handles = []
         for _ in range(n):
             self._make_room()
-            handles.append(self._decode(span_for(max(self.pos) + 1, self.block_size), sampling, filtering))
+            longest = max(self.pos) + 1
+            self.dense = self.exact_span and min(self.pos) + 1 == longest
+            span = longest if self.exact_span else span_for(longest, self.block_size)
+            handles.append(self._decode(span, sampling, filtering))
             self.pos = [p + 1 for p in self.pos]
             for _, s in active:
                 s.sampled += 1
@@ -242,6 +247,16 @@ class EngineBase:
         self.slots[slot] = None
         self._reset(slot)
         self.pos[slot] = 0
+
+
+def _sampling_mode(requests: list[Request]) -> tuple[bool, int]:
+    """(any row samples, the filtering level of EngineBase._decode) for these requests."""
+    hot = [r for r in requests if r.temperature > 0]
+    if not any(r.top_k or r.top_p for r in hot):
+        return bool(hot), 0
+    if all(r.top_k and not r.top_p for r in hot):
+        return True, max(r.top_k for r in hot)
+    return True, -1
 
 
 def generate_ids(engine: EngineBase, requests: Sequence[Request]) -> list[list[int]]:

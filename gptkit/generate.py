@@ -40,9 +40,9 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def uniform(seed: torch.Tensor, count: torch.Tensor, vocab_hash: torch.Tensor) -> torch.Tensor:
     """(B, V) numbers in (0, 1), a function of each row's seed (B,), token number count (B,) and the vocab id
-    (vocab_hash = mix32(arange(V))): 24 bits of mix32(mix32(mix32(seed) ^ count) ^ vocab_hash)."""
+    (vocab_hash = mix32(arange(V)), or (B, k) of the ids wanted): 24 bits of mix32(mix32(mix32(seed) ^ count) ^ vocab_hash)."""
     row = mix32(mix32((seed ^ (seed >> 32)) & MASK32) ^ (count & MASK32))  # (B,)
-    bits = mix32(row[:, None] ^ vocab_hash[None, :]) >> 8  # (B, V), 24 bits: exact in float32
+    bits = mix32(row[:, None] ^ (vocab_hash if vocab_hash.dim() == 2 else vocab_hash[None, :])) >> 8  # 24 bits
     return (bits.float() + 0.5) * 2.0**-24
 
 
@@ -71,16 +71,23 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return filter_rows(logits, k, p)
 
 
-def sample_rows(logits: torch.Tensor, rows: _Rows, sampling: bool = True, filtering: bool = True) -> torch.Tensor:
+def sample_rows(logits: torch.Tensor, rows: _Rows, sampling: bool = True, filtering: int = -1) -> torch.Tensor:
     """One token per row of logits (B, V) with each row's settings (rows may be a slice of the engine's):
     argmax where temperature is 0, else Gumbel-max over the filtered logits / temperature. `sampling` False
-    (no row samples) and `filtering` False (no row has top-k/top-p) skip that work."""
+    (no row samples) skips the draw; filtering 0 (no row has top-k/top-p) skips the filter, k > 0 (every
+    sampling row has a top-k, at most k, and none a top-p) draws among the k best only (noise for k ids, not V)."""
     logits = logits.float()
     greedy = logits.argmax(dim=-1)
     if not sampling:
         return greedy
     hot = rows.temperature > 0
     scaled = logits / torch.where(hot, rows.temperature, 1.0)[:, None]
+    if filtering > 0:
+        vals, ids = torch.topk(scaled, min(filtering, scaled.size(-1)), dim=-1)  # (B, k), best first
+        kth = vals.gather(-1, (rows.top_k.clamp(1, vals.size(-1)) - 1)[:, None])
+        vals = vals.masked_fill(vals < kth, float("-inf"))
+        noise = -torch.log(-torch.log(uniform(rows.seed, rows.count, rows.vocab_hash[ids])))
+        return torch.where(hot, ids.gather(-1, (vals + noise).argmax(dim=-1, keepdim=True))[:, 0], greedy)
     if filtering:
         scaled = filter_rows(scaled, rows.top_k, rows.top_p)
     noise = -torch.log(-torch.log(uniform(rows.seed, rows.count, rows.vocab_hash)))
@@ -120,7 +127,7 @@ class _Rows:
         return [self.tokens, self.hist, self.temperature, self.top_k, self.top_p, self.seed, self.count]
 
 
-def decode_step(model, cache, rows: _Rows, sampling: bool, filtering: bool) -> torch.Tensor:
+def decode_step(model, cache, rows: _Rows, sampling: bool, filtering: int) -> torch.Tensor:
     """Feed each row's last token at its cache position and sample the next: (B,). Fixed shapes for a given
     cache.span, no host sync: this is the function torch.compile compiles."""
     rows.hist.scatter_(1, cache.pos[:, None], rows.tokens[:, None])
@@ -151,6 +158,8 @@ class Engine(EngineBase):
         self._step, self._compiled = decode_step, False
         if compile is True or (compile == "auto" and self.device.type == "cuda"):
             self._compile()
+        else:  # eager: attention reads exactly the filled slots, and no mask when every row is at one position
+            self.exact_span = True
 
     def _compile(self) -> None:
         mode = None
@@ -175,14 +184,14 @@ class Engine(EngineBase):
         view.span = T
         logits = self.model(ids, cache=view, logits_at=self._tensor([T - 1]))[0][:, -1]
         row = r.row(slot)
-        nxt = sample_rows(logits, row, request.temperature > 0, bool(request.top_k or request.top_p))
+        nxt = sample_rows(logits, row, request.temperature > 0, -1 if request.top_k or request.top_p else 0)
         row.count.add_(1)
         row.tokens.copy_(nxt)
         return nxt
 
     @torch.no_grad()
-    def _decode(self, span: int, sampling: bool, filtering: bool) -> torch.Tensor:
-        self.cache.span = span
+    def _decode(self, span: int, sampling: bool, filtering: int) -> torch.Tensor:
+        self.cache.span, self.cache.dense = span, self.dense
         if not self._compiled:
             return decode_step(self.model, self.cache, self.rows, sampling, filtering)
         try:
@@ -190,7 +199,7 @@ class Engine(EngineBase):
         except Exception as e:  # noqa: BLE001 -- a compiler failure must not lose the user's generation
             print(f"gptkit: notice: the compiled decode step failed ({type(e).__name__}: {e}); decoding eagerly",
                   file=sys.stderr)
-            self._step, self._compiled = decode_step, False
+            self._step, self._compiled, self.exact_span = decode_step, False, True
             return decode_step(self.model, self.cache, self.rows, sampling, filtering)
 
     @torch.no_grad()

@@ -48,13 +48,13 @@ class KVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.span = length
+        self.span, self.dense = length, False  # dense: every row's pos + T == span, so no mask is needed
 
     def rows(self, start: int, stop: int) -> KVCache:
         """The cache of rows start..stop-1, sharing storage: a forward through it fills those rows in place."""
         view = object.__new__(KVCache)
         view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
-        view.pos, view.span = self.pos[start:stop], self.span
+        view.pos, view.span, view.dense = self.pos[start:stop], self.span, False
         return view
 
     def tensors(self) -> list[torch.Tensor]:
@@ -69,9 +69,12 @@ class KVCache:
         at = positions[:, None, :, None].expand_as(k)
         self.k[layer].scatter_(2, at, k.to(self.k[layer].dtype))
         self.v[layer].scatter_(2, at, v.to(self.v[layer].dtype))
+        k, v = self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span]
+        if self.dense and positions.size(1) == 1:
+            return k, v, None  # one token per row, each seeing every slot read
         slots = torch.arange(self.span, device=positions.device)
         mask = slots[None, None, :] <= positions[:, :, None]  # (B, T, span)
-        return self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span], mask[:, None]
+        return k, v, mask[:, None]
 
 
 # -- the options, one small piece each ---------------------------------------------------------------

@@ -50,7 +50,7 @@ def filter_logits(logits: mx.array, top_k: int | None = None, top_p: float | Non
     return filter_rows(logits, mx.full((B,), top_k or V, dtype=mx.int32), mx.full((B,), top_p or 1.0))
 
 
-def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: bool = True) -> mx.array:
+def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: int = -1) -> mx.array:
     """One token per row: argmax where temperature is 0, else Gumbel-max over the filtered logits / temperature."""
     logits = logits.astype(mx.float32)
     greedy = mx.argmax(logits, axis=-1)
@@ -64,7 +64,7 @@ def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: 
     return mx.where(hot, mx.argmax(scaled + noise, axis=-1), greedy)
 
 
-def decode_step(model, span: int, sampling: bool, filtering: bool, state: dict) -> tuple[mx.array, dict]:
+def decode_step(model, span: int, sampling: bool, filtering: int, state: dict) -> tuple[mx.array, dict]:
     """One token per row at its cache position, as gptkit.generate.decode_step, as a pure function of `state`
     (the cache's arrays and the rows' settings) so that mx.compile can compile it."""
     cache = KVCache.__new__(KVCache)
@@ -122,11 +122,12 @@ class Engine(EngineBase):
         logits, row = self._one_row(prompt)
         self._put(slot, row)
         one = {name: s[name][slot : slot + 1] for name in settings} | {"vocab_hash": s["vocab_hash"]}
-        nxt = sample_rows(logits, one, request.temperature > 0, bool(request.top_k or request.top_p)).astype(mx.int32)
+        nxt = sample_rows(logits, one, request.temperature > 0, -1 if request.top_k or request.top_p else 0)
+        nxt = nxt.astype(mx.int32)
         s["tokens"][slot], s["count"][slot] = nxt[0], 1
         return nxt
 
-    def _decode(self, span: int, sampling: bool, filtering: bool) -> mx.array:
+    def _decode(self, span: int, sampling: bool, filtering: int) -> mx.array:
         key = (span, sampling, filtering)
         if key not in self._steps:
             fn = partial(decode_step, self.model, span, sampling, filtering)
