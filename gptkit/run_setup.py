@@ -172,6 +172,13 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite
     ckpt.write_run_config(run_dir, cfg, tok_info)
 
 
+def append_metrics(path: Path, record: dict) -> None:
+    """Append one record to metrics.jsonl as one line (a kill mid-write leaves a torn last line, which
+    truncate_metrics drops on resume)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl records past `step` (a resumed run writes them again) and a last line cut short by a kill
     mid-write; a damaged line elsewhere is an error naming the file and line."""
