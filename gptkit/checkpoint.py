@@ -177,8 +177,9 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     return RunConfig.from_dict(_read_config_doc(run_dir))
 
 
-def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict) -> None:
-    doc = {**cfg.to_dict(), "tokenizer": tokenizer}
+def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict, data: dict | None = None) -> None:
+    """config.json: the config, what the run's tokenizer is, and what identifies its data (see run_setup)."""
+    doc = {**cfg.to_dict(), "tokenizer": tokenizer, **({"data": data} if data else {})}
     atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2) + "\n")
 
 
@@ -198,3 +199,8 @@ def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:
     if not doc.get("tokenizer"):
         raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
     return doc["tokenizer"]
+
+
+def read_run_data_info(run_dir: str | os.PathLike) -> dict | None:
+    """What config.json records about the run's data (None for a run from before it did)."""
+    return _read_config_doc(run_dir).get("data")

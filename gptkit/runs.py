@@ -111,7 +111,7 @@ class Run:
         self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
         self._lock = setup.lock_run_dir(self.run_dir) if self.is_main else None  # until run() ends (or we die)
         if resume:
-            setup.check_run_tokenizer(self.run_dir, self.data_dir, meta)
+            setup.check_run_data(self.run_dir, self.data_dir, meta)
             self._restore()
         else:
             setup.check_fresh(self.run_dir, overwrite)

@@ -180,3 +180,30 @@ def test_a_jsonl_field_holding_a_number_says_so(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n{"text": 42}\n')
     with pytest.raises(ValueError, match=r"d.jsonl:2: field 'text' holds int 42, not text"):
         prepare([str(tmp_path / "d.jsonl")], "char", tmp_path / "out", progress=False)
+
+
+def test_a_moved_data_dir_is_accepted_on_resume_when_its_meta_matches(tmp_path, monkeypatch, capsys):
+    from gptkit.data import prepare
+
+    text = "".join(chr(97 + (i * 7) % 26) for i in range(4000))
+    (tmp_path / "t.txt").write_text(text)
+    prepare([str(tmp_path / "t.txt")], "char", tmp_path / "d", progress=False)
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--block_size=8", f"--data={tmp_path / 'd'}", "--max_iters=2", "--eval_interval=2",
+                 f"--out_dir={run}"]) == 0
+    (tmp_path / "d").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--max_iters=4"]) == 1
+    assert f"the run's data dir {tmp_path / 'd'} is gone; if it moved, resume with --data=NEW_DIR" in \
+        capsys.readouterr().err
+    prepare([str(tmp_path / "t.txt")], "char", tmp_path / "other", val_fraction=0.2, progress=False)
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'other'}"]) == 1
+    assert "holds other data than the run" in (err := capsys.readouterr().err) and "val 800 in 1 file(s)" in err
+    (tmp_path / "x.txt").write_text(text.replace("q", "!"))
+    prepare([str(tmp_path / "x.txt")], "char", tmp_path / "chars", progress=False)
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'chars'}"]) == 1
+    assert "the data's 'char' vocabulary lacks 'q' and has '!' besides (26 vs the run's 26 characters)" in \
+        capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'moved'}"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["data"] == str(tmp_path / "moved")
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
