@@ -207,3 +207,24 @@ def test_a_moved_data_dir_is_accepted_on_resume_when_its_meta_matches(tmp_path, 
     assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'moved'}"]) == 0
     assert json.loads((run / "config.json").read_text())["train"]["data"] == str(tmp_path / "moved")
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+
+
+def test_absurd_shard_tokens_are_refused_and_a_re_prepare_leaves_no_stale_shard(tmp_path, shakespeare, capsys):
+    from gptkit.data import load_meta
+
+    (tmp_path / "s.txt").write_text(shakespeare)
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", str(tmp_path / "d"), "--shard-tokens", "1",
+                 "-q"]) == 1
+    assert "would write about 1,115,394 shard files" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    out = str(tmp_path / "d")
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", out, "--shard-tokens", "200k", "-q"]) == 0
+    assert len(list((tmp_path / "d").glob("train_*.bin"))) == 6
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "gpt2", "-o", out, "--shard-tokens", "1M", "-q"]) == 0
+    listed = {f["name"] for s in load_meta(out)["splits"].values() for f in s["files"]}
+    assert {p.name for p in (tmp_path / "d").iterdir()} == listed | {"meta.json", "notes.txt"}
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", out, "-q"]) == 0
+    assert {p.name for p in (tmp_path / "d").iterdir()} == {"train.bin", "val.bin", "tokenizer.model", "meta.json",
+                                                            "notes.txt"}
