@@ -148,6 +148,8 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSource:
     """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 folder /
     GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's when its vocabulary is (else load_tokenizer refuses)."""
+    if (Path(spec) / CONFIG).is_file():
+        _read_config_doc(spec)  # a config.json cut short: an error naming it, a run's or a HF folder's
     if is_run_dir(spec):
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))

@@ -425,5 +425,6 @@ def check_tokenizer(data_dir: str | os.PathLike, tok, name: str = "the tokenizer
     if t["fingerprint"] != tok.fingerprint():
         raise ValueError(
             f"{data_dir} was prepared with tokenizer {t['spec']!r} (vocab {t['vocab_size']:,}), which differs from "
-            f"{name} (vocab {tok.vocab_size:,}); prepare the data again with that tokenizer, or use the data dir's"
+            f"{name} (vocab {tok.vocab_size:,}); prepare the data again with that tokenizer, or give a model trained "
+            "with the data's tokenizer"
         )

@@ -228,3 +228,37 @@ def test_absurd_shard_tokens_are_refused_and_a_re_prepare_leaves_no_stale_shard(
     assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", out, "-q"]) == 0
     assert {p.name for p in (tmp_path / "d").iterdir()} == {"train.bin", "val.bin", "tokenizer.model", "meta.json",
                                                             "notes.txt"}
+
+
+@pytest.mark.parametrize("argv", [["prepare", "s.txt", "-t", "char", "-o", "{f}", "-q"],
+                                  ["prepare", "s.txt", "-t", "char", "-o", "{f}/sub", "-q"],
+                                  ["train", *TINY, "--out_dir={f}"], ["train", *TINY, "--out_dir={f}/a/b"]])
+def test_an_output_path_that_is_a_file_says_so(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.txt").write_text("some text " * 50)
+    (tmp_path / "f").write_text("mine")
+    assert main([a.replace("{f}", str(tmp_path / "f")) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert f"gptkit: error: {tmp_path / 'f'}: a file where a folder is needed; give another path" in err, err
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_damaged_config_json_is_named(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}"]) == 0
+    (run / "config.json").write_text((run / "config.json").read_text()[:90])  # cut short
+    for argv in (["sample", str(run), "--max-new-tokens", "3"], ["eval", str(run), "--data", "shakespeare_char"],
+                 ["train", "--resume", str(run)]):
+        capsys.readouterr()
+        assert main(argv) == 1
+        assert f"gptkit: error: {run / 'config.json'}: not valid JSON (" in capsys.readouterr().err, argv
+
+
+def test_the_tokenizer_mismatch_of_eval_is_a_whole_sentence():
+    from gptkit.data import check_tokenizer, resolve_data_dir
+    from gptkit.tokenizers import get_tokenizer
+
+    with pytest.raises(ValueError) as e:
+        check_tokenizer(resolve_data_dir("shakespeare_char"), get_tokenizer("gpt2"), name="the model's tokenizer")
+    assert str(e.value).endswith("prepare the data again with that tokenizer, or give a model trained with the "
+                                 "data's tokenizer")
