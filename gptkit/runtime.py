@@ -128,7 +128,7 @@ def check_gpus_per_process(processes: int, gpus: int) -> None:
     what to run instead (every rank raises it, before any CUDA call could fail with a traceback)."""
     if processes > gpus:
         raise ValueError(f"torchrun started {processes} processes on this machine, which has {gpus} CUDA GPU(s), and "
-                         f"each process needs its own; pass --nproc_per_node={gpus} or fewer, or --device=cpu to run "
+                         f"each process needs its own; pass --nproc-per-node={gpus} or fewer, or --device=cpu to run "
                          "the processes on the CPU (gloo)")
 
 

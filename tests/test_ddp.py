@@ -47,5 +47,5 @@ def test_more_torchrun_processes_than_gpus_is_one_clear_error(monkeypatch, local
     for k, v in {"WORLD_SIZE": "2", "RANK": str(local_rank), "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ValueError, match=r"torchrun started 2 processes on this machine, which has 1 CUDA GPU\(s\), "
-                       r"and each process needs its own; pass --nproc_per_node=1 or fewer, or --device=cpu"):
+                       r"and each process needs its own; pass --nproc-per-node=1 or fewer, or --device=cpu"):
         init_distributed(torch.device("cuda"))

@@ -262,3 +262,25 @@ def test_the_tokenizer_mismatch_of_eval_is_a_whole_sentence():
         check_tokenizer(resolve_data_dir("shakespeare_char"), get_tokenizer("gpt2"), name="the model's tokenizer")
     assert str(e.value).endswith("prepare the data again with that tokenizer, or give a model trained with the "
                                  "data's tokenizer")
+
+
+def test_every_subcommand_takes_its_flags_with_dashes_or_underscores(tmp_path, capsys):
+    (tmp_path / "s.txt").write_text("some text, some more text " * 40)
+    for spelling in ("val-fraction", "val_fraction"):
+        out = tmp_path / spelling
+        assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", str(out), f"--{spelling}=0.25",
+                     "--shard_tokens" if "_" in spelling else "--shard-tokens", "500", "-q"]) == 0
+        assert json.loads((out / "meta.json").read_text())["val_fraction"] == 0.25
+    assert main(["tokenizer", "train", str(tmp_path / "s.txt"), "--vocab_size", "260", "-o", str(tmp_path / "t.model"),
+                 "-q"]) == 0
+    assert "vocab_size=260" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, usage", [(["eval", "gpt2", "--bogus"], "gptkit eval"),
+                                         (["export", "r", "-o", "x", "--max_iters=3"], "gptkit export"),
+                                         (["sample", "r", "--max_new_tokenz", "3"], "gptkit sample")])
+def test_an_unknown_flag_shows_its_subcommands_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"usage: {usage} [-h]") and f"{usage}: error: unrecognized" in err
