@@ -211,8 +211,8 @@ def _chars(cs: list[str], most: int = 8) -> str:
 
 def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite: bool) -> None:
     """Create the run dir (clearing an old run's files when overwrite), copy the tokenizer, write config.json."""
-    if overwrite:
-        for name in (METRICS, ckpt.LAST, ckpt.BEST, PLOT):
+    if overwrite:  # checkpoints first: a kill part-way never leaves a checkpoint whose metrics are gone
+        for name in (ckpt.LAST, ckpt.BEST, METRICS, PLOT):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_info = ckpt.save_run_tokenizer(run_dir, data_dir, meta)

@@ -186,3 +186,25 @@ def test_a_signal_checkpoints_the_current_step_and_exits_with_its_code(tmp_path,
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     assert main(["train", "--resume", str(run), f"--max_iters={step + 2}"]) == 0
     assert [r["step"] for r in _records(run)] == [0, step + 2]
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+def test_an_overwrite_cut_short_never_leaves_a_checkpoint_without_its_metrics(tmp_path, monkeypatch, cut):
+    """--overwrite removes the old run's files one by one; stopped after `cut` of them, the dir is still either a run
+    to resume (checkpoint and metrics) or one to start again (no checkpoint)."""
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}"]) == 0
+    real, removed = Path.unlink, []
+
+    def unlink(self, missing_ok=False):
+        if self.parent == run and len(removed) == cut:
+            raise KeyboardInterrupt  # the process dies here
+        removed.append(self.name)
+        real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}", "--overwrite"]) == 130
+    monkeypatch.undo()
+    assert (run / "metrics.jsonl").is_file() or not (run / ckpt.LAST).is_file(), removed
