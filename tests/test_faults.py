@@ -208,3 +208,24 @@ def test_an_overwrite_cut_short_never_leaves_a_checkpoint_without_its_metrics(tm
     assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}", "--overwrite"]) == 130
     monkeypatch.undo()
     assert (run / "metrics.jsonl").is_file() or not (run / ckpt.LAST).is_file(), removed
+
+
+def test_sigterm_to_torchrun_checkpoints_every_rank(tmp_path):
+    """What SLURM and Kubernetes do to a DDP job: SIGTERM to torchrun, which passes it to its workers; they finish
+    the step, agree to stop, and rank 0 writes one checkpoint holding both ranks' state."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "gptkit", "train",
+           *TINY, "--loader=sequential", "--max_iters=1000000", "--eval_interval=1000000", f"--out_dir={run}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (run / "metrics.jsonl").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    time.sleep(2.0)  # some steps
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    meta = ckpt.read_checkpoint(run / ckpt.LAST)[1]
+    assert meta["step"] > 0 and len(meta["ranks"]) == 2, err[-3000:]
+    assert meta["ranks"][0]["loader"] != meta["ranks"][1]["loader"]  # each rank sent its own position
+    assert [r["step"] for r in _records(run)] == [0]
+    assert out.count("interrupted; continue with") == 1  # rank 0 reports
