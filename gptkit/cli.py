@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gptkit.cli_common import (SubcommandParser, add_checkpoint, add_device, add_errors, add_quiet, add_tokenizer,
                                need_torch, whole_number)
+from gptkit.cli_sample import add_sample_command
 from gptkit.cli_tokenizer import add_tokenizer_command
 from gptkit.cli_train import add_train_command
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
     add_tokenizer_command(sub)
     add_train_command(sub)
-    _add_sample(sub)
+    add_sample_command(sub)
     _add_eval(sub)
     _add_export(sub)
     return parser
@@ -140,94 +141,6 @@ def cmd_prepare(args) -> int:
     print(f"wrote {args.output}: train {s['train']['tokens']:,} tokens, val {s['val']['tokens']:,} tokens "
           f"({meta['dtype']}, vocab {meta['tokenizer']['vocab_size']:,}) in {meta['seconds']:.1f} s")
     return 0
-
-
-# -- gptkit sample ----------------------------------------------------------------------------------
-
-
-def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="generate text from a trained run or GPT-2",
-                       description="Generate text from a run, a HF GPT-2 folder, or OpenAI's GPT-2 by name.")
-    p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2 folder, or gpt2, "
-                   "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
-    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    p.add_argument("--max-new-tokens", type=int, default=500)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--stream", action="store_true", help="print text as it is generated")
-    add_device(p)
-    add_checkpoint(p)
-    p.add_argument("--backend", choices=["torch", "mlx"], default="torch",
-                   help="torch, or mlx (Apple's MLX; pip install 'gptkit[mlx]'); both read the same checkpoints")
-    p.set_defaults(func=cmd_sample)
-
-
-def cmd_sample(args) -> int:
-    from gptkit.config import check_sampling
-
-    check_sampling(args.temperature, args.top_k, args.top_p)
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
-    if args.backend == "mlx":
-        return _sample_mlx(args)
-    need_torch("sample")
-    import torch
-
-    from gptkit.runtime import pick_device
-    from gptkit.sample import stream_text
-    from gptkit.weights import load_model
-
-    device = pick_device(args.device)
-    model, src = load_model(args.run_dir, args.checkpoint or "auto", device)
-    tok = src.load_tokenizer()
-    prompt = _prompt_ids(tok, args.prompt, src.config.block_size)
-    gen = torch.Generator(device).manual_seed(args.seed)
-    _print_samples(args, lambda: stream_text(model, tok, prompt, args.max_new_tokens, device=device,
-                                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                             generator=gen))
-    return 0
-
-
-def _sample_mlx(args) -> int:
-    from gptkit.mlx import require_mlx
-
-    require_mlx()
-    from gptkit.mlx.weights import load_model
-    from gptkit.mlx.sample import stream_text
-
-    model, src = load_model(args.run_dir, args.checkpoint or "auto")
-    tok = src.load_tokenizer()
-    prompt = _prompt_ids(tok, args.prompt, src.config.block_size)
-    seeds = iter(range(args.seed, args.seed + args.num_samples))  # one seed per sample: MLX keys are explicit
-    _print_samples(args, lambda: stream_text(model, tok, prompt, args.max_new_tokens, temperature=args.temperature,
-                                             top_k=args.top_k, top_p=args.top_p, seed=next(seeds)))
-    return 0
-
-
-def _prompt_ids(tok, prompt: str, block_size: int) -> list[int]:
-    ids = tok.encode(prompt, allowed_special="all")
-    if not ids:
-        raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
-    if len(ids) > block_size:
-        print(f"gptkit: notice: the prompt has {len(ids)} tokens; the model sees the last {block_size} (block_size)",
-              file=sys.stderr)
-    return ids
-
-
-def _print_samples(args, stream) -> None:
-    """Print --num-samples samples, each the prompt and the pieces of a fresh `stream()`."""
-    for k in range(args.num_samples):
-        if k:
-            print("\n" + "-" * 40)
-        sys.stdout.write(args.prompt)
-        for piece in stream():
-            sys.stdout.write(piece)
-            if args.stream:
-                sys.stdout.flush()
-        sys.stdout.write("\n")
 
 
 # -- gptkit eval ------------------------------------------------------------------------------------

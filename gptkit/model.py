@@ -9,7 +9,7 @@ plus Conv1D transposes. Attention runs through `scaled_dot_product_attention` (f
 the explicit masked softmax of the lecture is kept (`attention="explicit"`) and tested to agree.
 
 Not here: I/O (weights from files and hubs: gptkit.weights.from_pretrained), printing, optimizers, sampling (see
-gptkit.sample), data. The model module imports only gptkit.config. The only link to the tokenizer is
+gptkit.generate), data. The model module imports only gptkit.config. The only link to the tokenizer is
 `config.vocab_size`; padded rows (`pad_vocab_to`) are sliced off the logits, so a padded
 id can never be sampled or enter the loss.
 """
@@ -28,21 +28,48 @@ ATTENTION = ("sdpa", "explicit")
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, per layer: (B, n_kv_head, block_size, hs) buffers and a length."""
+    """A preallocated key/value cache for generation: per layer (B, n_kv_head, block_size, hs) buffers and each
+    row's next position `pos` (B,) as a tensor, so a one-token step has the same shapes at every position (what
+    torch.compile and CUDA graphs need) and rows may stand at different positions (prompts of different lengths,
+    requests joining a running batch: gptkit.generate).
 
-    def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
+    A forward of T tokens through the cache puts row b's tokens at positions pos[b] .. pos[b]+T-1, lets each see
+    the keys at positions <= its own (whatever lies beyond a row's length is never seen) and advances pos by T.
+    Attention reads the first `span` slots, which must cover every row's pos + T (the engine keeps it a power of
+    two, so few shapes get compiled). Keeping pos + T <= block_size is the caller's job: the model does not check
+    it, since that would cost a host sync per token.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32, n_layer=None) -> None:
         shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.pos = 0  # tokens cached; the next token sits at this position
+        n_layer = config.n_layer if n_layer is None else n_layer
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.span = config.block_size
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv_head, T, hs) at pos..pos+T and return all keys/values so far."""
-        T = k.size(2)
-        self.k[layer][:, :, self.pos : self.pos + T] = k
-        self.v[layer][:, :, self.pos : self.pos + T] = v
-        end = self.pos + T
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+    def rows(self, start: int, stop: int) -> KVCache:
+        """The cache of rows start..stop-1, sharing storage: a forward through it fills those rows in place."""
+        view = object.__new__(KVCache)
+        view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
+        view.pos, view.span = self.pos[start:stop], self.span
+        return view
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.k, *self.v, self.pos]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
+        """Store k, v (B, n_kv, T, hs) at positions (B, T); return the first `span` keys/values and the mask
+        (B, 1, T, span), True where a query may see a key.
+
+        Example: positions [[1, 2]], span 3 -> mask [[[[True, True, False], [True, True, True]]]]
+        """
+        at = positions[:, None, :, None].expand_as(k)
+        self.k[layer].scatter_(2, at, k.to(self.k[layer].dtype))
+        self.v[layer].scatter_(2, at, v.to(self.v[layer].dtype))
+        slots = torch.arange(self.span, device=positions.device)
+        mask = slots[None, None, :] <= positions[:, :, None]  # (B, T, span)
+        return self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span], mask[:, None]
 
 
 # -- the options, one small piece each ---------------------------------------------------------------
@@ -68,13 +95,16 @@ def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
     return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
 
 
-def rope_tables(config: GPTConfig, start: int, T: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (T, hs) of positions start..start+T: pair i turns at theta^(-2i/hs) radians per position,
-    each angle written twice (HF's rotate-half layout, so Llama/Qwen weights need no permutation)."""
+def rope_tables(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of positions (T,) -> (T, hs), or per row (B, T) -> (B, 1, T, hs): pair i turns at
+    theta^(-2i/hs) radians per position, each angle written twice (HF's rotate-half layout, so Llama/Qwen
+    weights need no permutation)."""
     hs = config.head_size
-    inv_freq = config.rope_theta ** -(torch.arange(0, hs, 2, dtype=torch.float32, device=device) / hs)
-    angles = torch.outer(torch.arange(start, start + T, dtype=torch.float32, device=device), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, hs)
+    inv_freq = config.rope_theta ** -(torch.arange(0, hs, 2, dtype=torch.float32, device=positions.device) / hs)
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)  # (..., T, hs)
+    if angles.dim() == 3:
+        angles = angles[:, None]  # (B, 1, T, hs): one table per row, shared by the heads
     return angles.cos(), angles.sin()
 
 
@@ -100,7 +130,8 @@ class CausalSelfAttention(nn.Module):
         self.qk_norm, self.dropout, self.attention = config.qk_norm, config.dropout, attention
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([self.n_head * self.hs, self.n_kv * self.hs, self.n_kv * self.hs], dim=2)
         q = q.view(B, T, self.n_head, self.hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -109,37 +140,28 @@ class CausalSelfAttention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        past = 0
+        mask = None  # None: plain causal over these T tokens
         if cache is not None:
-            past = cache.pos
-            k, v = cache.append(layer, k, v)  # (B, n_kv, past + T, hs)
+            k, v, mask = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), mask (B, 1, T, span)
         if self.n_kv != self.n_head:  # grouped-query: key/value head j serves query heads j*g .. j*g + g-1
             k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         p = self.dropout if self.training else 0.0
         if self.attention == "sdpa":
-            if past == 0 or T == 1:  # plain causal, or one new token that may see everything
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
-            else:  # several new tokens after a prefix: is_causal would align the mask top-left
-                mask = _causal_mask(T, past, x.device)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None and T > 1)
         else:
-            y = _explicit_attention(q, k, v, past, p)
+            y = _explicit_attention(q, k, v, mask, p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
 
-def _causal_mask(T: int, past: int, device) -> torch.Tensor:
-    """(T, past + T) bool, True where query t (at position past + t) may see the key.
-
-    Example: T=2, past=1 -> [[True, True, False], [True, True, True]]
-    """
-    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
-
-
-def _explicit_attention(q, k, v, past: int, p: float) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hs) + causal mask) v, the lecture's way. q (B, nh, T, hs), k/v (B, nh, past+T, hs)."""
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, past + T)
-    att = att.masked_fill(~_causal_mask(q.size(2), past, q.device), float("-inf"))
+def _explicit_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs) + mask) v, the lecture's way. q (B, nh, T, hs), k/v (B, nh, S, hs); mask
+    (B, 1, T, S) True where allowed, or None for the causal mask of S = T tokens."""
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, S)
+    if mask is None:
+        T = q.size(2)
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    att = att.masked_fill(~mask, float("-inf"))
     att = F.softmax(att.float(), dim=-1).to(q.dtype)
     att = F.dropout(att, p=p, training=p > 0)
     return att @ v  # (B, nh, T, hs)
@@ -178,8 +200,9 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), rope, cache, layer)
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, layer, positions)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -235,30 +258,39 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_at: torch.Tensor | None = None):
+        """idx (B, T) -> (logits (B, T, vocab_size), loss or None). With a cache, the tokens go at each row's
+        cache position (see KVCache). logits_at (B,): compute the logits of that one position per row only
+        (B, 1, vocab_size): a prefill needs just each prompt's last token."""
         B, T = idx.shape
-        past = cache.pos if cache is not None else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"{past + T} positions exceed block_size {self.config.block_size}; crop the input")
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"{T} positions exceed block_size {self.config.block_size}; crop the input")
+            positions = torch.arange(T, device=idx.device)  # (T,)
+        else:
+            positions = cache.pos[:, None] + torch.arange(T, device=idx.device)  # (B, T)
         x, rope = self.wte(idx), None  # (B, T, C)
         if self.config.pos == "learned":
-            x = x + self.wpe(torch.arange(past, past + T, dtype=torch.long, device=idx.device))
-        else:  # rotary: positions enter each attention's queries and keys, at their place in the cache
-            rope = rope_tables(self.config, past, T, idx.device)
+            x = x + self.wpe(positions)
+        else:  # rotary: positions enter each attention's queries and keys
+            rope = rope_tables(self.config, positions)
         x = self.drop(x)
         for i, block in enumerate(self.h):
-            x = block(x, rope, cache, i)
+            x = block(x, rope, cache, i, positions)
         if cache is not None:
-            cache.pos += T
+            cache.pos.add_(T)
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at][:, None]  # (B, 1, C)
         logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
         if self.config.logit_softcap:  # smoothly bounded to (-cap, cap)
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
         return logits, _loss(logits, targets)
 
-    def new_cache(self, batch_size: int) -> KVCache:
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
         p = next(self.parameters())
-        return KVCache(self.config, batch_size, p.device, p.dtype)
+        return KVCache(self.config, batch_size, p.device, dtype or p.dtype)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters counted once (tied weights once). gpt2 preset: 124,439,808."""
@@ -280,12 +312,17 @@ class Bigram(nn.Module):
         self.wte = nn.Embedding(config.padded_vocab_size, config.padded_vocab_size)
         torch.nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_at: torch.Tensor | None = None):
+        if cache is not None:
+            cache.pos.add_(idx.size(1))  # positions only: the next token depends on the last one alone
+        if logits_at is not None:
+            idx = idx[torch.arange(idx.size(0), device=idx.device), logits_at][:, None]
         logits = self.wte(idx)[..., : self.config.vocab_size]  # (B, T, vocab_size)
         return logits, _loss(logits, targets)
 
-    def new_cache(self, batch_size: int) -> None:
-        return None  # nothing to cache: the next token depends on the last one only
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, self.wte.weight.device, dtype or self.wte.weight.dtype, n_layer=0)
 
     def num_params(self, non_embedding: bool = False) -> int:
         return sum(p.numel() for p in self.parameters())

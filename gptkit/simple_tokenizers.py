@@ -25,6 +25,20 @@ _WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
 _SPACE_BEFORE_PUNCT = re.compile(r'\s+([,.:;?!"()\'])')
 
 
+class _SpacedStreamDecoder:
+    """stream_decoder() of the char and word tokenizers: the text token t adds after the token before it."""
+
+    def __init__(self, decode) -> None:
+        self.decode, self.prev = decode, None
+
+    def feed(self, token: int) -> str:
+        prev, self.prev = self.prev, token
+        return self.decode([token]) if prev is None else self.decode([prev, token])[len(self.decode([prev])):]
+
+    def flush(self) -> str:
+        return ""
+
+
 class _SimpleBase(TokenizerBase):
     """Shared plumbing: decode via a list of strings, bytes views, specials, errors naming the id."""
 
@@ -45,18 +59,11 @@ class _SimpleBase(TokenizerBase):
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return self.decode(ids).encode("utf-8")
 
-    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
-        """Text as ids arrive, stopping at <|endoftext|>: each token's text as decode() places it after the one before
-        (WordTokenizer joins words with spaces, so token-by-token decoding would glue them together).
-
-        Example (words "Hello", ",", "world"): "Hello", ",", " world"
+    def stream_decoder(self) -> _SpacedStreamDecoder:
+        """Each token's text as decode() places it after the one before (WordTokenizer joins words with spaces, so
+        token-by-token decoding would glue them together). Example (words "Hello", ",", "world"): "Hello", ",", " world"
         """
-        prev = None
-        for token in ids:
-            if token == self.eot_token:
-                return
-            yield self.decode([token]) if prev is None else self.decode([prev, token])[len(self.decode([prev])):]
-            prev = token
+        return _SpacedStreamDecoder(self.decode)
 
     def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
         kwargs.pop("num_workers", None)  # encoding is a dict lookup; processes would only add overhead

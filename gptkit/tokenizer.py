@@ -41,6 +41,23 @@ def resolve_pattern(pattern: str | None) -> str | None:
     return pattern
 
 
+class Utf8StreamDecoder:
+    """Token ids -> text as they arrive: each token's bytes through an incremental UTF-8 decoder, so a character
+    split across tokens comes out whole, with the next one (invalid bytes: U+FFFD, as decode())."""
+
+    def __init__(self, decode_bytes) -> None:
+        import codecs
+
+        self.decode_bytes = decode_bytes
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, token: int) -> str:
+        return self.utf8.decode(self.decode_bytes([token]))
+
+    def flush(self) -> str:
+        return self.utf8.decode(b"", final=True)
+
+
 class TokenizerBase:
     """What every gptkit tokenizer shares: the vocabulary size and the special tokens.
 
@@ -74,18 +91,20 @@ class TokenizerBase:
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text of token ids as they arrive (a sampler's stream): whole UTF-8 characters only (a character split
         across tokens comes out when complete), stopping at <|endoftext|> if the tokenizer has one."""
-        import codecs
-
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decoder = self.stream_decoder()
         for token in ids:
             if token == self.eot_token:
                 break
-            piece = utf8.decode(self.decode_bytes([token]))
+            piece = decoder.feed(token)
             if piece:
                 yield piece
-        tail = utf8.decode(b"", final=True)
+        tail = decoder.flush()
         if tail:
             yield tail
+
+    def stream_decoder(self) -> Utf8StreamDecoder:
+        """A decoder fed one token at a time: `feed(id)` -> the text completed by it, `flush()` -> the rest."""
+        return Utf8StreamDecoder(self.decode_bytes)
 
     def fingerprint(self) -> str:
         """sha256 of every id's bytes, the special tokens and the split pattern: equal exactly when two

@@ -24,7 +24,7 @@ from gptkit.optim import configure_optimizers
 from gptkit.runs import TrainResult, train_with
 from gptkit.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                             teardown_distributed)
-from gptkit.sample import generate
+from gptkit.generate import generate
 from gptkit.weights import load_weights, model_tensors
 
 
@@ -117,12 +117,10 @@ class TorchBackend(Backend):
     @torch.no_grad()
     def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
                stop_token: int | None) -> list[int]:
-        self.model.eval()
-        gen = torch.Generator(self.device).manual_seed(seed)
-        idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        self.model.eval()  # the raw module, never compiled: a sample must not cost a compile
         with autocast(self.device, self.dtype):
-            ids = [int(nxt[0]) for nxt in generate(self.model, idx, max_new_tokens, temperature=temperature,
-                                                   top_k=top_k, generator=gen, stop_token=stop_token)]
+            ids = generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                           stop_token=stop_token)
         self.model.train()
         return ids
 

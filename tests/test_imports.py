@@ -14,9 +14,9 @@ MODULES = {".".join(("gptkit", *p.relative_to(PKG).with_suffix("").parts)).remov
            for p in sorted(PKG.rglob("*.py"))}
 STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub", "tokenizer_files"}
 # Modules the MLX backend and the tokenizer/data tools use: neither they nor anything they import needs torch.
-NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "files", "hellaswag", "hf", "hub",
+NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "engine", "files", "hellaswag", "hf", "hub",
             "loaders", "parallel", "plot", "pretrained", "run_setup", "runs", "simple_tokenizers", "tokenizer",
-            "tokenizer_files", "tokenizer_parallel", "tokenizers"}
+            "text_stream", "tokenizer_files", "tokenizer_parallel", "tokenizers"}
 LAZY_TORCH = {"gptkit.hf"}  # imports torch inside one function, to read a legacy pytorch_model.bin only
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60
 
@@ -104,7 +104,8 @@ def test_stdlib_only_modules(name):
 def test_the_model_imports_only_its_config():
     # DESIGN: "The model imports neither data nor tokenizer"; files and hubs are gptkit.weights' business
     assert GRAPH["gptkit.model"] == GRAPH["gptkit.mlx.model"] == {"gptkit.config"}
-    assert GRAPH["gptkit.sample"] <= {"gptkit.config"} and not GRAPH["gptkit.runtime"]
+    assert GRAPH["gptkit.generate"] <= {"gptkit.engine"} and GRAPH["gptkit.engine"] == {"gptkit.config"}
+    assert not GRAPH["gptkit.runtime"]
 
 
 def test_public_torch_names_are_lazy():

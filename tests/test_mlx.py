@@ -18,9 +18,9 @@ mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip in
 from gptkit.config import GPTConfig  # noqa: E402
 from gptkit.mlx import model as mm  # noqa: E402
 from gptkit.mlx import weights as mw  # noqa: E402
-from gptkit.mlx import sample as ms  # noqa: E402
+from gptkit.mlx import generate as mg  # noqa: E402
 from gptkit.model import build_model  # noqa: E402
-from gptkit.sample import filter_logits, generate  # noqa: E402
+from gptkit.generate import filter_logits, generate  # noqa: E402
 from gptkit.weights import model_tensors  # noqa: E402
 
 CONFIGS = {
@@ -88,38 +88,56 @@ def test_kv_cache_equals_no_cache(name):
     np.testing.assert_allclose(np.array(mx.concatenate(parts, axis=1)), full, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["gpt2-like", "nanogpt-char", "bigram"])
-def test_greedy_ids_equal_across_backends_past_block_size(name):
+@pytest.mark.parametrize("name", ["gpt2-like", "nanogpt-char", "rope", "bigram"])
+@pytest.mark.parametrize("compile", [True, False])
+def test_greedy_ids_equal_across_backends_past_block_size(name, compile):
     tm, xm = pair(CONFIGS[name], seed=3)
-    prompt = np.random.default_rng(2).integers(0, CONFIGS[name].vocab_size, (1, 10))
-    n = 30  # 10 + 30 > block_size 24: the sliding window
-    want = torch.stack(list(generate(tm, torch.from_numpy(prompt), n, temperature=0)), 1)[0].tolist()
-    got = [int(t[0].item()) for t in ms.generate(xm, mx.array(prompt), n, temperature=0)]
-    nocache = [int(t[0].item()) for t in ms.generate(xm, mx.array(prompt), n, temperature=0, use_cache=False)]
-    assert got == want == nocache
+    prompt = np.random.default_rng(2).integers(0, CONFIGS[name].vocab_size, 10).tolist()
+    n = 40  # 10 + 40 > block_size 24: the window slides (twice)
+    want = generate(tm, prompt, n, temperature=0)
+    assert mg.generate(xm, prompt, n, temperature=0, compile=compile) == want
+
+
+def test_seeded_sampling_draws_the_same_noise_as_torch():
+    """The hashed noise is the same integers in both backends, so a seed gives the same tokens (the logits differ
+    by float rounding only, far from flipping a draw of this tiny model)."""
+    from gptkit.generate import mix32, uniform
+
+    ids = np.arange(0, 2**32, 2**32 // 1000 + 7, dtype=np.int64)
+    assert np.array_equal(np.array(mg.mix32(mx.array(ids.astype(np.uint32)))), mix32(torch.from_numpy(ids)).numpy())
+    seed, count, vocab = np.array([0, 5, 2**31 + 3]), np.array([0, 1, 99]), np.arange(70)
+    want = uniform(torch.from_numpy(seed), torch.from_numpy(count), mix32(torch.from_numpy(vocab))).numpy()
+    got = mg.uniform(*(mx.array(a.astype(np.uint32)) for a in (seed, count)), mg.mix32(mx.array(vocab.astype(np.uint32))))
+    assert np.array_equal(np.array(got), want)
+    tm, xm = pair(CONFIGS["nanogpt-char"], seed=4)
+    for kw in ({"temperature": 1.0}, {"temperature": 0.8, "top_k": 10}, {"temperature": 1.2, "top_p": 0.9}):
+        assert mg.generate(xm, [1, 2, 3], 30, seed=11, **kw) == generate(tm, [1, 2, 3], 30, seed=11, **kw)
 
 
 @pytest.mark.parametrize("top_k,top_p", [(5, None), (None, 0.7), (10, 0.5), (1, None), (None, 1.0)])
 def test_filter_logits_agrees_with_torch(top_k, top_p):
     logits = np.random.default_rng(3).normal(size=(4, 50)).astype(np.float32) * 3
     want = filter_logits(torch.from_numpy(logits), top_k, top_p).numpy()
-    got = np.array(ms.filter_logits(mx.array(logits), top_k, top_p))
+    got = np.array(mg.filter_logits(mx.array(logits), top_k, top_p))
     assert np.array_equal(np.isinf(got), np.isinf(want))
     np.testing.assert_allclose(got[~np.isinf(got)], want[~np.isinf(want)])
 
 
-def test_seeded_sampling_is_repeatable_and_stops_at_the_stop_token():
+def test_seeded_sampling_is_repeatable_batched_and_stops_at_the_stop_token():
+    from gptkit.engine import Request, generate_ids
+
     _, xm = pair(CONFIGS["nanogpt-char"])
-    prompt = mx.array([[1, 2, 3]])
-    a = [int(t[0].item()) for t in ms.generate(xm, prompt, 20, temperature=1.0, top_k=10, seed=7)]
-    b = [int(t[0].item()) for t in ms.generate(xm, prompt, 20, temperature=1.0, top_k=10, seed=7)]
-    c = [int(t[0].item()) for t in ms.generate(xm, prompt, 20, temperature=1.0, top_k=10, seed=8)]
+    a = mg.generate(xm, [1, 2, 3], 20, temperature=1.0, top_k=10, seed=7)
+    b = mg.generate(xm, [1, 2, 3], 20, temperature=1.0, top_k=10, seed=7)
+    c = mg.generate(xm, [1, 2, 3], 20, temperature=1.0, top_k=10, seed=8)
     assert a == b and a != c
     stop = a[4]
-    cut = [int(t[0].item()) for t in ms.generate(xm, prompt, 20, temperature=1.0, top_k=10, seed=7, stop_token=stop)]
-    assert cut == a[: a.index(stop) + 1]
+    cut = mg.generate(xm, [1, 2, 3], 20, temperature=1.0, top_k=10, seed=7, stop_token=stop)
+    assert cut == a[: a.index(stop)]
+    requests = [Request((1, 2, 3), 20, 1.0, 10, None, 7), Request((5,), 9, 0.0), Request((1, 2, 3), 20, 1.0, 10, None, 8)]
+    assert generate_ids(mg.Engine(xm, 2), requests) == [a, mg.generate(xm, [5], 9, temperature=0), c]
     with pytest.raises(ValueError, match="top_p must be in"):
-        next(ms.generate(xm, prompt, 3, top_p=1.5))
+        mg.generate(xm, [1], 3, top_p=1.5)
 
 
 def test_weights_that_do_not_fit_name_the_tensor():

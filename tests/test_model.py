@@ -64,8 +64,15 @@ def assert_cache_equals_no_cache(m) -> None:
     parts = [m(idx[:, :5], cache=cache)[0], m(idx[:, 5:6], cache=cache)[0], m(idx[:, 6:11], cache=cache)[0]]
     parts += [m(idx[:, t : t + 1], cache=cache)[0] for t in range(11, 16)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="exceed block_size"):
-        m(idx[:, :1], cache=cache)
+    # Rows at different positions (row 1 three tokens ahead, filled through a view of its row): each row's
+    # logits still equal its uncached ones, and logits_at picks one position per row.
+    cache = m.new_cache(2)
+    m(idx[1:, :3], cache=cache.rows(1, 2))
+    assert cache.pos.tolist() == [0, 3]
+    step = m(torch.stack([idx[0, :4], idx[1, 3:7]]), cache=cache)[0]
+    torch.testing.assert_close(step, torch.stack([full[0, :4], full[1, 3:7]]), atol=1e-5, rtol=1e-5)
+    last = m(idx[:, :6], logits_at=torch.tensor([2, 5]))[0]  # (2, 1, V)
+    torch.testing.assert_close(last[:, 0], torch.stack([full[0, 2], full[1, 5]]), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
@@ -114,7 +121,7 @@ def test_gelu_choice_matters():
 def test_bigram():
     cfg = GPTConfig.from_preset("bigram")
     m = build_model(cfg)
-    assert isinstance(m, Bigram) and m.new_cache(1) is None
+    assert isinstance(m, Bigram) and m.new_cache(1).k == []  # positions only: nothing to cache
     idx = torch.randint(0, 65, (2, 8))
     logits, loss = m(idx, idx)
     assert logits.shape == (2, 8, 65)
@@ -148,7 +155,10 @@ def test_overfits_tiny_text():
                                              gelu="exact")) < 0.05
 
 
-def test_causal_mask_docstring_example():
-    from gptkit.model import _causal_mask
+def test_cache_mask_docstring_example():
+    from gptkit.model import KVCache
 
-    assert _causal_mask(2, 1, "cpu").tolist() == [[True, True, False], [True, True, True]]
+    cache = KVCache(GPTConfig(vocab_size=5, block_size=3, n_layer=1, n_head=1, n_embd=4), 1)
+    k = torch.ones(1, 1, 2, 4)
+    _, _, mask = cache.write(0, k, k, torch.tensor([[1, 2]]))
+    assert mask.tolist() == [[[[True, True, False], [True, True, True]]]]

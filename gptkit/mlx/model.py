@@ -25,22 +25,38 @@ def gelu(x: mx.array, approximate: str) -> mx.array:
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, per layer; `pos` = how many."""
+    """gptkit.model.KVCache in MLX: preallocated (B, n_kv_head, block_size, hs) keys and values per layer, each row's
+    next position `pos` (B,), and the `span` of slots attention reads. MLX arrays are values, so `write` replaces
+    a layer's buffers; a row is filled by running a one-row cache and copying it in (`put_row`)."""
 
-    def __init__(self, n_layer: int) -> None:
-        self.layers: list[list[mx.array | None]] = [[None, None] for _ in range(n_layer)]
+    def __init__(self, config: GPTConfig, batch_size: int, dtype=mx.float32, n_layer: int | None = None) -> None:
+        shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
+        n_layer = config.n_layer if n_layer is None else n_layer
+        self.k = [mx.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.v = [mx.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.pos = mx.zeros((batch_size,), dtype=mx.int32)
+        self.span = config.block_size
 
-    @property
-    def pos(self) -> int:
-        k = self.layers[0][0]
-        return 0 if k is None else k.shape[2]
+    def write(self, layer: int, k: mx.array, v: mx.array, positions: mx.array):
+        """Store k, v (B, n_kv, T, hs) at positions (B, T); the first `span` keys/values and the (B, 1, T, span)
+        mask, True where a query may see a key (as gptkit.model.KVCache.write)."""
+        at = mx.broadcast_to(positions[:, None, :, None], k.shape)
+        self.k[layer] = mx.put_along_axis(self.k[layer], at, k.astype(self.k[layer].dtype), axis=2)
+        self.v[layer] = mx.put_along_axis(self.v[layer], at, v.astype(self.v[layer].dtype), axis=2)
+        mask = mx.arange(self.span)[None, None, :] <= positions[:, :, None]  # (B, T, span)
+        return self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span], mask[:, None]
+
+    def put_row(self, b: int, row: KVCache) -> None:
+        """Row b becomes the one row of `row` (keys, values and position)."""
+        for mine, theirs in ((self.k, row.k), (self.v, row.v)):
+            for layer, t in enumerate(theirs):
+                mine[layer][b] = t[0]
+        self.pos[b] = row.pos[0]
 
 
-def _causal_mask(T: int, past: int) -> mx.array:
-    """Additive (T, past + T) mask: 0 where query t (at position past + t) may see the key, -inf elsewhere."""
-    q = mx.arange(past, past + T)[:, None]
-    k = mx.arange(past + T)[None, :]
-    return mx.where(k <= q, 0.0, -mx.inf).astype(mx.float32)
+def _causal_mask(T: int) -> mx.array:
+    """Additive (T, T) mask: 0 where query t may see key s (s <= t), -inf elsewhere."""
+    return mx.where(mx.arange(T)[None, :] <= mx.arange(T)[:, None], 0.0, -mx.inf).astype(mx.float32)
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
@@ -64,23 +80,23 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
+    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0,
+                 positions: mx.array | None = None) -> mx.array:
         B, T, C = x.shape
         q, k, v = mx.split(self.c_attn(x), [self.n_head * self.hs, (self.n_head + self.n_kv) * self.hs], axis=-1)
         q = q.reshape(B, T, self.n_head, self.hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k, v = (t.reshape(B, T, self.n_kv, self.hs).transpose(0, 2, 1, 3) for t in (k, v))  # (B, n_kv, T, hs)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        past = layer_cache[0].shape[2] if layer_cache is not None and layer_cache[0] is not None else 0
-        if self.rope_theta:  # rotate-half layout (traditional=False), as gptkit.model.apply_rope
-            q, k = (mx.fast.rope(t, self.hs, traditional=False, base=self.rope_theta, scale=1.0, offset=past)
+        if self.rope_theta:  # rotate-half layout (traditional=False), as gptkit.model.apply_rope; per-row offsets
+            offset = cache.pos if cache is not None else 0
+            q, k = (mx.fast.rope(t, self.hs, traditional=False, base=self.rope_theta, scale=1.0, offset=offset)
                     for t in (q, k))
-        if layer_cache is not None:
-            if past:
-                k = mx.concatenate([layer_cache[0], k], axis=2)
-                v = mx.concatenate([layer_cache[1], v], axis=2)
-            layer_cache[0], layer_cache[1] = k, v
-        mask = _causal_mask(T, past) if T > 1 else None
+        if cache is not None:
+            k, v, allowed = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), (B, 1, T, span)
+            mask = mx.where(allowed, 0.0, -mx.inf).astype(mx.float32)
+        else:
+            mask = _causal_mask(T) if T > 1 else None
         scale = 1.0 / math.sqrt(self.hs)
         if self.training and self.p > 0:  # dropout on the attention weights, as torch's SDPA dropout_p does
             if self.n_kv != self.n_head:  # key/value head j serves query heads j*g .. j*g + g-1
@@ -127,8 +143,9 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def __call__(self, x: mx.array, layer_cache: list | None = None) -> mx.array:
-        x = x + self.attn(self.ln_1(x), layer_cache)
+    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0,
+                 positions: mx.array | None = None) -> mx.array:
+        x = x + self.attn(self.ln_1(x), cache, layer, positions)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -165,20 +182,29 @@ class GPT(nn.Module):
                 new.append((name, mx.random.normal(p.shape) * std))
         self.update(tree_unflatten(new))
 
-    def new_cache(self, batch_size: int = 1) -> KVCache:
-        return KVCache(self.config.n_layer)
+    def new_cache(self, batch_size: int = 1, dtype=None) -> KVCache:
+        return KVCache(self.config, batch_size, dtype or self.wte.weight.dtype)
 
-    def __call__(self, idx: mx.array, cache: KVCache | None = None) -> mx.array:
+    def __call__(self, idx: mx.array, cache: KVCache | None = None, logits_at: mx.array | None = None) -> mx.array:
+        """idx (B, T) -> logits (B, T, vocab_size); with a cache, at each row's position (see KVCache); logits_at
+        (B,): only that position's logits per row, (B, 1, vocab_size)."""
         B, T = idx.shape
-        past = cache.pos if cache is not None else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
+            positions = mx.arange(T)
+        else:
+            positions = cache.pos[:, None] + mx.arange(T)[None, :]  # (B, T)
         x = self.wte(idx)
         if self.config.pos == "learned":  # rotary positions enter inside attention instead
-            x = x + self.wpe(mx.arange(past, past + T))
+            x = x + self.wpe(positions)
         x = self.drop(x)
         for i, block in enumerate(self.h):
-            x = block(x, cache.layers[i] if cache is not None else None)
+            x = block(x, cache, i, positions)
+        if cache is not None:
+            cache.pos = cache.pos + T
+        if logits_at is not None:
+            x = x[mx.arange(B), logits_at][:, None]
         x = self.ln_f(x)
         logits = self.wte.as_linear(x) if self.config.tie_weights else self.lm_head(x)
         logits = logits[..., : self.config.vocab_size]
@@ -199,10 +225,14 @@ class Bigram(nn.Module):
         self.wte = nn.Embedding(config.padded_vocab_size, config.padded_vocab_size)
         self.wte.weight = mx.random.normal(self.wte.weight.shape) * 0.02
 
-    def new_cache(self, batch_size: int = 1) -> None:
-        return None
+    def new_cache(self, batch_size: int = 1, dtype=None) -> KVCache:
+        return KVCache(self.config, batch_size, n_layer=0)  # positions only: nothing to cache
 
-    def __call__(self, idx: mx.array, cache=None) -> mx.array:
+    def __call__(self, idx: mx.array, cache: KVCache | None = None, logits_at: mx.array | None = None) -> mx.array:
+        if cache is not None:
+            cache.pos = cache.pos + idx.shape[1]
+        if logits_at is not None:
+            idx = idx[mx.arange(idx.shape[0]), logits_at][:, None]
         return self.wte(idx)[..., : self.config.vocab_size]
 
     def num_params(self) -> int:

@@ -24,7 +24,7 @@ from gptkit.backend import Backend, Batch, takes_muon
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.mlx.model import build_model, loss_fn
 from gptkit.mlx.optim import AdamW, Muon, clip_grad_norm
-from gptkit.mlx.sample import generate
+from gptkit.mlx.generate import generate
 from gptkit.mlx.weights import load_weights, model_tensors
 from gptkit.runs import TrainResult, train_with
 
@@ -87,9 +87,12 @@ class MLXBackend(Backend):
 
     def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
                stop_token: int | None) -> list[int]:
-        stream = generate(self.model, mx.array([prompt]), max_new_tokens, temperature=temperature, top_k=top_k,
-                          seed=seed, stop_token=stop_token)
-        return [int(nxt[0].item()) for nxt in stream]
+        self.model.train(False)
+        try:
+            return generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                            stop_token=stop_token)
+        finally:
+            self.model.train(True)
 
     def weights(self) -> dict[str, np.ndarray]:
         return model_tensors(self.model)

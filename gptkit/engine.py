@@ -1,0 +1,240 @@
+"""The generation engine's bookkeeping, the same for every backend: requests in slots, each row's cache position,
+the window slide past block_size, chunks of decode steps between two reads, stop tokens and max tokens.
+
+An engine holds `batch_size` rows ("slots"). `add(request)` prefills a request's prompt into a free slot, `step()`
+runs decode steps for every slot at once and returns what each request gained, and a request that finishes (or is
+cancelled) frees its slot for the next one: requests join a running batch as others leave (continuous batching).
+`run(requests)` does that loop for a list. The tensor work (prefill, one decode step, the slide's re-prefill, the
+read-back) is a backend's: gptkit.generate (PyTorch) and gptkit.mlx.generate (MLX) implement the `_`-hooks below.
+
+Host syncs: a decode step reads nothing back; the host knows every row's position without looking (each step adds
+one), so slides and the attention span are decided on the host. Tokens come back in one transfer per `sync_every`
+steps, which is also when stop tokens are seen (a row that stopped early in a chunk wastes the chunk's rest).
+
+Past the context: when a row's cache holds block_size tokens, its window slides: the cache is refilled with the
+last keep - 1 = block_size // 2 - 1 tokens (one forward of those tokens, from position 0) and the next token
+goes after them. From then on the model sees between block_size // 2 and block_size of the latest tokens, at
+positions counted from the window's start (as an uncached forward of that window would), and the window slides
+again when it is full: one re-prefill per block_size // 2 tokens, never a full recompute per token. (nanoGPT's
+generate always feeds the last block_size tokens, recomputing the whole window for every token.)
+
+Not here: tensors (this module imports neither torch nor mlx), text (gptkit.text_stream).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from gptkit.config import check_sampling
+
+MIN_SPAN = 16  # the shortest attention span compiled; spans are powers of two up to block_size
+MASK32 = 0xFFFFFFFF
+MIX32 = (0x7FEB352D, 0x846CA68B)  # lowbias32's multipliers (C. Wellons' hash-prospector), for every backend
+
+
+def mix32(x: int) -> int:
+    """A 32-bit integer hash (lowbias32): the backends' samplers compute it on tensors; this is the reference.
+
+    Example: mix32(1) -> 1753845952
+    """
+    x &= MASK32
+    x ^= x >> 16
+    x = (x * MIX32[0]) & MASK32
+    x ^= x >> 15
+    x = (x * MIX32[1]) & MASK32
+    return x ^ (x >> 16)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation: prompt ids, how many tokens at most, sampling (temperature 0 = greedy), a seed (the same
+    request gives the same tokens alone or in any batch), and the ids that end it (not returned)."""
+
+    prompt: Sequence[int]
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+    stop_tokens: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_sampling(self.temperature, self.top_k, self.top_p)
+        if not self.prompt:
+            raise ValueError("a request needs at least one prompt token (e.g. the tokenizer's <|endoftext|>)")
+        if not all(isinstance(t, int) and t >= 0 for t in self.prompt):
+            raise ValueError("prompt ids must be non-negative ints")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {self.max_new_tokens!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+
+
+@dataclass
+class Update:
+    """What a request gained in one step: new token ids, and why it finished ("stop": a stop token,
+    "length": max_new_tokens), or None while it runs."""
+
+    key: object
+    tokens: list[int]
+    finish: str | None = None
+
+
+@dataclass
+class _Slot:
+    key: object
+    request: Request
+    sampled: int = 0  # tokens sampled on the device so far (some not read back yet)
+    emitted: int = 0  # tokens accounted for on the host (returned, or the stop token)
+    first: object = None  # the prefill's token, until the next read-back
+    out: list[int] = field(default_factory=list)
+
+
+def span_for(length: int, block_size: int) -> int:
+    """The attention span for rows of at most `length` positions: a power of two (>= MIN_SPAN), at most block_size.
+
+    Example: span_for(100, 1024) -> 128; span_for(3, 1024) -> 16; span_for(900, 1000) -> 1000
+    """
+    return min(block_size, max(MIN_SPAN, 1 << max(0, length - 1).bit_length()))
+
+
+class EngineBase:
+    """Slots, positions and chunks; a backend subclass provides the tensor hooks (_prefill, _decode, _slide,
+    _reset, _read). See the module docstring."""
+
+    def __init__(self, block_size: int, batch_size: int, sync_every: int) -> None:
+        if batch_size < 1 or sync_every < 1:
+            raise ValueError(f"batch_size and sync_every must be >= 1, got {batch_size} and {sync_every}")
+        self.block_size, self.batch_size, self.sync_every = block_size, batch_size, sync_every
+        self.keep = max(1, block_size // 2)  # tokens of context right after a slide (the fed token included)
+        self.slots: list[_Slot | None] = [None] * batch_size
+        self.pos = [0] * batch_size  # each row's cache position, as the device has it
+
+    # -- the backend's tensor work ---------------------------------------------------------------------------
+
+    def _prefill(self, slot: int, prompt: list[int], request: Request):
+        """Fill row `slot` with the prompt (positions 0..), set its sampling state, sample its first token (returned
+        as a device handle, not read back)."""
+        raise NotImplementedError
+
+    def _decode(self, span: int, sampling: bool, filtering: bool):
+        """One decode step for every row: feed each row's last token, sample the next (returned as a (B,) handle)."""
+        raise NotImplementedError
+
+    def _slide(self, slot: int) -> None:
+        """Refill row `slot` with its last keep - 1 tokens from position 0 (see the module docstring)."""
+        raise NotImplementedError
+
+    def _reset(self, slot: int) -> None:
+        """Row `slot`'s cache position back to 0 (a free row keeps stepping with the rest)."""
+        raise NotImplementedError
+
+    def _read(self, handles: list) -> list[list[int]]:
+        """The token ids of each handle, in one transfer."""
+        raise NotImplementedError
+
+    # -- the schedule -----------------------------------------------------------------------------------------
+
+    @property
+    def free(self) -> int:
+        return self.slots.count(None)
+
+    @property
+    def busy(self) -> bool:
+        return self.free < self.batch_size
+
+    def add(self, request: Request, key: object = None) -> int:
+        """Prefill `request` into a free slot (there must be one: see `free`); its updates carry `key`."""
+        slot = self.slots.index(None)
+        entry = _Slot(key, request)
+        if request.max_new_tokens:
+            prompt = list(request.prompt)[-self.block_size :]  # longer prompts: the model sees the last block_size
+            entry.first, entry.sampled = self._prefill(slot, prompt, request), 1
+            self.pos[slot] = len(prompt)
+        self.slots[slot] = entry
+        return slot
+
+    def cancel(self, key: object) -> None:
+        """Stop the request of `key` and free its slot (a disconnected client, a stop string found in its text)."""
+        for slot, entry in enumerate(self.slots):
+            if entry is not None and entry.key == key:
+                self._free(slot)
+
+    def step(self) -> list[Update]:
+        """Decode steps for all rows (up to sync_every, fewer when every request needs fewer), one read-back;
+        an Update for each request that gained tokens or finished."""
+        active = [(b, s) for b, s in enumerate(self.slots) if s is not None]
+        if not active:
+            return []
+        n = min(self.sync_every, max(s.request.max_new_tokens - s.sampled for _, s in active))
+        sampling = any(s.request.temperature > 0 for _, s in active)
+        filtering = sampling and any(s.request.top_k or s.request.top_p for _, s in active)
+        handles = []
+        for _ in range(n):
+            self._make_room()
+            handles.append(self._decode(span_for(max(self.pos) + 1, self.block_size), sampling, filtering))
+            self.pos = [p + 1 for p in self.pos]
+            for _, s in active:
+                s.sampled += 1
+        firsts = [(b, s) for b, s in active if s.first is not None]
+        values = self._read([s.first for _, s in firsts] + handles)
+        for b, s in firsts:
+            s.out.append(values.pop(0)[0])
+            s.first = None
+        for b, s in active:
+            s.out.extend(row[b] for row in values)
+        return [self._account(b, s) for b, s in active]
+
+    def run(self, requests: Iterable[Request]) -> Iterator[Update]:
+        """Every request through the engine, up to batch_size at once, a new one joining whenever a slot frees;
+        an update's key is its request's index. The caller may `cancel(key)` between updates."""
+        pending = deque(enumerate(requests))
+        while pending or self.busy:
+            while pending and self.free:
+                index, request = pending.popleft()
+                self.add(request, key=index)
+            yield from self.step()
+
+    def _make_room(self) -> None:
+        """Before a decode step: a full row slides its window (a free one just restarts at 0)."""
+        for b, p in enumerate(self.pos):
+            if p >= self.block_size:
+                if self.slots[b] is not None:
+                    self._slide(b)
+                    self.pos[b] = self.keep - 1
+                else:
+                    self._reset(b)
+                    self.pos[b] = 0
+
+    def _account(self, slot: int, s: _Slot) -> Update:
+        """The tokens of s.out up to its stop token or max_new_tokens; frees the slot when finished."""
+        r, tokens, finish = s.request, [], None
+        for t in s.out:
+            if s.emitted == r.max_new_tokens:
+                break
+            s.emitted += 1
+            if t in r.stop_tokens:
+                finish = "stop"
+                break
+            tokens.append(t)
+        s.out = []
+        if finish is None and s.emitted == r.max_new_tokens:
+            finish = "length"
+        if finish:
+            self._free(slot)
+        return Update(s.key, tokens, finish)
+
+    def _free(self, slot: int) -> None:
+        self.slots[slot] = None
+        self._reset(slot)
+        self.pos[slot] = 0
+
+
+def generate_ids(engine: EngineBase, requests: Sequence[Request]) -> list[list[int]]:
+    """Each request's generated ids (stop token excluded), in request order."""
+    out: list[list[int]] = [[] for _ in requests]
+    for u in engine.run(requests):
+        out[u.key].extend(u.tokens)
+    return out

@@ -1,0 +1,224 @@
+"""The generation engine in PyTorch: a static KV cache (gptkit.model.KVCache), a one-token decode step with fixed
+shapes (torch.compile, with CUDA graphs on CUDA), batches of requests with their own lengths and settings.
+
+`Engine(model, batch_size)` is gptkit.engine.EngineBase (slots, positions, the window slide, chunks of steps
+between read-backs) with the tensor work done here. `generate(model, prompt, n, ...)` is the one-prompt shortcut.
+
+Sampling, per row: temperature (0 = greedy), top-k, top-p, a seed. The draw is the Gumbel-max trick,
+argmax(logits / T + g), with g = -log(-log(u)) and u a hash of (seed, token number, vocab id) (`uniform`): a
+row's tokens depend on its own request only, never on the other rows of the batch or on earlier requests (what
+a server that batches users needs), there is no torch.Generator to thread through, and the step stays one graph.
+The hash is computed the same way in MLX, so both backends draw the same noise.
+
+Not here: scheduling (gptkit.engine), text and stop strings (gptkit.text_stream), loading checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from gptkit.engine import MASK32, MIX32, EngineBase, Request, generate_ids
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2^32 for x in [0, 2^32) held in int64: c is split in 16-bit halves so no product overflows."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & MASK32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """gptkit.engine.mix32 on an int64 tensor of uint32 values. Example: mix32(tensor([1])) -> [1753845952]"""
+    x = x ^ (x >> 16)
+    x = _mul32(x, MIX32[0])
+    x = x ^ (x >> 15)
+    x = _mul32(x, MIX32[1])
+    return x ^ (x >> 16)
+
+
+def uniform(seed: torch.Tensor, count: torch.Tensor, vocab_hash: torch.Tensor) -> torch.Tensor:
+    """(B, V) numbers in (0, 1), a function of each row's seed (B,), token number count (B,) and the vocab id
+    (vocab_hash = mix32(arange(V))): 24 bits of mix32(mix32(mix32(seed) ^ count) ^ vocab_hash)."""
+    row = mix32(mix32((seed ^ (seed >> 32)) & MASK32) ^ (count & MASK32))  # (B,)
+    bits = mix32(row[:, None] ^ vocab_hash[None, :]) >> 8  # (B, V), 24 bits: exact in float32
+    return (bits.float() + 0.5) * 2.0**-24
+
+
+def filter_rows(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Logits (B, V) with everything outside each row's top-k (ties at the k-th kept) and then outside its top-p
+    nucleus (the smallest set of most likely tokens whose probabilities reach top_p, at least one) set to -inf.
+    top_k (B,) >= V and top_p (B,) >= 1 leave a row alone."""
+    V = logits.size(-1)
+    ordered, order = torch.sort(logits, dim=-1, descending=True)
+    kth = ordered.gather(-1, (top_k.clamp(1, V) - 1)[:, None])  # (B, 1)
+    ordered = ordered.masked_fill(ordered < kth, float("-inf"))
+    probs = F.softmax(ordered, dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # the probability mass ranked above each token
+    drop = torch.isinf(ordered) | ((before >= top_p[:, None]) & (top_p[:, None] < 1.0))
+    return logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """filter_rows with one top_k / top_p for every row.
+
+    Example: logits [[3., 2., 1., 0.]], top_k=2 -> [[3., 2., -inf, -inf]]
+    """
+    B, V = logits.shape
+    k = torch.full((B,), top_k if top_k else V, dtype=torch.long, device=logits.device)
+    p = torch.full((B,), top_p if top_p else 1.0, dtype=torch.float32, device=logits.device)
+    return filter_rows(logits, k, p)
+
+
+def sample_rows(logits: torch.Tensor, rows: _Rows, sampling: bool = True, filtering: bool = True) -> torch.Tensor:
+    """One token per row of logits (B, V) with each row's settings (rows may be a slice of the engine's):
+    argmax where temperature is 0, else Gumbel-max over the filtered logits / temperature. `sampling` False
+    (no row samples) and `filtering` False (no row has top-k/top-p) skip that work."""
+    logits = logits.float()
+    greedy = logits.argmax(dim=-1)
+    if not sampling:
+        return greedy
+    hot = rows.temperature > 0
+    scaled = logits / torch.where(hot, rows.temperature, 1.0)[:, None]
+    if filtering:
+        scaled = filter_rows(scaled, rows.top_k, rows.top_p)
+    noise = -torch.log(-torch.log(uniform(rows.seed, rows.count, rows.vocab_hash)))
+    return torch.where(hot, (scaled + noise).argmax(dim=-1), greedy)
+
+
+@dataclass
+class _Rows:
+    """The engine's per-row state on the device, (B,) unless noted."""
+
+    tokens: torch.Tensor  # each row's last sampled token: the next step's input
+    hist: torch.Tensor  # (B, block_size): the tokens in each row's cache, by position (the slide refills from it)
+    temperature: torch.Tensor  # float32, 0 = greedy
+    top_k: torch.Tensor  # long, vocab_size = off
+    top_p: torch.Tensor  # float32, 1 = off
+    seed: torch.Tensor  # long
+    count: torch.Tensor  # long: tokens sampled so far, the noise's counter
+    vocab_hash: torch.Tensor  # (V,) long: mix32(arange(V)), shared by all rows
+
+    @classmethod
+    def new(cls, batch_size: int, block_size: int, vocab_size: int, device) -> _Rows:
+        def longs(n=batch_size):
+            return torch.zeros(n, dtype=torch.long, device=device)
+
+        floats = torch.zeros(batch_size, dtype=torch.float32, device=device)
+        hist = torch.zeros(batch_size, block_size, dtype=torch.long, device=device)
+        vocab = mix32(torch.arange(vocab_size, dtype=torch.long, device=device))
+        return cls(longs(), hist, floats, longs(), floats.clone(), longs(), longs(), vocab)
+
+    def row(self, b: int) -> _Rows:
+        """Row b as a batch of one, sharing storage."""
+        s = slice(b, b + 1)
+        return _Rows(self.tokens[s], self.hist[s], self.temperature[s], self.top_k[s], self.top_p[s], self.seed[s],
+                     self.count[s], self.vocab_hash)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.tokens, self.hist, self.temperature, self.top_k, self.top_p, self.seed, self.count]
+
+
+def decode_step(model, cache, rows: _Rows, sampling: bool, filtering: bool) -> torch.Tensor:
+    """Feed each row's last token at its cache position and sample the next: (B,). Fixed shapes for a given
+    cache.span, no host sync: this is the function torch.compile compiles."""
+    rows.hist.scatter_(1, cache.pos[:, None], rows.tokens[:, None])
+    logits = model(rows.tokens[:, None], cache=cache)[0][:, -1]  # (B, V)
+    nxt = sample_rows(logits, rows, sampling, filtering)
+    rows.count.add_(1)
+    rows.tokens.copy_(nxt)
+    return nxt
+
+
+class Engine(EngineBase):
+    """gptkit.engine.EngineBase on a PyTorch model (in eval mode). compile: "auto" compiles the decode step on CUDA
+    (mode="reduce-overhead": CUDA graphs), True compiles anywhere, False never. sync_every: decode steps between
+    read-backs (default 1 on a CPU, where a read-back costs nothing, 16 elsewhere; 1 when streaming)."""
+
+    def __init__(self, model, batch_size: int = 1, *, compile: bool | str = "auto", sync_every: int | None = None,
+                 cache_dtype: torch.dtype | None = None) -> None:
+        if model.training:
+            raise ValueError("the model is in training mode (dropout on); call model.eval() before generating")
+        cfg, p = model.config, next(model.parameters())
+        self.device = p.device
+        super().__init__(cfg.block_size, batch_size, sync_every or (1 if self.device.type == "cpu" else 16))
+        self.model = model
+        self.cache = model.new_cache(batch_size, cache_dtype)
+        self.rows = _Rows.new(batch_size, cfg.block_size, cfg.vocab_size, self.device)
+        self._step, self._compiled = decode_step, False
+        if compile is True or (compile == "auto" and self.device.type == "cuda"):
+            self._compile()
+
+    def _compile(self) -> None:
+        mode = None
+        if self.device.type == "cuda":
+            mode = "reduce-overhead"  # CUDA graphs: the state the graph writes must keep its addresses
+            for t in self.cache.tensors() + self.rows.tensors():
+                torch._dynamo.mark_static_address(t)
+        self._step, self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True), True
+
+    def _tensor(self, values, dtype=torch.long) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.device)
+
+    @torch.no_grad()
+    def _prefill(self, slot: int, prompt: list[int], request: Request) -> torch.Tensor:
+        V, r, T = self.model.config.vocab_size, self.rows, len(prompt)
+        r.temperature[slot], r.top_k[slot] = request.temperature, request.top_k or V
+        r.top_p[slot], r.seed[slot], r.count[slot] = request.top_p or 1.0, request.seed, 0
+        ids = self._tensor([prompt])
+        r.hist[slot, :T] = ids[0]
+        view = self.cache.rows(slot, slot + 1)
+        view.pos.zero_()
+        view.span = T
+        logits = self.model(ids, cache=view, logits_at=self._tensor([T - 1]))[0][:, -1]
+        row = r.row(slot)
+        nxt = sample_rows(logits, row, request.temperature > 0, bool(request.top_k or request.top_p))
+        row.count.add_(1)
+        row.tokens.copy_(nxt)
+        return nxt
+
+    @torch.no_grad()
+    def _decode(self, span: int, sampling: bool, filtering: bool) -> torch.Tensor:
+        self.cache.span = span
+        if not self._compiled:
+            return decode_step(self.model, self.cache, self.rows, sampling, filtering)
+        try:
+            return self._step(self.model, self.cache, self.rows, sampling, filtering).clone()  # graphs reuse outputs
+        except Exception as e:  # noqa: BLE001 -- a compiler failure must not lose the user's generation
+            print(f"gptkit: notice: the compiled decode step failed ({type(e).__name__}: {e}); decoding eagerly",
+                  file=sys.stderr)
+            self._step, self._compiled = decode_step, False
+            return decode_step(self.model, self.cache, self.rows, sampling, filtering)
+
+    @torch.no_grad()
+    def _slide(self, slot: int) -> None:
+        bs, keep, r = self.block_size, self.keep, self.rows
+        r.hist[slot, : keep - 1] = r.hist[slot, bs - keep + 1 :].clone()
+        view = self.cache.rows(slot, slot + 1)
+        view.pos.zero_()
+        if keep > 1:
+            view.span = keep - 1
+            self.model(r.hist[slot : slot + 1, : keep - 1], cache=view, logits_at=self._tensor([keep - 2]))
+
+    def _reset(self, slot: int) -> None:
+        self.cache.pos[slot] = 0
+
+    def _read(self, handles: list[torch.Tensor]) -> list[list[int]]:
+        if not handles:
+            return []
+        flat = torch.cat([h.reshape(-1) for h in handles]).tolist()  # one transfer
+        out, i = [], 0
+        for h in handles:
+            out.append(flat[i : i + h.numel()])
+            i += h.numel()
+        return out
+
+
+def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int = 0, stop_token: int | None = None, compile: bool | str = False
+             ) -> list[int]:
+    """The ids generated after one prompt (the stop token, if reached, not included). The model must be in eval mode."""
+    request = Request(tuple(prompt), max_new_tokens, temperature, top_k, top_p, seed,
+                      () if stop_token is None else (stop_token,))
+    return generate_ids(Engine(model, 1, compile=compile), [request])[0]

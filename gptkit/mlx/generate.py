@@ -1,0 +1,166 @@
+"""The generation engine in MLX: gptkit.generate's Engine with the same API and the same math (static cache with
+per-row positions, the window slide of gptkit.engine, Gumbel-max sampling over the same hashed noise, so a seed
+gives the same draws as in PyTorch up to float rounding), the decode step compiled with mx.compile (one graph per
+attention span and sampling mode, built in milliseconds). Never imports torch.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import mlx.core as mx
+
+from gptkit.engine import MASK32, MIX32, EngineBase, Request, generate_ids
+from gptkit.mlx.model import KVCache
+
+_MUL = tuple(mx.array(c, dtype=mx.uint32) for c in MIX32)
+
+
+def mix32(x: mx.array) -> mx.array:
+    """gptkit.engine.mix32 on uint32 arrays (multiplication wraps mod 2^32). Example: mix32([1]) -> [1753845952]"""
+    x = x ^ (x >> 16)
+    x = x * _MUL[0]
+    x = x ^ (x >> 15)
+    x = x * _MUL[1]
+    return x ^ (x >> 16)
+
+
+def uniform(seed: mx.array, count: mx.array, vocab_hash: mx.array) -> mx.array:
+    """(B, V) in (0, 1) from each row's folded uint32 seed, token number and the vocab hash, as gptkit.generate."""
+    bits = mix32(mix32(mix32(seed) ^ count)[:, None] ^ vocab_hash[None, :]) >> 8
+    return (bits.astype(mx.float32) + 0.5) * 2.0**-24
+
+
+def filter_rows(logits: mx.array, top_k: mx.array, top_p: mx.array) -> mx.array:
+    """Each row's top-k (ties kept), then its top-p nucleus; the rest -inf (gptkit.generate.filter_rows)."""
+    V = logits.shape[-1]
+    order = mx.argsort(-logits, axis=-1)
+    ordered = mx.take_along_axis(logits, order, axis=-1)
+    kth = mx.take_along_axis(ordered, (mx.clip(top_k, 1, V) - 1)[:, None], axis=-1)
+    ordered = mx.where(ordered < kth, -mx.inf, ordered)
+    probs = mx.softmax(ordered, axis=-1)
+    before = mx.cumsum(probs, axis=-1) - probs
+    drop = mx.isinf(ordered) | ((before >= top_p[:, None]) & (top_p[:, None] < 1.0))
+    return mx.where(mx.take_along_axis(drop, mx.argsort(order, axis=-1), axis=-1), -mx.inf, logits)
+
+
+def filter_logits(logits: mx.array, top_k: int | None = None, top_p: float | None = None) -> mx.array:
+    """filter_rows with one top_k / top_p for every row."""
+    B, V = logits.shape
+    return filter_rows(logits, mx.full((B,), top_k or V, dtype=mx.int32), mx.full((B,), top_p or 1.0))
+
+
+def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: bool = True) -> mx.array:
+    """One token per row: argmax where temperature is 0, else Gumbel-max over the filtered logits / temperature."""
+    logits = logits.astype(mx.float32)
+    greedy = mx.argmax(logits, axis=-1)
+    if not sampling:
+        return greedy
+    hot = rows["temperature"] > 0
+    scaled = logits / mx.where(hot, rows["temperature"], 1.0)[:, None]
+    if filtering:
+        scaled = filter_rows(scaled, rows["top_k"], rows["top_p"])
+    noise = -mx.log(-mx.log(uniform(rows["seed"], rows["count"], rows["vocab_hash"])))
+    return mx.where(hot, mx.argmax(scaled + noise, axis=-1), greedy)
+
+
+def decode_step(model, span: int, sampling: bool, filtering: bool, state: dict) -> tuple[mx.array, dict]:
+    """One token per row at its cache position, as gptkit.generate.decode_step, as a pure function of `state`
+    (the cache's arrays and the rows' settings) so that mx.compile can compile it."""
+    cache = KVCache.__new__(KVCache)
+    cache.k, cache.v, cache.pos, cache.span = list(state["k"]), list(state["v"]), state["pos"], span
+    rows = dict(state)
+    rows["hist"] = mx.put_along_axis(state["hist"], state["pos"][:, None], state["tokens"][:, None], axis=1)
+    logits = model(state["tokens"][:, None], cache=cache)[:, -1]
+    nxt = sample_rows(logits, rows, sampling, filtering).astype(mx.int32)
+    rows.update(k=cache.k, v=cache.v, pos=cache.pos, tokens=nxt, count=state["count"] + 1)
+    return nxt, rows
+
+
+class Engine(EngineBase):
+    """gptkit.engine.EngineBase on an MLX model; the same API as gptkit.generate.Engine. compile: mx.compile the
+    decode step (cheap, so on by default)."""
+
+    def __init__(self, model, batch_size: int = 1, *, compile: bool = True, sync_every: int | None = None) -> None:
+        cfg = model.config
+        super().__init__(cfg.block_size, batch_size, sync_every or 1)
+        if model.training:
+            raise ValueError("the model is in training mode (dropout on); call model.eval() before generating")
+        self.model, self.compile, self._steps = model, compile, {}
+        cache = model.new_cache(batch_size)
+        B, V = batch_size, cfg.vocab_size
+        self.state = {
+            "k": cache.k, "v": cache.v, "pos": cache.pos,
+            "tokens": mx.zeros((B,), dtype=mx.int32), "hist": mx.zeros((B, cfg.block_size), dtype=mx.int32),
+            "temperature": mx.zeros((B,)), "top_k": mx.zeros((B,), dtype=mx.int32), "top_p": mx.ones((B,)),
+            "seed": mx.zeros((B,), dtype=mx.uint32), "count": mx.zeros((B,), dtype=mx.uint32),
+            "vocab_hash": mix32(mx.arange(V).astype(mx.uint32)),
+        }
+
+    def _one_row(self, ids: list[int]) -> tuple[mx.array, KVCache]:
+        """Logits of the last of `ids` through a fresh one-row cache (filled from position 0), and that cache."""
+        row = self.model.new_cache(1)
+        row.span = len(ids)
+        logits = self.model(mx.array([ids]), cache=row, logits_at=mx.array([len(ids) - 1]))[:, -1]
+        return logits, row
+
+    def _put(self, slot: int, row: KVCache) -> None:
+        cache = KVCache.__new__(KVCache)
+        cache.k, cache.v, cache.pos = self.state["k"], self.state["v"], self.state["pos"]
+        cache.put_row(slot, row)
+        self.state.update(k=cache.k, v=cache.v, pos=cache.pos)
+
+    def _prefill(self, slot: int, prompt: list[int], request: Request) -> mx.array:
+        s, T = self.state, len(prompt)
+        settings = {"temperature": request.temperature, "top_k": request.top_k or self.model.config.vocab_size,
+                    "top_p": request.top_p or 1.0, "seed": (request.seed ^ (request.seed >> 32)) & MASK32, "count": 0}
+        for name, value in settings.items():
+            s[name][slot] = value
+        s["hist"][slot, :T] = mx.array(prompt, dtype=mx.int32)
+        logits, row = self._one_row(prompt)
+        self._put(slot, row)
+        one = {name: s[name][slot : slot + 1] for name in settings} | {"vocab_hash": s["vocab_hash"]}
+        nxt = sample_rows(logits, one, request.temperature > 0, bool(request.top_k or request.top_p)).astype(mx.int32)
+        s["tokens"][slot], s["count"][slot] = nxt[0], 1
+        return nxt
+
+    def _decode(self, span: int, sampling: bool, filtering: bool) -> mx.array:
+        key = (span, sampling, filtering)
+        if key not in self._steps:
+            fn = partial(decode_step, self.model, span, sampling, filtering)
+            self._steps[key] = mx.compile(fn) if self.compile else fn
+        nxt, self.state = self._steps[key](self.state)
+        mx.async_eval(nxt, self.state)  # run ahead while the host prepares the next step
+        return nxt
+
+    def _slide(self, slot: int) -> None:
+        bs, keep, s = self.block_size, self.keep, self.state
+        window = s["hist"][slot, bs - keep + 1 :]
+        s["hist"][slot, : keep - 1] = window
+        if keep > 1:
+            _, row = self._one_row(window.tolist())
+            self._put(slot, row)
+        else:
+            self._reset(slot)
+
+    def _reset(self, slot: int) -> None:
+        self.state["pos"][slot] = 0
+
+    def _read(self, handles: list[mx.array]) -> list[list[int]]:
+        if not handles:
+            return []
+        flat = mx.concatenate([h.reshape(-1) for h in handles]).tolist()  # one transfer
+        out, i = [], 0
+        for h in handles:
+            out.append(flat[i : i + h.size])
+            i += h.size
+        return out
+
+
+def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int = 0, stop_token: int | None = None, compile: bool = True
+             ) -> list[int]:
+    """The ids generated after one prompt (stop token excluded), as gptkit.generate.generate."""
+    request = Request(tuple(prompt), max_new_tokens, temperature, top_k, top_p, seed,
+                      () if stop_token is None else (stop_token,))
+    return generate_ids(Engine(model, 1, compile=compile), [request])[0]

@@ -1,0 +1,249 @@
+"""The generation engine (gptkit.generate on gptkit.engine): the engine equals the uncached model (greedy ids at
+batch 1 and for every row of a mixed-length batch, learned and rotary positions), the window slide equals an uncached
+forward of what the engine docstring says the model sees, per-row seeded sampling is independent of the batch,
+top-k/top-p masks, the sampler's distribution, stop tokens, max tokens, stop strings, compiled == eager."""
+
+import functools
+import math
+
+import pytest
+import torch
+
+from gptkit.config import GPTConfig
+from gptkit.engine import Request, generate_ids, mix32 as mix32_ref
+from gptkit.generate import Engine, filter_logits, generate, mix32, sample_rows, uniform
+from gptkit.model import GPT, Bigram
+from gptkit.simple_tokenizers import CharTokenizer, WordTokenizer
+from gptkit.text_stream import TextStream, generate_text
+
+NEG = float("-inf")
+
+
+def test_filter_top_k_docstring_example():
+    out = filter_logits(torch.tensor([[3.0, 2.0, 1.0, 0.0]]), top_k=2)
+    assert out.tolist() == [[3.0, 2.0, NEG, NEG]]
+
+
+def test_filter_top_k_keeps_ties_at_the_kth():
+    assert torch.isfinite(filter_logits(torch.tensor([[3.0, 2.0, 2.0, 0.0]]), top_k=2)).tolist() == [
+        [True, True, True, False]]
+
+
+def test_filter_top_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    # nucleus 0.7: 0.5 alone is short of 0.7, 0.5 + 0.3 reaches it -> two tokens kept
+    assert torch.isfinite(filter_logits(logits, top_p=0.7)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.8)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.81)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.1)).tolist() == [[True, False, False, False]]  # always one
+    shuffled = logits[:, [2, 0, 3, 1]]
+    assert torch.isfinite(filter_logits(shuffled, top_p=0.7)).tolist() == [[False, True, False, True]]
+    assert torch.isfinite(filter_logits(logits, top_p=1.0)).all()
+
+
+def test_mix32_equals_the_reference_hash():
+    # lowbias32 (hash-prospector's best two-multiply 32-bit hash); the tensor version splits the multiply to stay in int64
+    xs = [0, 1, 2, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF] + list(range(12345, 2**32, 2**32 // 997))
+    assert mix32(torch.tensor(xs)).tolist() == [mix32_ref(x) for x in xs]
+    assert mix32_ref(1) == 1753845952
+
+
+class _Rows:
+    def __init__(self, B, V, temperature=1.0, top_k=None, top_p=None, seed=0, count=0):
+        self.temperature = torch.full((B,), float(temperature))
+        self.top_k, self.top_p = torch.full((B,), top_k or V), torch.full((B,), float(top_p or 1.0))
+        self.seed, self.count = torch.full((B,), seed), torch.arange(count, count + B)
+        self.vocab_hash = mix32(torch.arange(V))
+
+
+def test_temperature_zero_and_top_k_one_are_argmax():
+    logits = torch.randn(4, 10)
+    assert torch.equal(sample_rows(logits, _Rows(4, 10, temperature=0)), logits.argmax(-1))
+    assert torch.equal(sample_rows(logits, _Rows(4, 10, top_k=1)), logits.argmax(-1))
+
+
+def test_samples_only_allowed_tokens():
+    logits = torch.zeros(200, 10)
+    logits[:, 3] = logits[:, 7] = 5.0
+    assert set(sample_rows(logits, _Rows(200, 10, top_k=2)).tolist()) == {3, 7}
+
+
+def test_gumbel_max_draws_follow_softmax():
+    """40,000 draws (different token numbers) from softmax(logits / T): every frequency within 4.5 sigma."""
+    logits, T, n = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]), 0.7, 40_000
+    draws = sample_rows(logits.expand(n, 5), _Rows(n, 5, temperature=T, seed=3))
+    freq = torch.bincount(draws, minlength=5).float() / n
+    p = torch.softmax(logits[0] / T, dim=-1)
+    assert ((freq - p).abs() <= 4.5 * (p * (1 - p) / n).sqrt()).all(), (freq, p)
+    u = uniform(torch.tensor([1, 2]), torch.tensor([0, 0]), mix32(torch.arange(50_000)))
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"temperature": -1}, "temperature"), ({"top_k": 0}, "top_k"), ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"),
+    ({"seed": -1}, "seed"), ({"max_new_tokens": -1}, "max_new_tokens"), ({"prompt": ()}, "at least one prompt"),
+])
+def test_bad_requests(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Request(**({"prompt": (1,)} | kwargs))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(pos, block_size, vocab_size, tie_weights):
+    """A tiny model trained for 60 steps on x[t+1] = (x[t] + x[t-1]) mod V, so that its greedy text depends on the
+    context (a random model repeats one token) and rows can be told apart."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32, pos=pos,
+                      tie_weights=tie_weights))
+    opt, g = torch.optim.AdamW(m.parameters(), lr=1e-2), torch.Generator().manual_seed(0)
+    for _ in range(60):
+        seq = list(torch.randint(0, vocab_size, (2, 32), generator=g))
+        while len(seq) <= block_size:
+            seq.append((seq[-1] + seq[-2]) % vocab_size)
+        seq = torch.stack(seq, 1)
+        loss = m(seq[:, :-1].contiguous(), seq[:, 1:].contiguous())[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+def _model(pos="learned", block_size=16, vocab_size=20, tie_weights=True):
+    return _trained(pos, block_size, vocab_size, tie_weights)
+
+
+def _uncached_greedy(m, prompt, n):
+    """nanoGPT's loop without a cache, within block_size: argmax of the full forward of everything so far."""
+    seq = list(prompt)
+    for _ in range(n):
+        seq.append(int(m(torch.tensor([seq]))[0][0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+def _sliding_reference(m, prompt, n):
+    """The engine docstring's rule: the model sees ctx; when ctx holds block_size tokens, it keeps the last
+    block_size // 2 - 1 before the next token is appended. Returns the ids and the logits of each step."""
+    bs, keep = m.config.block_size, m.config.block_size // 2
+    ctx, ids, logits = list(prompt)[-bs:], [], []
+    for _ in range(n):
+        logits.append(m(torch.tensor([ctx]))[0][0, -1])
+        ids.append(int(logits[-1].argmax()))
+        if len(ctx) == bs:
+            ctx = ctx[len(ctx) - keep + 1 :]
+        ctx.append(ids[-1])
+    return ids, logits
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_greedy_equals_the_uncached_model_alone_and_in_a_mixed_batch(pos):
+    m = _model(pos)
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13]]
+    want = [_uncached_greedy(m, p, 16 - len(p)) for p in prompts]
+    assert len(set(map(tuple, want))) == 4 and max(len(set(w)) for w in want) > 3  # the test can tell rows apart
+    for p, w in zip(prompts, want):
+        assert generate(m, p, len(w), temperature=0) == w
+    requests = [Request(p, len(w), temperature=0) for p, w in zip(prompts, want)]
+    assert generate_ids(Engine(m, 4), requests) == want
+    assert generate_ids(Engine(m, 3, sync_every=5), requests) == want  # a slot freed mid-run takes the 4th
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_past_block_size_the_window_slides_as_documented(pos):
+    m = _model(pos, block_size=8)
+    seen = []
+    real_forward = m.forward
+
+    def spy(idx, *a, **kw):
+        out = real_forward(idx, *a, **kw)
+        if idx.shape[1] == 1:  # a decode step
+            seen.append(out[0][0, -1].clone())
+        return out
+
+    m.forward = spy
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # longer than block_size: the last 8 are seen
+    got = generate(m, prompt, 30, temperature=0)
+    m.forward = real_forward
+    want, logits = _sliding_reference(m, prompt, 30)
+    assert got == want
+    torch.testing.assert_close(torch.stack(seen), torch.stack(logits[1:]), atol=1e-5, rtol=1e-5)
+
+
+def test_seeded_rows_give_the_same_tokens_as_alone():
+    m = _model("rope", block_size=12)
+    requests = [Request((1, 2, 3), 25, 1.0, None, None, 5), Request((4,), 25, 0.9, 5, None, 6),
+                Request((7, 8, 9, 10, 11), 10, 1.3, None, 0.8, 7), Request((1, 2, 3), 25, 1.0, None, None, 8),
+                Request((2,), 25, 0.0), Request((1, 2, 3), 25, 1.0, None, None, 5)]
+    alone = [generate_ids(Engine(m, 1), [r])[0] for r in requests]
+    assert alone[0] == alone[5] != alone[3]  # the seed decides
+    assert generate_ids(Engine(m, 6), requests) == alone
+    assert generate_ids(Engine(m, 4, sync_every=3), requests) == alone
+
+
+def test_stop_tokens_and_max_tokens_per_row():
+    m = _model()
+    free = generate(m, [1, 2], 12, temperature=0)
+    stop = free[5]
+    requests = [Request((1, 2), 12, 0.0, stop_tokens=(stop,)), Request((1, 2), 3, 0.0), Request((1, 2), 0, 0.0)]
+    updates = list(Engine(m, 3).run(requests))
+    assert generate_ids(Engine(m, 3), requests) == [free[: free.index(stop)], free[:3], []]
+    assert {u.key: u.finish for u in updates if u.finish} == {0: "stop", 1: "length", 2: "length"}
+
+
+def test_compiled_decode_equals_eager():
+    m = _model("rope", block_size=16)
+    requests = [Request((1, 2, 3), 20, 0.0), Request((4, 5), 20, 0.9, 5, 0.9, 3)]
+    eager = generate_ids(Engine(m, 2, compile=False), requests)
+    assert generate_ids(Engine(m, 2, compile=True), requests) == eager
+
+
+def test_bigram_and_training_mode():
+    torch.manual_seed(0)
+    b = Bigram(GPTConfig(arch="bigram", vocab_size=10, block_size=4)).eval()
+    want, tok = [], 3
+    for _ in range(9):  # past block_size: a bigram only ever needs the last token
+        tok = int(b(torch.tensor([[tok]]))[0][0, -1].argmax())
+        want.append(tok)
+    assert generate(b, [3], 9, temperature=0) == want
+    with pytest.raises(ValueError, match="model.eval"):
+        Engine(GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8)))  # nn.Module starts in train
+
+
+def test_text_stream_cuts_exactly_before_a_stop_string():
+    tok = CharTokenizer(sorted(set("ab\nc:é")))
+    ts = TextStream(tok, ["\n\n"])
+    assert ts.feed(tok.encode("ab\n")) == "ab" and ts.feed(tok.encode("\nc")) == "" and ts.stopped
+    ts = TextStream(tok, ["c:", "b\n"])
+    assert ts.feed(tok.encode("a")) == "a" and ts.feed(tok.encode("c")) == "" and ts.feed(tok.encode("é")) == "cé"
+    assert ts.feed(tok.encode("b")) == "" and ts.finish() == "b"  # held back, then released at the end
+    with pytest.raises(ValueError, match="empty"):
+        TextStream(tok, [""])
+
+
+def test_generate_text_stops_at_a_stop_string_and_joins_to_decode():
+    tok = CharTokenizer(sorted(set("hello world, é!")))
+    m = _model(vocab_size=tok.vocab_size, block_size=32)
+    requests = [Request(tuple(tok.encode("he")), 30, 1.0, seed=3), Request(tuple(tok.encode("wo")), 30, 0.0)]
+    full = [tok.decode(ids) for ids in generate_ids(Engine(m, 2), requests)]
+    stop = full[0][5:7]
+    pieces = {0: [], 1: []}
+    finish = {}
+    for i, text, why in generate_text(Engine(m, 2), tok, requests, [[stop], []]):
+        pieces[i].append(text)
+        finish[i] = why
+    assert "".join(pieces[0]) == full[0][: full[0].index(stop)] and finish[0] == "stop"
+    assert "".join(pieces[1]) == full[1] and finish[1] == "length"
+
+
+def test_word_tokenizer_text_keeps_its_spaces():
+    tok = WordTokenizer.train("the cat sat on the mat . the dog ran")
+    ts = TextStream(tok)
+    ids = tok.encode("the cat sat .")
+    assert "".join(ts.feed([i]) for i in ids) + ts.finish() == tok.decode(ids)
+
+
+def test_attention_reads_a_power_of_two_span():
+    from gptkit.engine import span_for
+
+    assert [span_for(n, 1024) for n in (1, 16, 17, 100, 1000, 1024)] == [16, 16, 32, 128, 1024, 1024]
+    assert span_for(900, 1000) == 1000 and math.log2(span_for(300, 4096)) == 9
