@@ -20,6 +20,7 @@ from pathlib import Path
 from gptkit.cli_common import (SubcommandParser, add_checkpoint, add_device, add_errors, add_quiet, add_tokenizer,
                                need_torch, whole_number)
 from gptkit.cli_sample import add_sample_command
+from gptkit.cli_serve import add_serve_command
 from gptkit.cli_tokenizer import add_tokenizer_command
 from gptkit.cli_train import add_train_command
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tokenizer_command(sub)
     add_train_command(sub)
     add_sample_command(sub)
+    add_serve_command(sub)
     _add_eval(sub)
     _add_export(sub)
     return parser

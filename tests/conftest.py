@@ -128,3 +128,39 @@ def tiny_gpt2_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     write_hf_gpt2(config, model_tensors(GPT(config)), folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """A `gptkit serve` app on a free loopback port (uvicorn in a thread) over a runs folder holding one tiny char
+    run, "tiny" (trained 6 steps), with small limits so the limits can be tested: batch 4, 32 choices waiting."""
+    pytest.importorskip("fastapi", reason='the server is optional: pip install "gptkit[serve]"')
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from gptkit.cli import main
+    from gptkit.cli_serve import make_worker_factory
+    from gptkit.serve.app import Limits, create_app
+    from gptkit.serve.models import Registry
+
+    runs = tmp_path_factory.mktemp("serve") / "runs"
+    assert main(["train", "--n_layer=1", "--n_embd=32", "--n_head=2", "--block_size=32", f"--out_dir={runs / 'tiny'}",
+                 "--max_iters=6", "--eval_interval=3", "--eval_iters=2", "--progress=false", "--sample_tokens=0"]) == 0
+    registry = Registry([], runs, make_worker_factory("cpu", batch_size=4, queue=32))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(registry, Limits(max_tokens=300, max_n=8)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "run": runs / "tiny", "registry": registry}
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -15,7 +15,7 @@ MODULES = {".".join(("gptkit", *p.relative_to(PKG).with_suffix("").parts)).remov
 STDLIB_ONLY = {"bpe", "files", "datasets", "config", "hub", "tokenizer_files"}
 # Modules the MLX backend and the tokenizer/data tools use: neither they nor anything they import needs torch.
 NO_TORCH = {"backend", "bpe", "checkpoint", "config", "data", "datasets", "engine", "files", "hellaswag", "hf", "hub",
-            "loaders", "parallel", "plot", "pretrained", "run_setup", "runs", "simple_tokenizers", "tokenizer",
+            "loaders", "parallel", "plot", "pretrained", "run_setup", "runs", "serve.models", "serve.worker", "simple_tokenizers", "tokenizer",
             "text_stream", "tokenizer_files", "tokenizer_parallel", "tokenizers"}
 LAZY_TORCH = {"gptkit.hf"}  # imports torch inside one function, to read a legacy pytorch_model.bin only
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60

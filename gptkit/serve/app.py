@@ -1,0 +1,320 @@
+"""The FastAPI app: OpenAI's completions API on gptkit's engine, tokenizer and runs endpoints, and the page.
+
+- GET /v1/models, POST /v1/completions (model, prompt: a string or a list of them, max_tokens, temperature, top_p,
+  top_k (an extension), n, stop, seed, stream with server-sent events ending in `data: [DONE]`,
+  stream_options.include_usage), errors in OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 a bad
+  request (the prompt too long: code context_length_exceeded), 404 an unknown model, 503 a full waiting room.
+- POST /api/tokenize, /api/detokenize, GET /api/merges (the merges that built a token), /api/tokenizers;
+  GET /api/runs, /api/runs/{name} (config and metrics.jsonl, readable while the run trains); GET /health.
+- GET / the page (gptkit/serve/static).
+
+Choice k of a request with seed S samples with seed S + k, so it gives the text of `gptkit sample --seed S`'s
+sample k; a request without a seed gets a random one. Nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request as HttpRequest
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from gptkit.serve.models import PRETRAINED_TOKENIZERS, Registry, UnknownModel, read_metrics, tokenizer_of
+from gptkit.serve.worker import Job, Overloaded
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tokens: int = 1024  # the most max_tokens a request may ask for
+    default_max_tokens: int = 16  # OpenAI's default
+    max_n: int = 16  # choices per prompt
+    max_prompts: int = 16  # prompts per request
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+
+
+def _error(status: int, message: str, param=None, code=None) -> JSONResponse:
+    kind = {404: "not_found_error", 503: "server_overloaded"}.get(status, "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
+
+
+async def _body(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str, kinds, default=None, check=None, rule: str = ""):
+    """body[name] if it has one of `kinds` (bool never counts as a number) and passes `check`, else a 400."""
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise ApiError(400, f"'{name}' must be {rule or kinds}, got {value!r}", name)
+    if check is not None and not check(value):
+        raise ApiError(400, f"'{name}' must be {rule}, got {value!r}", name)
+    return value
+
+
+def parse_completion(body: dict, limits: Limits) -> dict:
+    """The checked settings of a completions request (each mistake a 400 naming the field)."""
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ApiError(400, "'prompt' must be a string or a non-empty list of strings", "prompt")
+    if len(prompts) > limits.max_prompts:
+        raise ApiError(400, f"at most {limits.max_prompts} prompts per request", "prompt")
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else (stop or [])
+    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
+        raise ApiError(400, "'stop' must be a non-empty string or a list of at most 4 of them", "stop")
+    for name in ("echo", "logprobs", "suffix", "best_of"):
+        if body.get(name) not in (None, False, 1 if name == "best_of" else None):
+            raise ApiError(400, f"'{name}' is not supported by gptkit serve", name)
+    model = _field(body, "model", (str,), rule="a model id (GET /v1/models)")
+    if model is None:
+        raise ApiError(400, "'model' is required (GET /v1/models lists them)", "model")
+    ints, nums = (int,), (int, float)
+    return {
+        "model": model, "prompts": prompts, "stop": tuple(stops), "stream": bool(body.get("stream", False)),
+        "max_tokens": _field(body, "max_tokens", ints, limits.default_max_tokens,
+                             lambda v: 0 <= v <= limits.max_tokens, f"an integer from 0 to {limits.max_tokens}"),
+        "temperature": float(_field(body, "temperature", nums, 1.0, lambda v: 0 <= v <= 2, "a number from 0 to 2")),
+        "top_p": float(_field(body, "top_p", nums, 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]")),
+        "top_k": _field(body, "top_k", ints, None, lambda v: v >= 1, "an integer >= 1"),
+        "n": _field(body, "n", ints, 1, lambda v: 1 <= v <= limits.max_n, f"an integer from 1 to {limits.max_n}"),
+        "seed": _field(body, "seed", ints, None, lambda v: 0 <= v < 2**63, "an integer >= 0"),
+        "usage_in_stream": bool((body.get("stream_options") or {}).get("include_usage", False)),
+    }
+
+
+def create_app(registry: Registry, limits: Limits = Limits()) -> FastAPI:
+    app = FastAPI(title="gptkit", docs_url=None, redoc_url=None)
+    _add_errors(app)
+    _add_api(app, registry, limits)
+    _add_tokenizer_routes(app, registry)
+    _add_runs_and_page(app, registry)
+    return app
+
+
+def _add_errors(app: FastAPI) -> None:
+    """Every error in OpenAI's shape."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_, e: ApiError):
+        return _error(e.status, str(e), e.param, e.code)
+
+    @app.exception_handler(UnknownModel)
+    async def unknown(_, e: UnknownModel):
+        return _error(404, e.args[0], "model", "model_not_found")
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_, e: Overloaded):
+        return _error(503, str(e))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_, e: HTTPException):
+        return _error(e.status_code, str(e.detail))
+
+    @app.exception_handler(ValueError)
+    async def value_error(_, e: ValueError):
+        return _error(400, " ".join(str(e).split()))
+
+
+def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
+    @app.get("/health")
+    async def health():
+        loaded = registry.loaded()
+        return {"status": "ok", "models": {m: {"running": len(w.running), "waiting": len(w.waiting)}
+                                           for m, w in loaded.items()}}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit"}
+                                           for m in registry.ids()]}
+
+    @app.post("/v1/completions")
+    async def completions(request: HttpRequest):
+        p = parse_completion(await _body(request), limits)
+        worker = await run_in_threadpool(registry.load, p["model"])
+        return await _complete(request, worker, p)
+
+
+def _add_tokenizer_routes(app: FastAPI, registry: Registry) -> None:
+    tokenizers: dict = {}
+
+    def tokenizer(name: str):
+        if name not in tokenizers:
+            if name in PRETRAINED_TOKENIZERS:
+                from gptkit.tokenizers import get_tokenizer
+
+                tokenizers[name] = get_tokenizer(name)
+            else:
+                ids = registry.ids()
+                if name not in ids:
+                    raise ApiError(404, f"no tokenizer {name!r}; GET /api/tokenizers lists them", "tokenizer")
+                tokenizers[name] = tokenizer_of(ids[name])
+        return tokenizers[name]
+
+    @app.get("/api/tokenizers")
+    async def list_tokenizers():
+        return {"tokenizers": [*PRETRAINED_TOKENIZERS, *registry.ids()]}
+
+    @app.post("/api/tokenize")
+    async def tokenize(request: HttpRequest):
+        body = await _body(request)
+        text = _field(body, "text", (str,), "", rule="a string")
+        tok = await run_in_threadpool(tokenizer, _field(body, "tokenizer", (str,), "gpt2", rule="a tokenizer name"))
+        return await run_in_threadpool(token_spans, tok, text)
+
+    @app.post("/api/detokenize")
+    async def detokenize(request: HttpRequest):
+        body = await _body(request)
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ApiError(400, "'ids' must be a list of integers", "ids")
+        tok = await run_in_threadpool(tokenizer, _field(body, "tokenizer", (str,), "gpt2", rule="a tokenizer name"))
+        return {"text": tok.decode(ids)}
+
+    @app.get("/api/merges")
+    async def merges(tokenizer_name: str = "gpt2", id: int = 0):  # noqa: A002 -- the query parameter's name
+        tok = await run_in_threadpool(tokenizer, tokenizer_name)
+        if not 0 <= id < tok.vocab_size:
+            raise ApiError(400, f"'id' must be a token id below {tok.vocab_size}", "id")
+        return {"tree": await run_in_threadpool(merge_tree, tok, id)}
+
+
+def _add_runs_and_page(app: FastAPI, registry: Registry) -> None:
+    @app.get("/api/runs")
+    async def runs():
+        out = []
+        for name, path in registry.runs().items():
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            out.append({"name": name, "config": config, "records": len(read_metrics(path))})
+        return {"runs": out}
+
+    @app.get("/api/runs/{name:path}")
+    async def run(name: str):
+        path = registry.run_dir(name)
+        return {"name": name, "config": json.loads((path / "config.json").read_text(encoding="utf-8")),
+                "metrics": read_metrics(path)}
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def token_spans(tok, text: str) -> dict:
+    """Each token of `text`: id, its text (a piece that ends mid-character shows U+FFFD) and its byte span."""
+    ids = tok.encode(text, allowed_special="all")
+    tokens, at = [], 0
+    for i in ids:
+        n = len(tok.decode_bytes([i]))
+        tokens.append({"id": i, "text": tok.decode([i]), "start": at, "end": at + n})
+        at += n
+    return {"tokens": tokens, "count": len(ids), "chars": len(text), "bytes": len(text.encode("utf-8"))}
+
+
+def merge_tree(tok, token: int) -> dict:
+    """{"id", "text", "parts": [left, right]} down to single bytes, for a byte-level BPE tokenizer (its merges in id
+    order: token 256 + i is merge i); other tokenizers' tokens have no parts."""
+    merges = getattr(tok, "merges", None)
+    parts = []
+    if merges is not None and token >= 256 and token - 256 < len(merges) and token not in tok.special_tokens.values():
+        parts = [merge_tree(tok, t) for t in merges[token - 256]]
+    return {"id": token, "text": tok.decode_bytes([token]).decode("utf-8", errors="replace"), "parts": parts}
+
+
+async def _complete(request: HttpRequest, worker, p: dict):
+    tok, block = worker.tok, worker.config.block_size
+    from gptkit.engine import Request
+
+    prompt_ids = [tok.encode(text, allowed_special="all") for text in p["prompts"]]
+    for ids in prompt_ids:
+        if not ids:
+            raise ApiError(400, "the prompt is empty; send at least one character", "prompt")
+        if len(ids) > block:
+            raise ApiError(400, f"the prompt is {len(ids)} tokens; this model's context is {block} tokens",
+                           "prompt", "context_length_exceeded")
+    seed = p["seed"] if p["seed"] is not None else secrets.randbelow(2**31)
+    stop_tokens = () if tok.eot_token is None else (tok.eot_token,)
+    n, requests = p["n"], []
+    for k, ids in enumerate(prompt_ids):
+        requests += [Request(tuple(ids), p["max_tokens"], p["temperature"], p["top_k"],
+                             p["top_p"] if p["top_p"] < 1 else None, seed + k * n + j, stop_tokens) for j in range(n)]
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    job = Job(requests, p["stop"], lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
+    worker.submit(job)
+    head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
+            "model": p["model"]}
+    usage = {"prompt_tokens": sum(map(len, prompt_ids)), "completion_tokens": 0}
+    if p["stream"]:
+        return StreamingResponse(_events(job, worker, queue, head, usage, p), media_type="text/event-stream")
+    texts, finish = [[] for _ in requests], [None] * len(requests)
+    try:
+        while None in finish:
+            try:
+                item = await asyncio.wait_for(queue.get(), 0.5)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return JSONResponse({}, 499)
+                continue
+            if isinstance(item, Exception):
+                raise ApiError(500, f"generation failed: {item}")
+            i, text, count, why = item
+            texts[i].append(text)
+            usage["completion_tokens"] += count
+            finish[i] = why
+    finally:
+        if None in finish:
+            worker.cancel(job)
+    choices = [{"text": "".join(t), "index": i, "logprobs": None, "finish_reason": f}
+               for i, (t, f) in enumerate(zip(texts, finish))]
+    return {**head, "choices": choices, "usage": _usage(usage)}
+
+
+def _usage(u: dict) -> dict:
+    return {**u, "total_tokens": u["prompt_tokens"] + u["completion_tokens"]}
+
+
+async def _events(job, worker, queue, head, usage, p):
+    """Server-sent events: a chunk per piece of text, the finish reasons, [optionally] usage, then [DONE]."""
+    left = len(job.requests)
+    try:
+        while left:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                yield f"data: {json.dumps({'error': {'message': f'generation failed: {item}'}})}\n\n"
+                return
+            i, text, count, why = item
+            usage["completion_tokens"] += count
+            left -= why is not None
+            if text or why:
+                choice = {"text": text, "index": i, "logprobs": None, "finish_reason": why}
+                yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+        if p["usage_in_stream"]:
+            yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(usage)})}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        if left:  # the client went away: its rows leave the batch
+            worker.cancel(job)

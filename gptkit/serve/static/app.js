@@ -1,0 +1,203 @@
+// gptkit's page: three views over the server's API (tokenizer, generation, runs). Plain JS, no dependencies.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 1000;
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+  const r = await fetch(path, init);
+  const data = await r.json();
+  if (!r.ok) throw new Error(data.error ? data.error.message : r.statusText);
+  return data;
+}
+
+// -- tabs: click, or arrow keys along the tab list ------------------------------------------------------
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function select(tab) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", on);
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  tab.focus();
+  if (tab.id === "tab-runs") loadRuns();
+}
+tabs.forEach((t, i) => {
+  t.addEventListener("click", () => select(t));
+  t.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowRight") select(tabs[(i + 1) % tabs.length]);
+    if (e.key === "ArrowLeft") select(tabs[(i + tabs.length - 1) % tabs.length]);
+  });
+});
+
+// -- tokenizer ------------------------------------------------------------------------------------------
+const COLORS = ["#fde2a7", "#c9e7c5", "#c7dcf5", "#f5c9d6", "#e0d2f5", "#c4ece8", "#f2d4c2"];
+function visible(text) {  // whitespace made visible, the newline kept so lines still break
+  return text.replace(/ /g, "\u00b7").replace(/\t/g, "\u2192").replace(/\n/g, "\u21b5\n");
+}
+async function renderTokens(side) {
+  const name = $("tok-" + side).value, box = $("tokens-" + side);
+  if (!name) return;
+  try {
+    const r = await api("/api/tokenize", {text: $("tok-text").value, tokenizer: name});
+    $("counts-" + side).textContent = `${r.count} tokens \u00b7 ${r.chars} characters \u00b7 ${r.bytes} bytes`;
+    box.replaceChildren(...r.tokens.map((t, i) => {
+      const s = document.createElement("span");
+      s.className = "tok";
+      s.tabIndex = 0;
+      s.dataset.id = t.id;
+      s.style.background = COLORS[i % COLORS.length];
+      s.title = `id ${t.id} \u00b7 bytes ${t.start}\u2013${t.end}`;
+      s.textContent = visible(t.text);
+      const show = () => showMerges(name, t.id);
+      s.addEventListener("click", show);
+      s.addEventListener("keydown", (e) => { if (e.key === "Enter") show(); });
+      return s;
+    }));
+  } catch (e) { $("counts-" + side).textContent = e.message; box.replaceChildren(); }
+}
+function tree(node) {
+  const li = document.createElement("li");
+  li.textContent = `${node.id}  "${visible(node.text)}"`;
+  if (node.parts.length) { const ul = document.createElement("ul"); node.parts.forEach((p) => ul.append(tree(p))); li.append(ul); }
+  return li;
+}
+async function showMerges(name, id) {
+  const box = $("merges");
+  box.textContent = "\u2026";
+  try {
+    const r = await api(`/api/merges?tokenizer_name=${encodeURIComponent(name)}&id=${id}`);
+    const ul = document.createElement("ul");
+    ul.append(tree(r.tree));
+    box.replaceChildren(Object.assign(document.createElement("p"), {textContent: `How ${name} built token ${id}:`}), ul);
+  } catch (e) { box.textContent = e.message; }
+}
+let tokTimer;
+$("tok-text").addEventListener("input", () => { clearTimeout(tokTimer); tokTimer = setTimeout(() => { renderTokens("a"); renderTokens("b"); }, 150); });
+$("tok-a").addEventListener("change", () => renderTokens("a"));
+$("tok-b").addEventListener("change", () => renderTokens("b"));
+
+// -- generation -----------------------------------------------------------------------------------------
+let controller = null;
+async function generate() {
+  const out = $("gen-out"), stats = $("gen-stats");
+  out.textContent = "";
+  stats.textContent = "";
+  const num = (id) => Number($(id).value);
+  const body = {model: $("gen-model").value, prompt: $("gen-prompt").value, max_tokens: num("gen-max"),
+    temperature: num("gen-temperature"), top_p: num("gen-topp"), seed: num("gen-seed"), stream: true,
+    stream_options: {include_usage: true}};
+  if ($("gen-topk").value) body.top_k = num("gen-topk");
+  controller = new AbortController();
+  $("gen-go").disabled = true; $("gen-stop").disabled = false;
+  const t0 = performance.now();
+  let pieces = 0;
+  try {
+    const r = await fetch("/v1/completions", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(body), signal: controller.signal});
+    if (!r.ok) throw new Error((await r.json()).error.message);
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, {stream: true});
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const line = buf.slice(0, cut).replace(/^data: /, "");
+        buf = buf.slice(cut + 2);
+        if (line === "[DONE]") continue;
+        const ev = JSON.parse(line);
+        const secs = (performance.now() - t0) / 1000;
+        if (ev.usage) { stats.textContent = `${ev.usage.completion_tokens} tokens in ${secs.toFixed(2)} s \u00b7 ${(ev.usage.completion_tokens / secs).toFixed(1)} tokens/s`; continue; }
+        for (const c of ev.choices) { out.textContent += c.text; pieces += 1; }
+        stats.textContent = `\u2248${pieces} tokens \u00b7 ${(pieces / secs).toFixed(1)} tokens/s`;
+      }
+    }
+  } catch (e) { if (e.name !== "AbortError") stats.textContent = e.message; }
+  $("gen-go").disabled = false; $("gen-stop").disabled = true;
+}
+$("gen-go").addEventListener("click", generate);
+$("gen-stop").addEventListener("click", () => controller && controller.abort());
+
+// -- runs -----------------------------------------------------------------------------------------------
+let currentRun = null, runTimer = null;
+async function loadRuns() {
+  const r = await api("/api/runs");
+  $("run-list").replaceChildren(...r.runs.map((run) => {
+    const li = document.createElement("li"), b = document.createElement("button");
+    b.textContent = `${run.name} (${run.records})`;
+    b.dataset.run = run.name;
+    b.addEventListener("click", () => openRun(run.name));
+    li.append(b);
+    return li;
+  }));
+  if (!currentRun && r.runs.length) openRun(r.runs[0].name);
+}
+async function openRun(name) {
+  currentRun = name;
+  for (const b of document.querySelectorAll("#run-list button")) b.setAttribute("aria-current", b.dataset.run === name);
+  $("run-name").textContent = name;
+  $("run-sample-out").textContent = "";
+  await refreshRun();
+  clearInterval(runTimer);
+  runTimer = setInterval(refreshRun, POLL_MS);  // live: a training run appends to metrics.jsonl
+}
+async function refreshRun() {
+  if (!currentRun) return;
+  const r = await api("/api/runs/" + currentRun.split("/").map(encodeURIComponent).join("/"));
+  $("run-config").textContent = JSON.stringify(r.config, null, 2);
+  drawChart(r.metrics, $("run-x").value);
+}
+$("run-x").addEventListener("change", refreshRun);
+function drawChart(records, xKey) {
+  const svg = $("chart"), W = 640, H = 320, L = 50, R = 15, T = 15, B = 35;
+  const pts = records.filter((m) => m[xKey] !== undefined);
+  const ys = pts.flatMap((m) => [m.train_loss, m.val_loss]).filter((v) => typeof v === "number");
+  svg.replaceChildren();
+  svg.dataset.points = pts.length;
+  if (!pts.length) return;
+  const x0 = Math.min(...pts.map((m) => m[xKey])), x1 = Math.max(...pts.map((m) => m[xKey])) || 1;
+  const pad = (Math.max(...ys) - Math.min(...ys)) * 0.05 || 0.05;
+  const y0 = Math.min(...ys) - pad, y1 = Math.max(...ys) + pad;
+  const sx = (v) => L + (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (v) => T + (y1 === y0 ? 0.5 : (y1 - v) / (y1 - y0)) * (H - T - B);
+  const el = (tag, attrs, text) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
+  for (let i = 0; i <= 4; i++) {
+    const v = y0 + (y1 - y0) * i / 4, y = sy(v);
+    el("line", {x1: L, x2: W - R, y1: y, y2: y, class: "grid"});
+    el("text", {x: L - 6, y: y + 4, "text-anchor": "end", class: "tick"}, v.toFixed(2));
+  }
+  el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis"});
+  el("text", {x: L, y: H - 12, class: "tick"}, String(x0));
+  el("text", {x: W - R, y: H - 12, "text-anchor": "end", class: "tick"}, `${x1} ${xKey === "step" ? "steps" : "tokens"}`);
+  for (const kind of ["train", "val"]) {
+    const key = kind + "_loss", ok = pts.filter((m) => typeof m[key] === "number");
+    el("polyline", {class: "line-" + kind, points: ok.map((m) => `${sx(m[xKey])},${sy(m[key])}`).join(" ")});
+    for (const m of ok) {
+      const c = el("circle", {cx: sx(m[xKey]), cy: sy(m[key]), r: 3, class: "pt-" + kind, "data-step": m.step, "data-loss": m[key]});
+      const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      t.textContent = `step ${m.step}: ${kind} ${m[key].toFixed(4)}`;
+      c.append(t);
+    }
+  }
+}
+$("run-sample").addEventListener("click", async () => {
+  if (!currentRun) return;
+  $("run-sample-out").textContent = "\u2026";
+  try {
+    const r = await api("/v1/completions", {model: currentRun, prompt: "\n", max_tokens: 200, temperature: 0.8, top_k: 200, seed: 1337});
+    $("run-sample-out").textContent = r.choices[0].text;
+  } catch (e) { $("run-sample-out").textContent = e.message; }
+});
+
+// -- start ----------------------------------------------------------------------------------------------
+(async () => {
+  const [toks, models] = await Promise.all([api("/api/tokenizers"), api("/v1/models")]);
+  for (const [id, pick] of [["tok-a", "gpt2"], ["tok-b", "cl100k_base"]]) {
+    $(id).replaceChildren(...toks.tokenizers.map((t) => new Option(t, t, t === pick, t === pick)));
+  }
+  $("gen-model").replaceChildren(...models.data.map((m) => new Option(m.id, m.id)));
+  renderTokens("a"); renderTokens("b");
+})();

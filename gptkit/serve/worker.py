@@ -1,0 +1,101 @@
+"""One thread per served model: it owns the model's generation engine and runs every client's requests on it, as
+one batch (a request joins the running batch as soon as a row is free: gptkit.engine's continuous batching).
+
+Clients hand in a `Job` (its choices as gptkit.engine.Requests, their stop strings, an asyncio queue to hear back
+on); the thread puts (choice index, text, tokens, finish) on that queue as text is produced. A cancelled job (its
+client went away) leaves the batch at the next step. The waiting room is bounded: a job that would overfill it is
+refused with Overloaded (the API's 503), so memory never grows with the number of clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from gptkit.text_stream import TextStream
+
+
+class Overloaded(RuntimeError):
+    """The waiting room is full (503)."""
+
+
+@dataclass
+class Job:
+    requests: list  # gptkit.engine.Request, one per choice
+    stops: tuple[str, ...]
+    emit: object  # called from the worker thread with (choice, text, n_tokens, finish) or an Exception
+    cancelled: bool = False
+    left: int = 0  # choices not finished yet
+    streams: dict = field(default_factory=dict)
+
+
+class Worker:
+    """The engine's thread. submit(job) from any thread; cancel(job) too."""
+
+    def __init__(self, engine, tok, model_config, queue_limit: int) -> None:
+        self.engine, self.tok, self.config, self.queue_limit = engine, tok, model_config, queue_limit
+        self.waiting: deque = deque()  # (job, choice index) not yet in the engine
+        self.running: dict = {}  # engine key -> job
+        self.lock, self.wake = threading.Lock(), threading.Event()
+        threading.Thread(target=self._loop, daemon=True, name="gptkit-engine").start()
+
+    def submit(self, job: Job) -> None:
+        with self.lock:
+            if len(self.waiting) + len(job.requests) > self.queue_limit:
+                raise Overloaded(f"the server is busy ({len(self.waiting)} choices waiting); try again shortly")
+            job.left = len(job.requests)
+            self.waiting.extend((job, i) for i in range(len(job.requests)))
+        self.wake.set()
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._admit()
+                if not self.engine.busy:
+                    self.wake.wait(timeout=1.0)
+                    self.wake.clear()
+                    continue
+                for update in self.engine.step():
+                    self._deliver(update)
+            except Exception as e:  # noqa: BLE001 -- a failed step must reach its clients, and the server go on
+                for job in {id(j): j for j in self.running.values()}.values():
+                    job.emit(e)
+                for key in list(self.running):
+                    self.engine.cancel(key)
+                self.running.clear()
+
+    def _admit(self) -> None:
+        for key, job in list(self.running.items()):
+            if job.cancelled:
+                self.engine.cancel(key)
+                del self.running[key]
+        with self.lock:
+            while self.waiting and self.engine.free:
+                job, i = self.waiting.popleft()
+                if job.cancelled:
+                    continue
+                key = (id(job), i)
+                job.streams[i] = TextStream(self.tok, job.stops)
+                self.running[key] = job
+                self.engine.add(job.requests[i], key=key)
+
+    def _deliver(self, update) -> None:
+        job = self.running.get(update.key)
+        if job is None:
+            return
+        i = update.key[1]
+        stream = job.streams[i]
+        text, finish = stream.feed(update.tokens), update.finish
+        if stream.stopped:  # a stop string: cut here, whatever the engine had left to give
+            if finish is None:
+                self.engine.cancel(update.key)
+            finish = "stop"
+        if finish:
+            text += stream.finish()
+            del self.running[update.key]
+        job.emit((i, text, len(update.tokens), finish))
