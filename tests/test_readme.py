@@ -34,6 +34,7 @@ RUN = {
     "gptkit sample runs/shakespeare_char --prompt \"JULIET:\" --temperature 0.8 --top-k 40 --seed 7 --num-samples 3":
         [],
     "gptkit sample runs/shakespeare_char --temperature 0 --max-new-tokens 100": [],
+    "gptkit sample runs/shakespeare_char --num-samples 8 --max-new-tokens 200": [],
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\"": [],
     "gptkit train --init-from runs/shakespeare_char --lr=1e-4 --out-dir=runs/more": ["--max-iters=3", "--eval-iters=1"],
 }
@@ -57,6 +58,12 @@ SKIPPED = {
     "torchrun --standalone --nproc-per-node=2 -m gptkit train --loader=sequential": "tests/test_ddp.py runs 2 gloo "
     "ranks through torchrun (here it would train into runs/shakespeare_char, which the first command's run holds)",
     "gptkit train --backend mlx": MLX,
+    "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --stop $'\\n\\n' --stream": "bash's $'...' quoting, "
+    "which shlex does not read; tests/test_generate.py cuts at stop strings",
+    "gptkit sample gpt2 --device cuda --compile yes --max-new-tokens 1000": GPT2_WEIGHTS + " (and a CUDA GPU)",
+    "gptkit serve": "a server that runs until stopped; tests/test_serve.py starts it and calls it",
+    "gptkit serve gpt2 path/to/hf_folder --runs runs --port 8000 --batch-size 8": "a server, and OpenAI's GPT-2 "
+    "weights (network)",
     "gptkit sample runs/shakespeare_char --backend mlx --prompt \"ROMEO:\"": MLX,
     "MKL_THREADING_LAYER=GNU LD_PRELOAD=$VIRTUAL_ENV/lib/libmkl_rt.so.3 gptkit train --backend mlx": MLX,
     "gptkit sample gpt2 --prompt \"Hello, I'm a language model,\" --num-samples 3 --max-new-tokens 40": GPT2_WEIGHTS,
