@@ -153,6 +153,8 @@ def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSour
     """A run dir's checkpoint (which: last, best, or auto = best when the run has one), or a HF GPT-2 / Llama / Qwen3
     folder or GPT-2 name (see gptkit.hub), whose tokenizer is GPT-2's for a GPT-2 of its vocabulary, else the
     folder's tokenizer.json (else load_tokenizer refuses)."""
+    if (Path(spec) / CONFIG).is_file():
+        _read_config_doc(spec)  # a config.json cut short: an error naming it, a run's or a HF folder's
     if is_run_dir(spec):
         config, tensors, path = read_model_checkpoint(spec, which)
         return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
@@ -186,8 +188,9 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     return RunConfig.from_dict(_read_config_doc(run_dir))
 
 
-def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict) -> None:
-    doc = {**cfg.to_dict(), "tokenizer": tokenizer}
+def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict, data: dict | None = None) -> None:
+    """config.json: the config, what the run's tokenizer is, and what identifies its data (see run_setup)."""
+    doc = {**cfg.to_dict(), "tokenizer": tokenizer, **({"data": data} if data else {})}
     atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2) + "\n")
 
 
@@ -207,3 +210,8 @@ def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:
     if not doc.get("tokenizer"):
         raise ValueError(f"{run_dir}: config.json records no tokenizer; is this a gptkit run dir?")
     return doc["tokenizer"]
+
+
+def read_run_data_info(run_dir: str | os.PathLike) -> dict | None:
+    """What config.json records about the run's data (None for a run from before it did)."""
+    return _read_config_doc(run_dir).get("data")

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split("\n")).strip() or type(e).__name__
         if isinstance(e, FileNotFoundError) and e.filename:
             msg = f"{e.filename}: no such file"
+        elif isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:  # mkdir met a file
+            msg = f"{_file_in_the_way(e.filename)}: a file where a folder is needed; give another path, or move the file"
         print(f"gptkit: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _file_in_the_way(path) -> Path:
+    """The first part of `path` that is a file (what stops a mkdir of it). Example: "f.txt/a/b" -> f.txt"""
+    p = Path(path)
+    return next((q for q in [*reversed(p.parents), p] if q.exists() and not q.is_dir()), p)
 
 
 class Terminated(KeyboardInterrupt):

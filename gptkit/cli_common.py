@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 
 
 def add_errors(p: argparse.ArgumentParser) -> None:
@@ -62,15 +63,27 @@ def need_torch(command: str) -> None:
 
 class SubcommandParser(argparse.ArgumentParser):
     """A subcommand's parser: an unrecognized argument is its own usage error (`usage: gptkit train ...`,
-    `gptkit train: error: ...`, exit 2) rather than the top level's. `unknown_hint(extra)` may add a hint."""
+    `gptkit train: error: ...`, exit 2) rather than the top level's. `unknown_hint(extra)` may add a hint.
+    Flags are spelled with dashes; the same flag with underscores is taken too (`--val_fraction` = `--val-fraction`),
+    as train takes its config fields both ways."""
 
     def __init__(self, *args, unknown_hint=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.unknown_hint = unknown_hint
 
     def parse_known_args(self, args=None, namespace=None):
+        args = [self.dashed(a) for a in (sys.argv[1:] if args is None else args)]
         namespace, extra = super().parse_known_args(args, namespace)
         if extra:
             hint = self.unknown_hint(extra) if self.unknown_hint else ""
             self.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
         return namespace, extra
+
+    def dashed(self, arg: str) -> str:
+        """`--a_b[=V]` -> `--a-b[=V]` when only the dashed flag is this parser's. Example: "--val_fraction=0.2" ->
+        "--val-fraction=0.2" for prepare; "--max_iters=5" stays (train has both)"""
+        flag, eq, value = arg.partition("=")
+        flags = self._option_string_actions  # argparse's table of this parser's option strings
+        if flag.startswith("--") and "_" in flag and flag not in flags and flag.replace("_", "-") in flags:
+            return flag.replace("_", "-") + eq + value
+        return arg

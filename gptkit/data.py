@@ -22,6 +22,7 @@ import glob as globlib
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ FORMAT = "gptkit-data"
 VERSION = 1
 META = "meta.json"
 _TASK_CHARS = 1 << 20  # characters per worker task
+MAX_SHARDS = 10_000  # more shard files than this is a mistaken --shard-tokens (tiny Shakespeare at 1: 1.1M files)
 # Data dirs that training prepares on first use, under the user cache: name -> (source, tokenizer)
 NAMED_DATA = {"shakespeare_char": ("shakespeare", "char"), "shakespeare_gpt2": ("shakespeare", "gpt2")}
 
@@ -309,6 +311,10 @@ def _prepare(sources, tokenizer, out_dir, *, val_fraction, field, shard_tokens, 
         raise ValueError(f"shard_tokens must be >= 0 (0 = one file per split), got {shard_tokens}")
     srcs = resolve_sources(sources)
     infos, total_chars, total_bytes, chars = _scan(srcs, field, errors, want_chars=tokenizer == "char")
+    if shard_tokens and total_bytes // shard_tokens > MAX_SHARDS:  # UTF-8 bytes: about the most tokens text makes
+        raise ValueError(f"shard_tokens={shard_tokens:,} (--shard-tokens) would write about {total_bytes // shard_tokens:,} "
+                         f"shard files for {total_bytes:,} bytes of text (at most {MAX_SHARDS:,}); give a larger "
+                         "count (build-nanogpt's: 100M), or 0 for one file per split")
     tok = _make_tokenizer(tokenizer, chars)
     dtype = choose_dtype(tok.vocab_size, dtype)
     out = Path(out_dir)
@@ -340,6 +346,7 @@ def _prepare(sources, tokenizer, out_dir, *, val_fraction, field, shard_tokens, 
     if tokenizer == "char" or Path(tokenizer).exists():
         tok_file = TOKENIZER_FILE
         tok.save(out / TOKENIZER_FILE)
+    _remove_stale(out, {f["name"] for w in writers.values() for f in w.files} | {tok_file})
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -355,6 +362,14 @@ def _prepare(sources, tokenizer, out_dir, *, val_fraction, field, shard_tokens, 
     }
     atomic_write_text(out / META, json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _remove_stale(out: Path, keep: set) -> None:
+    """Remove the token files (and tokenizer) an earlier prepare into `out` left that the new meta.json will not
+    list: they would look like part of the data. Files gptkit does not name are left alone."""
+    for p in [*out.glob("*.bin"), out / TOKENIZER_FILE]:
+        if p.name not in keep and p.is_file() and re.fullmatch(r"(train|val)(_\d{6})?\.bin|" + TOKENIZER_FILE, p.name):
+            p.unlink()
 
 
 # -- reading a data dir back --------------------------------------------------------------------------
@@ -410,5 +425,6 @@ def check_tokenizer(data_dir: str | os.PathLike, tok, name: str = "the tokenizer
     if t["fingerprint"] != tok.fingerprint():
         raise ValueError(
             f"{data_dir} was prepared with tokenizer {t['spec']!r} (vocab {t['vocab_size']:,}), which differs from "
-            f"{name} (vocab {tok.vocab_size:,}); prepare the data again with that tokenizer, or use the data dir's"
+            f"{name} (vocab {tok.vocab_size:,}); prepare the data again with that tokenizer, or give a model trained "
+            "with the data's tokenizer"
         )

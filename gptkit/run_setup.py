@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gptkit import checkpoint as ckpt
 from gptkit.config import RunConfig, TrainConfig, parse_overrides
+from gptkit.data import NAMED_DATA
 from gptkit.files import atomic_write_text
 
 METRICS = "metrics.jsonl"
@@ -57,10 +58,14 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
     """The config of a run dir with `--key=value` overrides, refusing changes that break exact resume."""
     saved = ckpt.read_run_config(run_dir)
     model_over, train_over = parse_overrides(overrides)
-    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE))
+    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE - {"data"}))  # data: checked by check_run_data
     if bad:
         raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
                          f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
+    data = train_over.get("data", saved.train.data)
+    if "data" not in train_over and data not in NAMED_DATA and not Path(data).is_dir():
+        raise ValueError(f"the run's data dir {data} is gone; if it moved, resume with --data=NEW_DIR (accepted when "
+                         "its meta.json matches the run's: same tokenizer, same token counts)")
     return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
 
 
@@ -156,21 +161,70 @@ def check_fresh(run_dir: Path, overwrite: bool) -> None:
                          f"{run_dir}`, pick another --out_dir, or replace it with --overwrite")
 
 
-def check_run_tokenizer(run_dir: Path, data_dir, meta: dict) -> None:
+def data_identity(meta: dict) -> dict:
+    """What makes two data dirs the same data for a run: the tokenizer and the token count of every file (a moved or
+    copied data dir keeps both). Example: {"fingerprint": "ab12...", "tokens": {"train": [1003854], "val": [111540]}}"""
+    return {"fingerprint": meta["tokenizer"]["fingerprint"],
+            "tokens": {s: [f["tokens"] for f in v["files"]] for s, v in sorted(meta["splits"].items())}}
+
+
+def check_run_data(run_dir: Path, data_dir, meta: dict) -> None:
+    """A resumed run reads the data it was trained on: the same tokenizer and, where the run recorded them, the same
+    token counts (so a data dir that moved is accepted, and data prepared again otherwise is not)."""
     saved = ckpt.read_run_tokenizer_info(run_dir)
     if saved.get("fingerprint") != meta["tokenizer"]["fingerprint"]:
         raise ValueError(f"{data_dir} was prepared with another tokenizer than the run {run_dir} "
-                         f"({meta['tokenizer']['spec']!r} vs {saved.get('spec')!r}); resume with the run's data")
+                         f"({tokenizer_difference(run_dir, data_dir, meta)}); resume with the run's data")
+    want, have = ckpt.read_run_data_info(run_dir), data_identity(meta)
+    if want and want["tokens"] != have["tokens"]:
+        raise ValueError(f"{data_dir} holds other data than the run {run_dir} was trained on (its tokens: "
+                         f"{_sizes(have)}; the run's: {_sizes(want)}); resume with the run's data")
+
+
+def _sizes(identity: dict) -> str:
+    """Example: {"tokens": {"train": [5, 5], "val": [3]}} -> "train 10 in 2 file(s), val 3 in 1 file(s)" """
+    return ", ".join(f"{s} {sum(n):,} in {len(n)} file(s)" for s, n in identity["tokens"].items())
+
+
+def tokenizer_difference(run_dir, data_dir, meta: dict) -> str:
+    """How the run's tokenizer and the data's differ, in words: for two char vocabularies the characters each lacks
+    (two 'char' specs say nothing), else the specs and sizes. Example: "the data's 'char' vocabulary lacks 'z' and
+    has '!' besides (65 vs the run's 65 characters)" """
+    from gptkit.tokenizers import tokenizer_from_record
+
+    run_tok = tokenizer_from_record(ckpt.read_run_tokenizer_info(run_dir), run_dir)
+    data_tok = tokenizer_from_record(meta["tokenizer"], data_dir)
+    if not (hasattr(run_tok, "chars") and hasattr(data_tok, "chars")):
+        spec = ckpt.read_run_tokenizer_info(run_dir)["spec"]
+        return (f"the run's {spec!r}, {run_tok.vocab_size:,} ids, vs the data's "
+                f"{meta['tokenizer']['spec']!r}, {data_tok.vocab_size:,} ids")
+    lacks, extra = sorted(set(run_tok.chars) - set(data_tok.chars)), sorted(set(data_tok.chars) - set(run_tok.chars))
+    parts = ([f"lacks {_chars(lacks)}"] if lacks else []) + ([f"has {_chars(extra)} besides"] if extra else [])
+    return (f"the data's 'char' vocabulary {' and '.join(parts) or 'orders its characters otherwise'} "
+            f"({len(data_tok.chars)} vs the run's {len(run_tok.chars)} characters)")
+
+
+def _chars(cs: list[str], most: int = 8) -> str:
+    """Example: ["a", "\n"] -> "'a', '\\n'" (repr, at most `most` of them, then how many more)"""
+    more = f" and {len(cs) - most} more" if len(cs) > most else ""
+    return ", ".join(repr(c) for c in cs[:most]) + more
 
 
 def start_run_dir(run_dir: Path, cfg: RunConfig, data_dir, meta: dict, overwrite: bool) -> None:
     """Create the run dir (clearing an old run's files when overwrite), copy the tokenizer, write config.json."""
-    if overwrite:
-        for name in (METRICS, ckpt.LAST, ckpt.BEST, PLOT):
+    if overwrite:  # checkpoints first: a kill part-way never leaves a checkpoint whose metrics are gone
+        for name in (ckpt.LAST, ckpt.BEST, METRICS, PLOT):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_info = ckpt.save_run_tokenizer(run_dir, data_dir, meta)
-    ckpt.write_run_config(run_dir, cfg, tok_info)
+    ckpt.write_run_config(run_dir, cfg, tok_info, data_identity(meta))
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """Append one record to metrics.jsonl as one line (a kill mid-write leaves a torn last line, which
+    truncate_metrics drops on resume)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -15,7 +15,6 @@ No torch, no mlx (numpy, tqdm): both backends share this loop.
 from __future__ import annotations
 
 import enum
-import json
 import math
 import signal
 import sys
@@ -112,7 +111,7 @@ class Run:
         self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
         self._lock = setup.lock_run_dir(self.run_dir) if self.is_main else None  # until run() ends (or we die)
         if resume:
-            setup.check_run_tokenizer(self.run_dir, self.data_dir, meta)
+            setup.check_run_data(self.run_dir, self.data_dir, meta)
             self._restore()
         else:
             setup.check_fresh(self.run_dir, overwrite)
@@ -244,12 +243,11 @@ class Run:
         improved = losses["val"] < self.best_val
         self.best_val = min(self.best_val, losses["val"])
         if self.is_main:  # the record first: a kill before the checkpoint lands leaves a record that resume drops
-            with open(self.run_dir / setup.METRICS, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        if self.step > 0:
-            self.save(ckpt.LAST)
+            setup.append_metrics(self.run_dir / setup.METRICS, record)
+        if self.step > 0:  # best before last: a kill between them resumes from an older last, which redoes both
             if improved:
                 self.save(ckpt.BEST)
+            self.save(ckpt.LAST)
         self.last_eval = self.step
         result.evals.append(record)
         if self.is_main and t.progress:

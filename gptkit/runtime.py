@@ -113,6 +113,7 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
 
     d = Dist(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
     if device.type == "cuda":
+        check_gpus_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", d.local_rank + 1)), torch.cuda.device_count())
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
@@ -120,6 +121,15 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return d, device
+
+
+def check_gpus_per_process(processes: int, gpus: int) -> None:
+    """DDP on CUDA gives each process on a machine its own GPU: more processes than GPUs is a ValueError that says
+    what to run instead (every rank raises it, before any CUDA call could fail with a traceback)."""
+    if processes > gpus:
+        raise ValueError(f"torchrun started {processes} processes on this machine, which has {gpus} CUDA GPU(s), and "
+                         f"each process needs its own; pass --nproc-per-node={gpus} or fewer, or --device=cpu to run "
+                         "the processes on the CPU (gloo)")
 
 
 def teardown_distributed() -> None:

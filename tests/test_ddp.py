@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from gptkit import checkpoint as ckpt
 
@@ -31,3 +32,20 @@ def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(tmp_path):
     for k in b:
         np.testing.assert_allclose(a[k], b[k], atol=2e-6, rtol=1e-5, err_msg=k)
     assert meta_a["ranks"][0]["loader"] != meta_a["ranks"][1]["loader"]  # each rank its own stride
+
+
+@pytest.mark.parametrize("local_rank", [0, 1])
+def test_more_torchrun_processes_than_gpus_is_one_clear_error(monkeypatch, local_rank):
+    """torchrun --nproc_per_node=2 on a machine with one GPU (faked: no GPU here): every rank stops with the same
+    ValueError before any CUDA call (rank 1 used to die in torch.cuda.set_device with a traceback)."""
+    import torch
+
+    from gptkit.runtime import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pytest.fail(f"set_device({d}) was called"))
+    for k, v in {"WORLD_SIZE": "2", "RANK": str(local_rank), "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match=r"torchrun started 2 processes on this machine, which has 1 CUDA GPU\(s\), "
+                       r"and each process needs its own; pass --nproc-per-node=1 or fewer, or --device=cpu"):
+        init_distributed(torch.device("cuda"))

@@ -1,5 +1,5 @@
-"""No lost, mixed or stuck work (issue 16, first items): a run dir is locked while a run owns it, SIGTERM and Ctrl-C
-checkpoint and exit 143 / 130, --resume with --overwrite is refused, and export never writes into a run dir, a
+"""No lost, mixed or stuck work (issue 16; kills and signals during training: tests/test_faults.py): a run dir is
+locked while a run owns it, --resume with --overwrite is refused, and export never writes into a run dir, a
 non-empty folder, or anything at all when it is refused."""
 
 import json
@@ -27,18 +27,6 @@ def _start(out_dir):
         time.sleep(0.1)
     time.sleep(1.0)  # a few steps
     return proc
-
-
-@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_checkpoints_the_current_step_and_exits_with_its_code(tmp_path, sig, rc):
-    run = tmp_path / "run"
-    proc = _start(run)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == rc, err
-    step = ckpt.read_checkpoint(run / ckpt.LAST)[1]["step"]
-    assert step > 0 and f"interrupted; continue with `gptkit train --resume {run}`" in out
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_second_training_into_the_same_dir_fails_naming_the_holder(tmp_path, capsys):
@@ -194,3 +182,107 @@ def test_a_jsonl_field_holding_a_number_says_so(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n{"text": 42}\n')
     with pytest.raises(ValueError, match=r"d.jsonl:2: field 'text' holds int 42, not text"):
         prepare([str(tmp_path / "d.jsonl")], "char", tmp_path / "out", progress=False)
+
+
+def test_a_moved_data_dir_is_accepted_on_resume_when_its_meta_matches(tmp_path, monkeypatch, capsys):
+    from gptkit.data import prepare
+
+    text = "".join(chr(97 + (i * 7) % 26) for i in range(4000))
+    (tmp_path / "t.txt").write_text(text)
+    prepare([str(tmp_path / "t.txt")], "char", tmp_path / "d", progress=False)
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--block_size=8", f"--data={tmp_path / 'd'}", "--max_iters=2", "--eval_interval=2",
+                 f"--out_dir={run}"]) == 0
+    (tmp_path / "d").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--max_iters=4"]) == 1
+    assert f"the run's data dir {tmp_path / 'd'} is gone; if it moved, resume with --data=NEW_DIR" in \
+        capsys.readouterr().err
+    prepare([str(tmp_path / "t.txt")], "char", tmp_path / "other", val_fraction=0.2, progress=False)
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'other'}"]) == 1
+    assert "holds other data than the run" in (err := capsys.readouterr().err) and "val 800 in 1 file(s)" in err
+    (tmp_path / "x.txt").write_text(text.replace("q", "!"))
+    prepare([str(tmp_path / "x.txt")], "char", tmp_path / "chars", progress=False)
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'chars'}"]) == 1
+    assert "the data's 'char' vocabulary lacks 'q' and has '!' besides (26 vs the run's 26 characters)" in \
+        capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--max_iters=4", f"--data={tmp_path / 'moved'}"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["data"] == str(tmp_path / "moved")
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+
+
+def test_absurd_shard_tokens_are_refused_and_a_re_prepare_leaves_no_stale_shard(tmp_path, shakespeare, capsys):
+    from gptkit.data import load_meta
+
+    (tmp_path / "s.txt").write_text(shakespeare)
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", str(tmp_path / "d"), "--shard-tokens", "1",
+                 "-q"]) == 1
+    assert "would write about 1,115,394 shard files" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    out = str(tmp_path / "d")
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", out, "--shard-tokens", "200k", "-q"]) == 0
+    assert len(list((tmp_path / "d").glob("train_*.bin"))) == 6
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "gpt2", "-o", out, "--shard-tokens", "1M", "-q"]) == 0
+    listed = {f["name"] for s in load_meta(out)["splits"].values() for f in s["files"]}
+    assert {p.name for p in (tmp_path / "d").iterdir()} == listed | {"meta.json", "notes.txt"}
+    assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", out, "-q"]) == 0
+    assert {p.name for p in (tmp_path / "d").iterdir()} == {"train.bin", "val.bin", "tokenizer.model", "meta.json",
+                                                            "notes.txt"}
+
+
+@pytest.mark.parametrize("argv", [["prepare", "s.txt", "-t", "char", "-o", "{f}", "-q"],
+                                  ["prepare", "s.txt", "-t", "char", "-o", "{f}/sub", "-q"],
+                                  ["train", *TINY, "--out_dir={f}"], ["train", *TINY, "--out_dir={f}/a/b"]])
+def test_an_output_path_that_is_a_file_says_so(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.txt").write_text("some text " * 50)
+    (tmp_path / "f").write_text("mine")
+    assert main([a.replace("{f}", str(tmp_path / "f")) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert f"gptkit: error: {tmp_path / 'f'}: a file where a folder is needed; give another path" in err, err
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_damaged_config_json_is_named(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}"]) == 0
+    (run / "config.json").write_text((run / "config.json").read_text()[:90])  # cut short
+    for argv in (["sample", str(run), "--max-new-tokens", "3"], ["eval", str(run), "--data", "shakespeare_char"],
+                 ["train", "--resume", str(run)]):
+        capsys.readouterr()
+        assert main(argv) == 1
+        assert f"gptkit: error: {run / 'config.json'}: not valid JSON (" in capsys.readouterr().err, argv
+
+
+def test_the_tokenizer_mismatch_of_eval_is_a_whole_sentence():
+    from gptkit.data import check_tokenizer, resolve_data_dir
+    from gptkit.tokenizers import get_tokenizer
+
+    with pytest.raises(ValueError) as e:
+        check_tokenizer(resolve_data_dir("shakespeare_char"), get_tokenizer("gpt2"), name="the model's tokenizer")
+    assert str(e.value).endswith("prepare the data again with that tokenizer, or give a model trained with the "
+                                 "data's tokenizer")
+
+
+def test_every_subcommand_takes_its_flags_with_dashes_or_underscores(tmp_path, capsys):
+    (tmp_path / "s.txt").write_text("some text, some more text " * 40)
+    for spelling in ("val-fraction", "val_fraction"):
+        out = tmp_path / spelling
+        assert main(["prepare", str(tmp_path / "s.txt"), "-t", "char", "-o", str(out), f"--{spelling}=0.25",
+                     "--shard_tokens" if "_" in spelling else "--shard-tokens", "500", "-q"]) == 0
+        assert json.loads((out / "meta.json").read_text())["val_fraction"] == 0.25
+    assert main(["tokenizer", "train", str(tmp_path / "s.txt"), "--vocab_size", "260", "-o", str(tmp_path / "t.model"),
+                 "-q"]) == 0
+    assert "vocab_size=260" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, usage", [(["eval", "gpt2", "--bogus"], "gptkit eval"),
+                                         (["export", "r", "-o", "x", "--max_iters=3"], "gptkit export"),
+                                         (["sample", "r", "--max_new_tokenz", "3"], "gptkit sample")])
+def test_an_unknown_flag_shows_its_subcommands_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"usage: {usage} [-h]") and f"{usage}: error: unrecognized" in err
