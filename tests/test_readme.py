@@ -35,6 +35,7 @@ RUN = {
         [],
     "gptkit sample runs/shakespeare_char --temperature 0 --max-new-tokens 100": [],
     "gptkit sample runs/shakespeare_char --num-samples 8 --max-new-tokens 200": [],
+    "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --stop \"JULIET\" --stream": [],
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\"": [],
     "gptkit train --init-from runs/shakespeare_char --lr=1e-4 --out-dir=runs/more": ["--max-iters=3", "--eval-iters=1"],
 }
@@ -58,8 +59,12 @@ SKIPPED = {
     "torchrun --standalone --nproc-per-node=2 -m gptkit train --loader=sequential": "tests/test_ddp.py runs 2 gloo "
     "ranks through torchrun (here it would train into runs/shakespeare_char, which the first command's run holds)",
     "gptkit train --backend mlx": MLX,
-    "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --stop $'\\n\\n' --stream": "bash's $'...' quoting, "
-    "which shlex does not read; tests/test_generate.py cuts at stop strings",
+    "gptkit sample path/to/SmolLM2-135M --prompt \"Once upon a time\" --temperature 0": "a downloaded HF folder "
+    "(network); tests/test_hf.py builds Llama and Qwen3 folders with transformers and samples them",
+    "gptkit train --init_from path/to/Qwen3-0.6B --data DIR ...": "a synopsis with placeholders, and a downloaded "
+    "HF folder; tests/test_hf.py finetunes built folders",
+    "gptkit export runs/shakespeare_char --format hf -o my-model [--dtype bfloat16]": "a synopsis ([--dtype]); "
+    "tests/test_hf_export.py exports runs of every shape",
     "gptkit sample gpt2 --device cuda --compile yes --max-new-tokens 1000": GPT2_WEIGHTS + " (and a CUDA GPU)",
     "gptkit serve": "a server that runs until stopped; tests/test_serve.py starts it and calls it",
     "gptkit serve gpt2 path/to/hf_folder --runs runs --port 8000 --batch-size 8": "a server, and OpenAI's GPT-2 "
