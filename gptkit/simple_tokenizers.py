@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 
 from gptkit.files import atomic_write_text
 from gptkit.pretrained import ENDOFTEXT

@@ -164,3 +164,25 @@ def served(tmp_path_factory):
     yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "run": runs / "tiny", "registry": registry}
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def start_training():
+    """start(out_dir, options): a long training in a child process, returned once it is inside its loop (its step-0
+    evaluation written, then a second for a few steps)."""
+    import subprocess
+    import sys
+    import time
+
+    def start(out_dir, options):
+        cmd = [sys.executable, "-m", "gptkit", "train", *options, "--max_iters=1000000", "--eval_interval=1000000",
+               f"--out_dir={out_dir}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (out_dir / "metrics.jsonl").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few steps
+        return proc
+
+    return start

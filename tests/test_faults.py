@@ -159,23 +159,10 @@ def test_a_kill_between_the_last_evaluations_two_checkpoints_leaves_both_right(t
     assert _records(run) == _records(ref)
 
 
-def _start(out_dir):
-    """A long training in a child process, returned once it is inside its loop (its step-0 evaluation written)."""
-    cmd = [sys.executable, "-m", "gptkit", "train", *TINY, "--max_iters=1000000", "--eval_interval=1000000",
-           f"--out_dir={out_dir}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out_dir / "metrics.jsonl").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
-    time.sleep(1.0)  # a few steps
-    return proc
-
-
 @pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_checkpoints_the_current_step_and_exits_with_its_code(tmp_path, sig, rc):
+def test_a_signal_checkpoints_the_current_step_and_exits_with_its_code(tmp_path, sig, rc, start_training):
     run = tmp_path / "run"
-    proc = _start(run)
+    proc = start_training(run, TINY)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == rc, err

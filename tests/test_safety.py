@@ -16,22 +16,9 @@ from gptkit.cli import main
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--progress=false", "--sample_tokens=0", "--eval_iters=1"]
 
 
-def _start(out_dir):
-    """A long training in a child process, returned once it is inside its loop (its step-0 evaluation written)."""
-    cmd = [sys.executable, "-m", "gptkit", "train", *TINY, "--max_iters=1000000", "--eval_interval=1000000",
-           f"--out_dir={out_dir}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out_dir / "metrics.jsonl").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
-    time.sleep(1.0)  # a few steps
-    return proc
-
-
-def test_a_second_training_into_the_same_dir_fails_naming_the_holder(tmp_path, capsys):
+def test_a_second_training_into_the_same_dir_fails_naming_the_holder(tmp_path, capsys, start_training):
     run = tmp_path / "run"
-    first = _start(run)
+    first = start_training(run, TINY)
     try:
         assert main(["train", *TINY, "--max_iters=2", f"--out_dir={run}", "--overwrite"]) == 1
         assert f"is in use by a training run (pid {first.pid})" in capsys.readouterr().err
