@@ -114,7 +114,7 @@ def span_for(length: int, block_size: int) -> int:
 
 class EngineBase:
     """Slots, positions and chunks; a backend subclass provides the tensor hooks (_prefill, _decode, _slide,
-    _reset, _read). See the module docstring."""
+    _reset, _fetch). See the module docstring."""
 
     def __init__(self, block_size: int, batch_size: int, sync_every: int) -> None:
         if batch_size < 1 or sync_every < 1:
@@ -146,9 +146,19 @@ class EngineBase:
         """Row `slot`'s cache position back to 0 (a free row keeps stepping with the rest)."""
         raise NotImplementedError
 
-    def _read(self, handles: list) -> list[list[int]]:
-        """The token ids of each handle, in one transfer."""
+    def _fetch(self, handles: list) -> list[int]:
+        """The token ids of the 1-D handles, concatenated, in one transfer."""
         raise NotImplementedError
+
+    def _read(self, handles: list) -> list[list[int]]:
+        """The token ids of each handle (one transfer, split back by the handles' lengths)."""
+        if not handles:
+            return []
+        flat, out = self._fetch(handles), []
+        for h in handles:
+            out.append(flat[: len(h)])
+            flat = flat[len(h) :]
+        return out
 
     # -- the schedule -----------------------------------------------------------------------------------------
 

@@ -215,15 +215,8 @@ class Engine(EngineBase):
     def _reset(self, slot: int) -> None:
         self.cache.pos[slot] = 0
 
-    def _read(self, handles: list[torch.Tensor]) -> list[list[int]]:
-        if not handles:
-            return []
-        flat = torch.cat([h.reshape(-1) for h in handles]).tolist()  # one transfer
-        out, i = [], 0
-        for h in handles:
-            out.append(flat[i : i + h.numel()])
-            i += h.numel()
-        return out
+    def _fetch(self, handles: list[torch.Tensor]) -> list[int]:
+        return torch.cat(handles).tolist()
 
 
 def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,

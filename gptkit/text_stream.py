@@ -75,6 +75,19 @@ def _overlap(text: str, stop: str) -> int:
     return 0
 
 
+def advance(stream: TextStream, update, cancel) -> tuple[str, str | None]:
+    """The new text and finish of one engine Update (gptkit.engine) through its request's TextStream. A stop string
+    in the text finishes the request ("stop"), and cancel(update.key) tells an engine that did not know yet."""
+    text, finish = stream.feed(update.tokens), update.finish
+    if stream.stopped:
+        if finish is None:
+            cancel(update.key)
+        finish = "stop"
+    if finish:
+        text += stream.finish()
+    return text, finish
+
+
 def generate_text(engine, tok, requests: Sequence, stop: Sequence[Sequence[str]] | None = None
                   ) -> Iterator[tuple[int, str, str | None]]:
     """(request index, new text, finish) as the engine produces them: finish is None while a request runs, then
@@ -84,12 +97,6 @@ def generate_text(engine, tok, requests: Sequence, stop: Sequence[Sequence[str]]
         i = update.key
         if i not in streams:
             streams[i] = TextStream(tok, stop[i] if stop else ())
-        text, finish = streams[i].feed(update.tokens), update.finish
-        if streams[i].stopped:  # a stop string: the engine may not know yet
-            if finish is None:
-                engine.cancel(i)
-            finish = "stop"
-        if finish:
-            text += streams[i].finish()
+        text, finish = advance(streams[i], update, engine.cancel)
         if text or finish:
             yield i, text, finish

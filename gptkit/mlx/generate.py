@@ -67,8 +67,7 @@ def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: 
 def decode_step(model, span: int, sampling: bool, filtering: int, state: dict) -> tuple[mx.array, dict]:
     """One token per row at its cache position, as gptkit.generate.decode_step, as a pure function of `state`
     (the cache's arrays and the rows' settings) so that mx.compile can compile it."""
-    cache = KVCache.__new__(KVCache)
-    cache.k, cache.v, cache.pos, cache.span = list(state["k"]), list(state["v"]), state["pos"], span
+    cache = KVCache.of(list(state["k"]), list(state["v"]), state["pos"], span)
     rows = dict(state)
     rows["hist"] = mx.put_along_axis(state["hist"], state["pos"][:, None], state["tokens"][:, None], axis=1)
     logits = model(state["tokens"][:, None], cache=cache)[:, -1]
@@ -107,8 +106,7 @@ class Engine(EngineBase):
         return logits, row
 
     def _put(self, slot: int, row: KVCache) -> None:
-        cache = KVCache.__new__(KVCache)
-        cache.k, cache.v, cache.pos = self.state["k"], self.state["v"], self.state["pos"]
+        cache = KVCache.of(self.state["k"], self.state["v"], self.state["pos"], self.block_size)
         cache.put_row(slot, row)
         self.state.update(k=cache.k, v=cache.v, pos=cache.pos)
 
@@ -149,15 +147,8 @@ class Engine(EngineBase):
     def _reset(self, slot: int) -> None:
         self.state["pos"][slot] = 0
 
-    def _read(self, handles: list[mx.array]) -> list[list[int]]:
-        if not handles:
-            return []
-        flat = mx.concatenate([h.reshape(-1) for h in handles]).tolist()  # one transfer
-        out, i = [], 0
-        for h in handles:
-            out.append(flat[i : i + h.size])
-            i += h.size
-        return out
+    def _fetch(self, handles: list[mx.array]) -> list[int]:
+        return mx.concatenate(handles).tolist()
 
 
 def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,

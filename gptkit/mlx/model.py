@@ -39,6 +39,13 @@ class KVCache:
         self.pos = mx.zeros((batch_size,), dtype=mx.int32)
         self.span = length
 
+    @classmethod
+    def of(cls, k: list[mx.array], v: list[mx.array], pos: mx.array, span: int) -> KVCache:
+        """A cache over existing arrays (the engine keeps them in its state, as mx.compile wants)."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v, cache.pos, cache.span = k, v, pos, span
+        return cache
+
     def write(self, layer: int, k: mx.array, v: mx.array, positions: mx.array):
         """Store k, v (B, n_kv, T, hs) at positions (B, T); the first `span` keys/values and the (B, 1, T, span)
         mask, True where a query may see a key (as gptkit.model.KVCache.write)."""

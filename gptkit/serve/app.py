@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from gptkit.engine import Request
 from gptkit.serve.models import PRETRAINED_TOKENIZERS, Registry, UnknownModel, read_metrics, tokenizer_of
 from gptkit.serve.worker import Job, Overloaded
 
@@ -247,8 +248,6 @@ def merge_tree(tok, token: int) -> dict:
 
 async def _complete(request: HttpRequest, worker, p: dict):
     tok, block = worker.tok, worker.config.block_size
-    from gptkit.engine import Request
-
     prompt_ids = [tok.encode(text, allowed_special="all") for text in p["prompts"]]
     for ids in prompt_ids:
         if not ids:

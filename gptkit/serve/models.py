@@ -81,11 +81,12 @@ class Registry:
             return dict(self._loaded)
 
     def load(self, model_id: str):
-        ids = self.ids()
-        if model_id not in ids:
-            raise UnknownModel(f"the model {model_id!r} does not exist; GET /v1/models lists the models served")
+        """The worker of model_id, loaded on its first request (only then is --runs scanned for it)."""
         with self._lock:
             if model_id not in self._loaded:
+                ids = self.ids()
+                if model_id not in ids:
+                    raise UnknownModel(f"the model {model_id!r} does not exist; GET /v1/models lists the models served")
                 self._loaded[model_id] = self.make_worker(ids[model_id])
             return self._loaded[model_id]
 

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from gptkit.text_stream import TextStream
+from gptkit.text_stream import TextStream, advance
 
 
 class Overloaded(RuntimeError):
@@ -89,13 +89,7 @@ class Worker:
         if job is None:
             return
         i = update.key[1]
-        stream = job.streams[i]
-        text, finish = stream.feed(update.tokens), update.finish
-        if stream.stopped:  # a stop string: cut here, whatever the engine had left to give
-            if finish is None:
-                self.engine.cancel(update.key)
-            finish = "stop"
+        text, finish = advance(job.streams[i], update, self.engine.cancel)
         if finish:
-            text += stream.finish()
             del self.running[update.key]
         job.emit((i, text, len(update.tokens), finish))
