@@ -23,6 +23,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from gptkit.config import GPTConfig
+from gptkit.losses import linear_cross_entropy
 
 ATTENTION = ("sdpa", "explicit")
 
@@ -264,10 +265,12 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
-                logits_at: torch.Tensor | None = None):
+                logits_at: torch.Tensor | None = None, return_logits: bool = True):
         """idx (B, T) -> (logits (B, T, vocab_size), loss or None). With a cache, the tokens go at each row's
         cache position (see KVCache). logits_at (B,): compute the logits of that one position per row only
-        (B, 1, vocab_size): a prefill needs just each prompt's last token."""
+        (B, 1, vocab_size): a prefill needs just each prompt's last token. return_logits=False with targets: (None,
+        loss), the loss computed in chunks that never hold the whole (B, T, vocab) logits (gptkit.losses; what
+        training and evaluation use: the same loss and gradients in a fraction of the memory)."""
         B, T = idx.shape
         if cache is None:
             if T > self.config.block_size:
@@ -287,6 +290,10 @@ class GPT(nn.Module):
             cache.pos.add_(T)
         if logits_at is not None:
             x = x[torch.arange(B, device=x.device), logits_at][:, None]  # (B, 1, C)
+        if targets is not None and not return_logits:
+            h = self.ln_f(x).flatten(0, 1)  # (B * T, C)
+            c = self.config
+            return None, linear_cross_entropy(h, self.lm_head.weight, targets.flatten(), c.vocab_size, c.logit_softcap)
         logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
         if self.config.logit_softcap:  # smoothly bounded to (-cap, cap)
             cap = self.config.logit_softcap
@@ -318,7 +325,7 @@ class Bigram(nn.Module):
         torch.nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
-                logits_at: torch.Tensor | None = None):
+                logits_at: torch.Tensor | None = None, return_logits: bool = True):
         if cache is not None:
             cache.pos.add_(idx.size(1))  # positions only: the next token depends on the last one alone
         if logits_at is not None:

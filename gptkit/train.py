@@ -85,7 +85,7 @@ class TorchBackend(Backend):
             if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
                 self.fwd.require_backward_grad_sync = micro == len(batches) - 1
             with autocast(self.device, self.dtype):
-                _, loss = self.fwd(self._tensor(x), self._tensor(y))
+                _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=False)
             loss = loss / len(batches)  # the mean over micro-batches, as one big batch would give
             total += loss.detach()
             self.scaler.scale(loss).backward()
@@ -110,7 +110,7 @@ class TorchBackend(Backend):
     def eval_loss(self, batches: Sequence[Batch]) -> float:
         self.model.eval()
         with autocast(self.device, self.dtype):
-            losses = [self.model(self._tensor(x), self._tensor(y))[1] for x, y in batches]
+            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=False)[1] for x, y in batches]
         self.model.train()
         return sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
 

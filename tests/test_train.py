@@ -147,8 +147,8 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     tr = trainer(tiny_run(tmp_path, max_iters=20, eval_interval=5))
     fwd = tr.backend.fwd
 
-    def poisoned(x, y):
-        logits, loss = fwd(x, y)
+    def poisoned(x, y, **kw):
+        logits, loss = fwd(x, y, **kw)
         return logits, loss * float("nan") if tr.step >= 7 else loss
 
     tr.backend.fwd = poisoned
