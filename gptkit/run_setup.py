@@ -22,7 +22,7 @@ METRICS = "metrics.jsonl"
 PLOT = "loss.png"
 # Fields a resumed run may change; anything else must match the checkpoint's run.
 RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
-             "progress", "device", "compile", "threads", "peak_flops", "out_dir"}
+             "progress", "device", "compile", "chunked_loss", "threads", "peak_flops", "out_dir"}
 
 
 def lr_at(step: int, t: TrainConfig) -> float:

@@ -57,6 +57,7 @@ class TorchBackend(Backend):
         self.peak_lr = {"adamw": t.lr, "muon": t.muon_lr}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.grad_clip, self.lr = t.grad_clip, t.lr
+        self.return_logits = not t.chunked_loss  # only the loss is used; chunked, the logits are never whole
         self.fwd = self._wrap(self.model, t.compile)
 
     def _wrap(self, model: torch.nn.Module, compile: bool):
@@ -85,7 +86,7 @@ class TorchBackend(Backend):
             if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
                 self.fwd.require_backward_grad_sync = micro == len(batches) - 1
             with autocast(self.device, self.dtype):
-                _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=False)
+                _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=self.return_logits)
             loss = loss / len(batches)  # the mean over micro-batches, as one big batch would give
             total += loss.detach()
             self.scaler.scale(loss).backward()
@@ -110,7 +111,8 @@ class TorchBackend(Backend):
     def eval_loss(self, batches: Sequence[Batch]) -> float:
         self.model.eval()
         with autocast(self.device, self.dtype):
-            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=False)[1] for x, y in batches]
+            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1]
+                      for x, y in batches]
         self.model.train()
         return sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
 

@@ -73,3 +73,13 @@ def test_model_loss_without_logits_equals_the_logits_path(dtype):
     torch.testing.assert_close(mine, ref, **tol)
     for name in ref_grads:
         torch.testing.assert_close(my_grads[name], ref_grads[name], **tol, msg=name)
+
+
+def test_training_with_and_without_chunks(tmp_path):
+    """chunked_loss is a memory choice, not a different run: 12 steps give the same losses to fp32 rounding."""
+    from test_train import tiny_run
+    from gptkit.train import train
+
+    runs = [train(tiny_run(tmp_path, name=f"run{c}", chunked_loss=c)) for c in (False, True)]
+    plain, chunked = ([e[k] for e in r.evals for k in ("train_loss", "val_loss")] for r in runs)
+    assert chunked == pytest.approx(plain, rel=1e-5) and len(plain) == 6
