@@ -8,12 +8,13 @@ training step on a GPU against nanoGPT's own train.py, side by side.
 
 --step: both programs train GPT-2 124M (biases on, as OpenAI's; vocab padded to 50,304) with AdamW, bf16 autocast
 and torch.compile, on GPT-2 tokens of tiny Shakespeare written once in the format both read (uint16 train.bin /
-val.bin), random windows, --micro-steps x --batch-size x 1,024 tokens per step. Each step ends with a host sync on
-both sides (nanoGPT reads its loss every step at log_interval=1; gptkit's timer synchronizes), the first --warmup
-steps (compilation) are dropped, and tokens/s and MFU (gptkit's FLOPs per token, PaLM's 6N + 12LCT, over the GPU's
-datasheet bf16 peak) are printed for both, with the ratio.
+val.bin), random windows, --micro-steps x --batch-size x 1,024 tokens per step. Each program syncs with the host
+as its recipe does: nanoGPT reads its loss every step (log_interval=1, its time per step), gptkit once per
+log_interval (10 in its GPU presets); gptkit's timer waits for the GPU only after the first --warmup steps and
+after the last. The first --warmup steps (compilation) are not timed on either side. Printed for both: ms/step,
+tokens/s, MFU (gptkit's FLOPs per token, PaLM's 6N + 12LCT, over the GPU's datasheet bf16 peak), and the ratio.
 
-For each run: ms per optimizer step (training steps only, evaluation excluded; on the CPU a step is synchronous,
+Without --step, for each run: ms per optimizer step (training steps only, evaluation excluded; on the CPU a step is synchronous,
 so timing Run.train_step is exact), tokens/s, the final val
 loss, the wall time (evaluations included) and the first elapsed second at which val loss <= --target.
 
@@ -45,30 +46,34 @@ NANOGPT_MS_PER_ITER, NANOGPT_SECONDS, NANOGPT_VAL = 34.0, 75.0, 1.886
 ITER_LINE = re.compile(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms")  # nanoGPT's train.py, one line per step
 
 
-def run_one(preset: str, overrides: list[str], out_dir: str) -> dict:
-    """Train in a fresh process (so runs do not share caches or threads); return the summary. On a GPU each timed
-    step waits for the device (a step is otherwise asynchronous)."""
+def run_one(preset: str, overrides: list[str], out_dir: str, sync_after: tuple[int, ...] = ()) -> dict:
+    """Train in a fresh process (so runs do not share caches or threads); return the summary: each step's time
+    and the time at its end. On a GPU a step is asynchronous: the device is waited for after the steps numbered in
+    sync_after (1-based) only, so the times between two of those are exact and nothing else is synchronized."""
     code = (
         "import json, sys, time, torch\n"
         "from gptkit.config import load_run_config\n"
         "from gptkit.runs import Run\n"
         "from gptkit.train import TorchBackend\n"
-        "cfg = load_run_config(sys.argv[1], sys.argv[2:])\n"
+        "cfg = load_run_config(sys.argv[1], sys.argv[2:-1])\n"
         "tr = Run(cfg, TorchBackend())\n"
         "cuda = tr.backend.device.type == 'cuda'\n"
-        "step_times = []\n"
+        "sync_after = {int(s) for s in sys.argv[-1].split(',') if s}\n"
+        "step_times, stamps = [], []\n"
         "inner = tr.train_step\n"
         "def timed():\n"
         "    t = time.perf_counter(); loss = inner()\n"
-        "    torch.cuda.synchronize() if cuda else None; step_times.append(time.perf_counter() - t); return loss\n"
+        "    if cuda and len(stamps) + 1 in sync_after: torch.cuda.synchronize()\n"
+        "    stamps.append(time.perf_counter()); step_times.append(stamps[-1] - t); return loss\n"
         "tr.train_step = timed\n"
         "t = time.perf_counter(); r = tr.run(); wall = time.perf_counter() - t\n"
-        "print(json.dumps({'wall_s': wall, 'step_s': step_times, 'evals': r.evals,\n"
+        "print(json.dumps({'wall_s': wall, 'step_s': step_times, 'stamps': stamps, 'evals': r.evals,\n"
         "                  'tokens_per_step': tr.tokens_per_step, 'dtype': str(tr.backend.dtype),\n"
         "                  'flops_per_token': tr.backend.flops_per_token(cfg.model.block_size),\n"
         "                  'peak_flops': tr.backend.peak_flops(0.0)}))\n"
     )
-    args = [sys.executable, "-c", code, preset, f"--out_dir={out_dir}", "--progress=false", "--sample_tokens=0", *overrides]
+    args = [sys.executable, "-c", code, preset, f"--out_dir={out_dir}", "--progress=false", "--sample_tokens=0", *overrides,
+            ",".join(map(str, sync_after))]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr[-2000:])
@@ -99,8 +104,9 @@ def step_gptkit(args, data: Path, out: str) -> dict:
             f"--block_size={args.block_size}", f"--batch_size={args.batch_size}", f"--max_iters={args.steps}",
             f"--total_batch_tokens={args.batch_size * args.block_size * args.micro_steps}", "--warmup_iters=10",
             f"--eval_interval={args.steps}", "--eval_iters=1", "--sample_tokens=0", *args.override]
-    r = run_one("gpt2_124m", over, out)
-    return {"step_s": sum(r["step_s"][args.warmup:]) / len(r["step_s"][args.warmup:]), "tokens": r["tokens_per_step"],
+    r = run_one("gpt2_124m", over, out, sync_after=(args.warmup, args.steps))
+    step_s = (r["stamps"][args.steps - 1] - r["stamps"][args.warmup - 1]) / (args.steps - args.warmup)
+    return {"step_s": step_s, "tokens": r["tokens_per_step"],
             "flops_per_token": r["flops_per_token"], "peak": r["peak_flops"]}
 
 
