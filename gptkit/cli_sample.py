@@ -1,7 +1,8 @@
 """`gptkit sample`: text from a run, a HF GPT-2 folder or a GPT-2 name, through the generation engine.
 
 --num-samples N runs as one batch of up to --batch-size rows (sample k has seed --seed + k, so its text does not
-depend on the batch size); --stream prints each sample as it is generated, one at a time.
+depend on the batch size); --stream prints each sample as it is generated, one at a time. --draft RUN decodes
+speculatively (gptkit.speculative: the same distribution, the target's greedy ids), one sample at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def add_sample_command(sub) -> None:
                         "then wait for the compiler)")
     add_device(p)
     add_checkpoint(p)
+    p.add_argument("--draft", metavar="MODEL", default=None,
+                   help="a smaller model with the same tokenizer that drafts tokens for MODEL to check (speculative "
+                        "decoding: MODEL's distribution, its greedy text); prints the draft's acceptance rate")
+    p.add_argument("--draft-k", "--draft_k", type=int, default=4, help="tokens drafted per round with --draft")
     p.add_argument("--backend", choices=["torch", "mlx"], default="torch",
                    help="torch, or mlx (Apple's MLX; pip install 'gptkit[mlx]'); both read the same checkpoints")
     p.set_defaults(func=cmd_sample)
@@ -51,6 +56,8 @@ def cmd_sample(args) -> int:
         raise ValueError("--batch-size must be >= 1")
     if any(not s for s in args.stop):
         raise ValueError("--stop needs a non-empty text")
+    if args.draft and (args.backend != "torch" or args.stream):
+        raise ValueError("--draft decodes with --backend torch and prints whole samples; drop --backend mlx / --stream")
     batch = args.batch_size or (1 if args.stream else min(args.num_samples, MAX_BATCH))
     compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
     sync = 1 if args.stream else None
@@ -70,6 +77,11 @@ def cmd_sample(args) -> int:
         from gptkit.weights import load_model
 
         model, src = load_model(args.run_dir, args.checkpoint or "auto", pick_device(args.device))
+        if args.draft:
+            draft = load_model(args.draft, "auto", next(model.parameters()).device)[0]
+            tok = src.load_tokenizer()
+            _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
+            return 0
         engine = Engine(model, batch, compile=compile, sync_every=sync)
     tok = src.load_tokenizer()
     _print_samples(args, engine, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
@@ -119,3 +131,22 @@ def _print_samples(args, engine, tok, prompt: list[int]) -> None:
         if args.stream:
             catch_up()
     catch_up()
+
+
+def _print_drafted(args, target, draft, tok, prompt: list[int]) -> None:
+    """Each sample through speculative decoding, printed whole as _print_samples prints it; the acceptance rate."""
+    from gptkit.speculative import SpeculativeStats, speculative_generate
+    from gptkit.text_stream import TextStream
+
+    total, new_tokens = SpeculativeStats(), 0
+    for k in range(args.num_samples):
+        ids, stats = speculative_generate(target, draft, prompt, args.max_new_tokens, k=args.draft_k,
+                                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                          seed=args.seed + k, stop_token=tok.eot_token)
+        stream = TextStream(tok, args.stop)
+        text = stream.feed(ids) + stream.finish()
+        sys.stdout.write(("\n" + "-" * 40 + "\n" if k else "") + args.prompt + text + "\n")
+        sys.stdout.flush()
+        total, new_tokens = total + stats, new_tokens + len(ids)
+    print(f"gptkit: draft tokens accepted: {total.acceptance_rate:.0%} of {total.proposed}; "
+          f"{new_tokens / max(1, total.target_forwards):.2f} new tokens per target forward", file=sys.stderr)

@@ -4,6 +4,8 @@ the window slide past block_size, chunks of decode steps between two reads, stop
 An engine holds `batch_size` rows ("slots"). `add(request)` prefills a request's prompt into a free slot, `step()`
 runs decode steps for every slot at once and returns what each request gained, and a request that finishes (or is
 cancelled) frees its slot for the next one: requests join a running batch as others leave (continuous batching).
+Requests that join at once (the start of `run`, rows freed at one read-back: `join`) are prefilled together, a few
+forwards of right-padded rows instead of one forward each (`prefill_groups` says which rows share one).
 `run(requests)` does that loop for a list. The tensor work (prefill, one decode step, the slide's re-prefill, the
 read-back) is a backend's: gptkit.generate (PyTorch) and gptkit.mlx.generate (MLX) implement the `_`-hooks below.
 
@@ -32,6 +34,14 @@ from gptkit.config import check_sampling
 
 MIN_SPAN = 16  # the shortest attention span compiled; spans are powers of two up to block_size
 MAX_CONTEXT = 4096  # the cache holds at most this many positions by default (Qwen3 folders say 40,960)
+# A batched prefill pads each row to its group's longest. Up to about PREFILL_FREE tokens a forward costs one read of
+# the weights whatever the tokens (a GPU reaches its arithmetic limit near 300 tokens per forward: ~1000 TFLOP/s
+# over ~3 TB/s at 2 FLOPs per 2-byte weight; a CPU core far sooner), so padding there is free; past it, a padded
+# token costs what a real one does, so a row joins only a group whose longest is at most twice its length (padding
+# at most doubles the group's work, while each group saved is one more read of the weights). PREFILL_TOKENS caps a
+# forward's padded tokens, and so its activations (B x T x 4C for the MLP, B x heads x T^2 on a math attention path).
+PREFILL_FREE = 128
+PREFILL_TOKENS = 8192
 MASK32 = 0xFFFFFFFF
 MIX32 = (0x7FEB352D, 0x846CA68B)  # lowbias32's multipliers (C. Wellons' hash-prospector), for every backend
 
@@ -73,6 +83,11 @@ class Request:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
 
+    def settings(self, vocab_size: int) -> tuple[float, int, float, int]:
+        """(temperature, top_k, top_p, seed) as a backend's per-row state holds them: top_k vocab_size and top_p 1
+        are off. Example: Request((1,), top_k=3, seed=2).settings(10) -> (1.0, 3, 1.0, 2)"""
+        return self.temperature, self.top_k or vocab_size, self.top_p or 1.0, self.seed
+
 
 @dataclass
 class Update:
@@ -104,6 +119,25 @@ def context_length(block_size: int, asked: int | None = None) -> int:
     return asked or min(block_size, MAX_CONTEXT)
 
 
+def prefill_groups(lengths: Sequence[int], budget: int = PREFILL_TOKENS) -> list[list[int]]:
+    """Indices of prompts of these lengths grouped for batched prefill, longest first: a group's rows are padded to
+    its first (longest) row, and a row joins the group while it is at least half that long (or the group's padded
+    tokens stay within PREFILL_FREE) and the padded tokens stay within `budget` (a row longer than that is alone).
+
+    Example: prefill_groups([3, 1, 300, 200, 290]) -> [[2, 4, 3], [0, 1]]
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups:
+            longest, n = lengths[groups[-1][0]], len(groups[-1]) + 1
+            close = 2 * lengths[i] >= longest or n * longest <= PREFILL_FREE
+            if close and n * longest <= budget:
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
 def span_for(length: int, block_size: int) -> int:
     """The attention span for rows of at most `length` positions: a power of two (>= MIN_SPAN), at most block_size.
 
@@ -127,9 +161,11 @@ class EngineBase:
 
     # -- the backend's tensor work ---------------------------------------------------------------------------
 
-    def _prefill(self, slot: int, prompt: list[int], request: Request):
-        """Fill row `slot` with the prompt (positions 0..), set its sampling state, sample its first token (returned
-        as a device handle, not read back)."""
+    def _prefill(self, slots: list[int], prompts: list[list[int]], requests: list[Request], sampling: bool,
+                 filtering: int):
+        """Fill rows `slots` with the prompts (positions 0.., in one forward of the prompts right-padded to the
+        longest), set their sampling state, sample each row's first token (returned as one (n,) device handle, not
+        read back). sampling, filtering: as for _decode, for these requests."""
         raise NotImplementedError
 
     def _decode(self, span: int, sampling: bool, filtering: int):
@@ -172,14 +208,35 @@ class EngineBase:
 
     def add(self, request: Request, key: object = None) -> int:
         """Prefill `request` into a free slot (there must be one: see `free`); its updates carry `key`."""
-        slot = self.slots.index(None)
-        entry = _Slot(key, request)
-        if request.max_new_tokens:
-            prompt = list(request.prompt)[-self.block_size :]  # longer prompts: the model sees the last block_size
-            entry.first, entry.sampled = self._prefill(slot, prompt, request), 1
-            self.pos[slot] = len(prompt)
-        self.slots[slot] = entry
-        return slot
+        return self.join([(key, request)])[0]
+
+    def join(self, items: Sequence[tuple[object, Request]]) -> list[int]:
+        """Prefill (key, request) pairs into free slots (there must be enough: see `free`), batched as
+        `prefill_groups` says; their slots, in order."""
+        if len(items) > self.free:
+            raise ValueError(f"{len(items)} requests but {self.free} free slots; join at most `free` at once")
+        slots, prompts = [], []
+        for key, request in items:
+            slot = self.slots.index(None)
+            self.slots[slot] = _Slot(key, request)
+            slots.append(slot)
+            prompts.append(list(request.prompt)[-self.block_size :])  # longer: the model sees the last block_size
+        todo = [i for i, (_, r) in enumerate(items) if r.max_new_tokens]
+        try:
+            for group in prefill_groups([len(prompts[i]) for i in todo]):
+                rows = [todo[g] for g in group]
+                requests = [items[i][1] for i in rows]
+                first = self._prefill([slots[i] for i in rows], [prompts[i] for i in rows], requests,
+                                      *_sampling_mode(requests))
+                for j, i in enumerate(rows):
+                    entry = self.slots[slots[i]]
+                    entry.first, entry.sampled = first[j : j + 1], 1
+                    self.pos[slots[i]] = len(prompts[i])
+        except BaseException:  # a failed prefill (out of memory, say) leaves no half-joined request behind
+            for slot in slots:
+                self._free(slot)
+            raise
+        return slots
 
     def cancel(self, key: object) -> None:
         """Stop the request of `key` and free its slot (a disconnected client, a stop string found in its text)."""
@@ -219,9 +276,8 @@ class EngineBase:
         an update's key is its request's index. The caller may `cancel(key)` between updates."""
         pending = deque(enumerate(requests))
         while pending or self.busy:
-            while pending and self.free:
-                index, request = pending.popleft()
-                self.add(request, key=index)
+            if pending and self.free:
+                self.join([pending.popleft() for _ in range(min(self.free, len(pending)))])
             yield from self.step()
 
     def _make_room(self) -> None:

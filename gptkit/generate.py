@@ -117,11 +117,9 @@ class _Rows:
         vocab = mix32(torch.arange(vocab_size, dtype=torch.long, device=device))
         return cls(longs(), hist, floats, longs(), floats.clone(), longs(), longs(), vocab)
 
-    def row(self, b: int) -> _Rows:
-        """Row b as a batch of one, sharing storage."""
-        s = slice(b, b + 1)
-        return _Rows(self.tokens[s], self.hist[s], self.temperature[s], self.top_k[s], self.top_p[s], self.seed[s],
-                     self.count[s], self.vocab_hash)
+    def take(self, index: torch.Tensor) -> _Rows:
+        """Rows `index` (n,) as a batch of n (copies, for reading)."""
+        return _Rows(*(t[index] for t in self.tensors()), self.vocab_hash)
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.tokens, self.hist, self.temperature, self.top_k, self.top_p, self.seed, self.count]
@@ -173,21 +171,26 @@ class Engine(EngineBase):
         return torch.tensor(values, dtype=dtype, device=self.device)
 
     @torch.no_grad()
-    def _prefill(self, slot: int, prompt: list[int], request: Request) -> torch.Tensor:
-        V, r, T = self.model.config.vocab_size, self.rows, len(prompt)
-        r.temperature[slot], r.top_k[slot] = request.temperature, request.top_k or V
-        r.top_p[slot], r.seed[slot], r.count[slot] = request.top_p or 1.0, request.seed, 0
-        ids = self._tensor([prompt])
-        r.hist[slot, :T] = ids[0]
-        view = self.cache.rows(slot, slot + 1)
-        view.pos.zero_()
-        view.span = T
-        logits = self.model(ids, cache=view, logits_at=self._tensor([T - 1]))[0][:, -1]
-        row = r.row(slot)
-        nxt = sample_rows(logits, row, request.temperature > 0, -1 if request.top_k or request.top_p else 0)
-        row.count.add_(1)
-        row.tokens.copy_(nxt)
+    def _prefill(self, slots: list[int], prompts: list[list[int]], requests: list[Request], sampling: bool,
+                 filtering: int) -> torch.Tensor:
+        r, index = self.rows, self._tensor(slots)
+        temperature, top_k, top_p, seed = zip(*[q.settings(self.model.config.vocab_size) for q in requests])
+        r.temperature[index], r.top_p[index] = (self._tensor(x, torch.float32) for x in (temperature, top_p))
+        r.top_k[index], r.seed[index], r.count[index] = self._tensor(top_k), self._tensor(seed), 0
+        T = max(map(len, prompts))
+        ids = self._tensor([p + [0] * (T - len(p)) for p in prompts])  # (n, T): right-padded to the longest
+        r.hist[index, :T] = ids  # the padding lies beyond each row's length: decode steps overwrite it first
+        logits = self._fill(index, ids, self._tensor([len(p) for p in prompts]))
+        nxt = sample_rows(logits, r.take(index), sampling, filtering)
+        r.count[index], r.tokens[index] = 1, nxt
         return nxt
+
+    def _fill(self, index: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Fill rows `index` (n,) of the cache with ids (n, T) from position 0 (gptkit.model.KVCache.fill), each
+        row's position then its length (n,); the (n, V) logits at each row's last real token."""
+        logits = self.model(ids, cache=self.cache.fill(index), logits_at=lengths - 1)[0][:, -1]
+        self.cache.pos[index] = lengths
+        return logits
 
     @torch.no_grad()
     def _decode(self, span: int, sampling: bool, filtering: int) -> torch.Tensor:
@@ -206,11 +209,9 @@ class Engine(EngineBase):
     def _slide(self, slot: int) -> None:
         bs, keep, r = self.block_size, self.keep, self.rows
         r.hist[slot, : keep - 1] = r.hist[slot, bs - keep + 1 :].clone()
-        view = self.cache.rows(slot, slot + 1)
-        view.pos.zero_()
+        self.cache.pos[slot] = 0
         if keep > 1:
-            view.span = keep - 1
-            self.model(r.hist[slot : slot + 1, : keep - 1], cache=view, logits_at=self._tensor([keep - 2]))
+            self._fill(self._tensor([slot]), r.hist[slot : slot + 1, : keep - 1], self._tensor([keep - 1]))
 
     def _reset(self, slot: int) -> None:
         self.cache.pos[slot] = 0

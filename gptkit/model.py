@@ -58,6 +58,17 @@ class KVCache:
         view.pos, view.span, view.dense = self.pos[start:stop], self.span, False
         return view
 
+    def fill(self, index: torch.Tensor) -> KVCache:
+        """A cache through which a forward of T tokens fills rows `index` (n,) at positions 0..T-1 (a prefill):
+        attention is plain causal over those T tokens, so each prompt of a right-padded batch fills its row as if
+        alone, and the keys the padding writes lie beyond the row's length, where nothing reads them (the row's next
+        token overwrites slot pos, the mask hides slots > pos). The view's pos (n,) starts at 0; this cache's pos is
+        the caller's to set (each row's real length)."""
+        view = object.__new__(_Fill)
+        view.k, view.v, view.index = self.k, self.v, index
+        view.pos, view.span, view.dense = torch.zeros_like(index), 0, False
+        return view
+
     def tensors(self) -> list[torch.Tensor]:
         return [*self.k, *self.v, self.pos]
 
@@ -76,6 +87,17 @@ class KVCache:
         slots = torch.arange(self.span, device=positions.device)
         mask = slots[None, None, :] <= positions[:, :, None]  # (B, T, span)
         return k, v, mask[:, None]
+
+
+class _Fill(KVCache):
+    """KVCache.fill's view: writes go to rows `index` from position 0, and attention is causal over the new tokens."""
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
+        T = k.size(2)
+        k, v = k.to(self.k[layer].dtype), v.to(self.v[layer].dtype)  # attend to what later steps will read
+        self.k[layer][self.index, :, :T] = k  # (n, n_kv, T, hs) into the chosen rows
+        self.v[layer][self.index, :, :T] = v
+        return k, v, None
 
 
 # -- the options, one small piece each ---------------------------------------------------------------

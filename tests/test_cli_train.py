@@ -53,8 +53,18 @@ def test_sample_num_samples_stream_and_long_prompt(run_dir, capsys):
     assert "100 tokens; the model sees the last 64" in err
 
 
+def test_sample_with_a_draft_prints_the_targets_greedy_text_and_the_acceptance(run_dir, capsys):
+    argv = ["sample", str(run_dir), "--temperature", "0", "--max-new-tokens", "30", "--num-samples", "2"]
+    plain = run(capsys, *argv)[1]
+    rc, out, err = run(capsys, *argv, "--draft", str(run_dir), "--draft-k", "3")  # the run drafts for itself
+    assert rc == 0 and out == plain and "draft tokens accepted: 100% of" in err
+    rc, out, err = run(capsys, "sample", str(run_dir), "--draft", str(run_dir), "--max-new-tokens", "20", "--seed", "1")
+    assert rc == 0 and out.startswith("\n") and "new tokens per target forward" in err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["sample", "/nonexistent/run"], "no such run dir"),
+    (["sample", "{run}", "--draft", "{run}", "--stream"], "drop --backend mlx / --stream"),
     (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
     (["sample", "{run}", "--prompt", ""], "the prompt is empty"),
     (["sample", "{run}", "--device", "cuda"], "no CUDA GPU"),

@@ -259,3 +259,97 @@ def test_attention_reads_a_power_of_two_span():
 
     assert [span_for(n, 1024) for n in (1, 16, 17, 100, 1000, 1024)] == [16, 16, 32, 128, 1024, 1024]
     assert span_for(900, 1000) == 1000 and math.log2(span_for(300, 4096)) == 9
+
+
+def test_prefill_groups_pad_rows_of_close_lengths_within_the_budget():
+    from gptkit.engine import PREFILL_FREE, prefill_groups
+
+    assert prefill_groups([3, 1, 300, 200, 290]) == [[2, 4, 3], [0, 1]]  # the docstring's example
+    lengths = [1, 5, 40, 41, 90, 200, 201, 390, 400, 1000, 1024, 1024, 3000, 4096, 4096]
+    groups = prefill_groups(lengths, budget=4096)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        longest = lengths[g[0]]
+        assert all(lengths[i] <= longest for i in g)
+        assert len(g) == 1 or len(g) * longest <= 4096  # a row longer than the budget goes alone
+        assert all(2 * lengths[i] >= longest for i in g) or len(g) * longest <= PREFILL_FREE
+    assert prefill_groups([]) == [] and prefill_groups([7]) == [[0]]
+
+
+def _spy_fills(engine):
+    """Record each batched prefill of `engine` (both backends name it _fill): (rows filled, their logits)."""
+    fills, real = [], engine._fill
+
+    def spy(index, ids, lengths):
+        logits = real(index, ids, lengths)
+        fills.append((index.tolist(), logits))
+        return logits
+
+    engine._fill = spy
+    return fills
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_batched_prefill_equals_one_by_one_and_the_uncached_model(pos):
+    m = _model(pos)
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13]]
+    requests = [Request(p, 6, temperature=0) for p in prompts]
+    engine = Engine(m, 4)
+    fills = _spy_fills(engine)
+    seen, real_forward = [], m.forward
+
+    def spy(idx, *a, **kw):
+        out = real_forward(idx, *a, **kw)
+        if idx.shape[1] == 1 and not seen:  # the first decode step: every row's first token at its position
+            seen.append(out[0][:, -1].clone())
+        return out
+
+    m.forward = spy
+    try:
+        got = generate_ids(engine, requests)
+    finally:
+        m.forward = real_forward
+    assert [rows for rows, _ in fills] == [[2, 0, 3, 1]]  # one forward for the four rows, longest first
+    with torch.no_grad():
+        uncached = torch.stack([m(torch.tensor([p]))[0][0, -1] for p in prompts])
+        alone = []
+        for r in requests:
+            one = Engine(m, 1)
+            one_fills = _spy_fills(one)
+            alone.append(generate_ids(one, [r])[0])
+            assert len(one_fills) == 1
+            torch.testing.assert_close(one_fills[0][1][0], uncached[len(alone) - 1], atol=1e-5, rtol=1e-5)
+        batched = torch.zeros_like(uncached)
+        batched[[2, 0, 3, 1]] = fills[0][1]  # the fill's rows are slots 2, 0, 3, 1; slot i holds request i
+        torch.testing.assert_close(batched, uncached, atol=1e-5, rtol=1e-5)
+        # the padding written beyond the short rows' lengths is never seen: the next step equals the uncached model
+        nxt = torch.stack([m(torch.tensor([p + g[:1]]))[0][0, -1] for p, g in zip(prompts, got)])
+        torch.testing.assert_close(seen[0], nxt, atol=1e-5, rtol=1e-5)
+    assert got == alone == [_uncached_greedy(m, p, 6) for p in prompts]
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_rows_freed_at_one_read_back_are_prefilled_together(pos, monkeypatch):
+    import gptkit.engine
+
+    m = _model(pos)
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11], [12, 13], [3, 3, 3, 3, 3, 3], [7], [9, 8, 7, 6, 5, 4, 3]]
+    requests = [Request(p, 5, temperature=0) for p in prompts]  # the same length: rows finish at the same step
+    want = [_uncached_greedy(m, p, 5) for p in prompts]
+    engine = Engine(m, 3)
+    fills = _spy_fills(engine)
+    assert generate_ids(engine, requests) == want
+    assert [len(rows) for rows, _ in fills] == [3, 3, 1]  # 7 requests through 3 rows: three prefill forwards
+    monkeypatch.setattr(gptkit.engine, "PREFILL_FREE", 1)  # lengths 7, 2, 6, 1 then pad by at most 2x: two groups
+    engine = Engine(m, 4, sync_every=2)
+    fills = _spy_fills(engine)
+    assert generate_ids(engine, requests[2:6]) == want[2:6]
+    assert [rows for rows, _ in fills] == [[0, 2], [1, 3]]
+
+
+def test_join_needs_free_slots_and_request_settings():
+    engine = Engine(_model(), 2)
+    with pytest.raises(ValueError, match="free slots"):
+        engine.join([(i, Request((1,), 3)) for i in range(3)])
+    assert engine.join([("a", Request((1,), 3)), ("b", Request((2, 3), 0))]) == [0, 1] and engine.free == 0
+    assert Request((1,), top_k=3, seed=2).settings(10) == (1.0, 3, 1.0, 2)  # the docstring's example

@@ -166,3 +166,27 @@ def test_cli_sample_backend_mlx_equals_torch_greedy(tmp_path, capsys):
                      "--backend", backend]) == 0
         outs[backend] = capsys.readouterr().out
     assert outs["mlx"] == outs["torch"] and len(outs["mlx"]) > 60
+
+
+@pytest.mark.parametrize("name", ["gpt2-like", "rope"])
+def test_batched_prefill_equals_one_by_one_torch_and_the_uncached_model(name):
+    """Six prompts of lengths 1..12 through four rows: two batched prefills (4 rows, then the 2 that join when the
+    first four finish together); each fill's logits equal an uncached forward, greedy ids equal one-by-one and torch."""
+    from test_generate import _spy_fills
+
+    from gptkit.engine import Request, generate_ids
+
+    tm, xm = pair(CONFIGS[name], seed=3)
+    rng = np.random.default_rng(5)
+    prompts = [rng.integers(0, CONFIGS[name].vocab_size, n).tolist() for n in (5, 1, 12, 3, 8, 2)]
+    requests = [Request(tuple(p), 8, temperature=0) for p in prompts]
+    engine = mg.Engine(xm, 4)
+    fills = _spy_fills(engine)
+    got = generate_ids(engine, requests)
+    assert got == [mg.generate(xm, p, 8, temperature=0) for p in prompts]
+    assert got == [generate(tm, p, 8, temperature=0) for p in prompts]
+    assert [rows for rows, _ in fills] == [[2, 0, 3, 1], [0, 1]]  # longest first; slots 0, 1 freed for 4 and 5
+    for (rows, logits), first in zip(fills, (0, 4)):
+        for row, have in zip(rows, logits):
+            want = np.array(xm(mx.array([prompts[first + row]]))[0, -1])
+            np.testing.assert_allclose(np.array(have), want, atol=1e-5)

@@ -73,6 +73,16 @@ def assert_cache_equals_no_cache(m) -> None:
     torch.testing.assert_close(step, torch.stack([full[0, :4], full[1, 3:7]]), atol=1e-5, rtol=1e-5)
     last = m(idx[:, :6], logits_at=torch.tensor([2, 5]))[0]  # (2, 1, V)
     torch.testing.assert_close(last[:, 0], torch.stack([full[0, 2], full[1, 5]]), atol=1e-5, rtol=1e-5)
+    # A right-padded prefill through a fill view: rows 0 and 2 of three, row 2 holding 4 real tokens and 3 of
+    # padding; row 1 stays untouched, and the next tokens (row 2's from position 4) see only the real ones.
+    cache, ids = m.new_cache(3), idx[:, :7].clone()
+    ids[1, 4:] = 0
+    first = m(ids, cache=cache.fill(torch.tensor([0, 2])), logits_at=torch.tensor([6, 3]))[0][:, 0]
+    torch.testing.assert_close(first, torch.stack([full[0, 6], full[1, 3]]), atol=1e-5, rtol=1e-5)
+    assert all(not k[1].any() for k in cache.k) and cache.pos.tolist() == [0, 0, 0]  # pos is the caller's to set
+    cache.pos[:] = torch.tensor([7, 0, 4])
+    step = m(torch.stack([idx[0, 7:9], idx[0, :2], idx[1, 4:6]]), cache=cache)[0]
+    torch.testing.assert_close(step[[0, 2]], torch.stack([full[0, 7:9], full[1, 4:6]]), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])

@@ -98,32 +98,30 @@ class Engine(EngineBase):
             "vocab_hash": mix32(mx.arange(V).astype(mx.uint32)),
         }
 
-    def _one_row(self, ids: list[int]) -> tuple[mx.array, KVCache]:
-        """Logits of the last of `ids` through a fresh one-row cache (filled from position 0), and that cache."""
-        row = self.model.new_cache(1, length=self.block_size)
-        row.span = len(ids)
-        logits = self.model(mx.array([ids]), cache=row, logits_at=mx.array([len(ids) - 1]))[:, -1]
-        return logits, row
-
-    def _put(self, slot: int, row: KVCache) -> None:
-        cache = KVCache.of(self.state["k"], self.state["v"], self.state["pos"], self.block_size)
-        cache.put_row(slot, row)
-        self.state.update(k=cache.k, v=cache.v, pos=cache.pos)
-
-    def _prefill(self, slot: int, prompt: list[int], request: Request) -> mx.array:
-        s, T = self.state, len(prompt)
-        settings = {"temperature": request.temperature, "top_k": request.top_k or self.model.config.vocab_size,
-                    "top_p": request.top_p or 1.0, "seed": (request.seed ^ (request.seed >> 32)) & MASK32, "count": 0}
-        for name, value in settings.items():
-            s[name][slot] = value
-        s["hist"][slot, :T] = mx.array(prompt, dtype=mx.int32)
-        logits, row = self._one_row(prompt)
-        self._put(slot, row)
-        one = {name: s[name][slot : slot + 1] for name in settings} | {"vocab_hash": s["vocab_hash"]}
-        nxt = sample_rows(logits, one, request.temperature > 0, -1 if request.top_k or request.top_p else 0)
-        nxt = nxt.astype(mx.int32)
-        s["tokens"][slot], s["count"][slot] = nxt[0], 1
+    def _prefill(self, slots: list[int], prompts: list[list[int]], requests: list[Request], sampling: bool,
+                 filtering: int) -> mx.array:
+        s, index, names = self.state, mx.array(slots), ("temperature", "top_k", "top_p", "seed")
+        temperature, top_k, top_p, seed = zip(*[q.settings(self.model.config.vocab_size) for q in requests])
+        seed = [(x ^ (x >> 32)) & MASK32 for x in seed]  # folded to 32 bits, as gptkit.generate.uniform folds it
+        for name, values in zip(names, (temperature, top_k, top_p, seed)):
+            s[name][index] = mx.array(values, dtype=s[name].dtype)
+        s["count"][index] = 0
+        T = max(map(len, prompts))
+        ids = mx.array([p + [0] * (T - len(p)) for p in prompts], dtype=mx.int32)  # (n, T): right-padded
+        s["hist"][index, :T] = ids  # the padding lies beyond each row's length: decode steps overwrite it first
+        logits = self._fill(index, ids, mx.array([len(p) for p in prompts], dtype=mx.int32))
+        rows = {name: s[name][index] for name in (*names, "count")} | {"vocab_hash": s["vocab_hash"]}
+        nxt = sample_rows(logits, rows, sampling, filtering).astype(mx.int32)
+        s["tokens"][index], s["count"][index] = nxt, 1
         return nxt
+
+    def _fill(self, index: mx.array, ids: mx.array, lengths: mx.array) -> mx.array:
+        """Fill rows `index` (n,) of the cache with ids (n, T) from position 0 (KVCache.fill), each row's position
+        then its length (n,); the (n, V) logits at each row's last real token."""
+        cache = KVCache.of(self.state["k"], self.state["v"], self.state["pos"], self.block_size)
+        logits = self.model(ids, cache=cache.fill(index), logits_at=lengths - 1)[:, -1]
+        self.state["pos"][index] = lengths
+        return logits
 
     def _decode(self, span: int, sampling: bool, filtering: int) -> mx.array:
         key = (span, sampling, filtering)
@@ -138,11 +136,9 @@ class Engine(EngineBase):
         bs, keep, s = self.block_size, self.keep, self.state
         window = s["hist"][slot, bs - keep + 1 :]
         s["hist"][slot, : keep - 1] = window
+        self._reset(slot)
         if keep > 1:
-            _, row = self._one_row(window.tolist())
-            self._put(slot, row)
-        else:
-            self._reset(slot)
+            self._fill(mx.array([slot]), window[None], mx.array([keep - 1], dtype=mx.int32))
 
     def _reset(self, slot: int) -> None:
         self.state["pos"][slot] = 0

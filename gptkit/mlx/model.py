@@ -27,7 +27,7 @@ def gelu(x: mx.array, approximate: str) -> mx.array:
 class KVCache:
     """gptkit.model.KVCache in MLX: preallocated (B, n_kv_head, block_size, hs) keys and values per layer, each row's
     next position `pos` (B,), and the `span` of slots attention reads. MLX arrays are values, so `write` replaces
-    a layer's buffers; a row is filled by running a one-row cache and copying it in (`put_row`)."""
+    a layer's buffers; rows are prefilled through a `fill` view, as in torch."""
 
     def __init__(self, config: GPTConfig, batch_size: int, dtype=mx.float32, n_layer: int | None = None,
                  length: int | None = None) -> None:
@@ -55,12 +55,24 @@ class KVCache:
         mask = mx.arange(self.span)[None, None, :] <= positions[:, :, None]  # (B, T, span)
         return self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span], mask[:, None]
 
-    def put_row(self, b: int, row: KVCache) -> None:
-        """Row b becomes the one row of `row` (keys, values and position)."""
-        for mine, theirs in ((self.k, row.k), (self.v, row.v)):
-            for layer, t in enumerate(theirs):
-                mine[layer][b] = t[0]
-        self.pos[b] = row.pos[0]
+    def fill(self, index: mx.array) -> KVCache:
+        """A cache through which a forward of T tokens fills rows `index` (n,) at positions 0..T-1, attention causal
+        over those T tokens (padding beyond a row's length is never read), as gptkit.model.KVCache.fill; this
+        cache's pos is the caller's to set."""
+        view = _Fill.of(self.k, self.v, mx.zeros(index.shape, dtype=mx.int32), 0)
+        view.index = index
+        return view
+
+
+class _Fill(KVCache):
+    """KVCache.fill's view: writes go to rows `index` from position 0, and attention is causal over the new tokens."""
+
+    def write(self, layer: int, k: mx.array, v: mx.array, positions: mx.array):
+        T = k.shape[2]
+        k, v = k.astype(self.k[layer].dtype), v.astype(self.v[layer].dtype)
+        self.k[layer][self.index, :, :T] = k  # (n, n_kv, T, hs) into the chosen rows (the list's arrays, in place)
+        self.v[layer][self.index, :, :T] = v
+        return k, v, mx.arange(T)[None, :] <= mx.arange(T)[:, None]  # (T, T) causal
 
 
 def _causal_mask(T: int) -> mx.array:

@@ -74,15 +74,17 @@ class Worker:
             if job.cancelled:
                 self.engine.cancel(key)
                 del self.running[key]
+        joining = []  # prefilled together (gptkit.engine.EngineBase.join)
         with self.lock:
-            while self.waiting and self.engine.free:
+            while self.waiting and self.engine.free > len(joining):
                 job, i = self.waiting.popleft()
                 if job.cancelled:
                     continue
                 key = (id(job), i)
                 job.streams[i] = TextStream(self.tok, job.stops)
                 self.running[key] = job
-                self.engine.add(job.requests[i], key=key)
+                joining.append((key, job.requests[i]))
+        self.engine.join(joining)
 
     def _deliver(self, update) -> None:
         job = self.running.get(update.key)
