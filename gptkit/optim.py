@@ -25,20 +25,21 @@ NS_STEPS = 5
 
 
 def newton_schulz(G: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """An approximation of U V^T for G = U S V^T (singular values pushed into ~[0.7, 1.2]), in `dtype`.
+    """An approximation of U V^T for G = U S V^T (singular values pushed into ~[0.7, 1.2]), in `dtype`; G (r, c), or a
+    stack (n, r, c) of same-shaped matrices, each orthogonalized on its own (one batched matmul instead of n).
 
     Example: G = diag(3, 0.5) -> about diag(1, 1) (each singular value moves towards 1).
     """
     a, b, c = NS_COEFFICIENTS
     X = G.to(dtype)
-    tall = X.size(0) > X.size(1)
+    tall = X.size(-2) > X.size(-1)
     if tall:  # iterate on the smaller Gram matrix
-        X = X.T
-    X = X / (X.norm() + 1e-7)  # spectral norm <= Frobenius norm <= 1: inside the iteration's basin
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= Frobenius norm <= 1: inside the basin
     for _ in range(steps):
-        A = X @ X.T
+        A = X @ X.mT
         X = a * X + (b * A + c * (A @ A)) @ X
-    return (X.T if tall else X).to(G.dtype)
+    return (X.mT if tall else X).to(G.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -58,6 +59,7 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure=None):
         for group in self.param_groups:
             m = group["momentum"]
+            by_shape: dict[tuple, list] = {}  # same-shaped matrices (one per layer) share one batched Newton-Schulz
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -66,9 +68,12 @@ class Muon(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p)
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - m)
-                update = p.grad.lerp(buf, m) if group["nesterov"] else buf
-                scale = math.sqrt(max(1.0, p.size(0) / p.size(1)))
-                p.add_(newton_schulz(update, dtype=self.ns_dtype), alpha=-group["lr"] * scale)
+                by_shape.setdefault(tuple(p.shape), []).append((p, p.grad.lerp(buf, m) if group["nesterov"] else buf))
+            for (rows, cols), items in by_shape.items():
+                ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
+                scale = math.sqrt(max(1.0, rows / cols))
+                for (p, _), o in zip(items, ortho):
+                    p.add_(o, alpha=-group["lr"] * scale)
 
 
 def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device,

@@ -248,3 +248,14 @@ def test_compile_wraps_the_training_step_only(tmp_path, monkeypatch):
     rng = torch.get_rng_state()
     text = tr.sample_text()  # on the plain module, from its own generator
     assert text.startswith("\n") and len(text) == 1 + 5 and torch.equal(torch.get_rng_state(), rng)
+
+
+def test_attention_path_for_training():
+    # bf16 on a CPU at short contexts: the explicit path (torch's CPU flash backward is 2x slower there, see
+    # attention_for's docstring); everything else keeps SDPA
+    from gptkit.train import attention_for
+
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    assert attention_for(cpu, bf16, 64) == attention_for(cpu, bf16, 128) == "explicit"
+    assert attention_for(cpu, bf16, 256) == attention_for(cpu, torch.float32, 64) == "sdpa"
+    assert attention_for(torch.device("cuda"), bf16, 64) == "sdpa"
