@@ -3,6 +3,7 @@
     python bench/speedrun.py                              # the default preset; nanoGPT's figure quoted
     python bench/speedrun.py --nanogpt ~/src/nanoGPT      # also runs nanoGPT's own train.py, its CPU recipe
     python bench/speedrun.py --ablation                   # the README's table: options one at a time
+    python bench/speedrun.py --variants                   # the default preset, and the same in fp32
     python bench/speedrun.py --runs shakespeare_char_gpt2 --target 1.88
 
 Each run is a fresh process, timed from its launch (imports included) to the first evaluation printing
@@ -43,6 +44,9 @@ ADD_ONE = [
     ("untied head", ["--tie_weights=false"]),
 ]
 
+DEFAULT_VARIANTS = [  # the default recipe run otherwise, printed first (also without --ablation: --variants)
+    ("in fp32 (as on a CPU without native bf16)", ["--dtype=float32"]),
+]
 REMOVE_ONE = [
     ("Muon (AdamW for every weight)", ["--optimizer=adamw"]),
     ("rotary (learned positions)", ["--pos=learned"]),
@@ -101,6 +105,7 @@ def main() -> None:
     ap.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout: run its CPU recipe side by side")
     ap.add_argument("--ablation", action="store_true", help="each option added to shakespeare_char_gpt2, and "
                     "each removed from the default recipe")
+    ap.add_argument("--variants", action="store_true", help="the default recipe in fp32 too")
     args = ap.parse_args()
     print(f"| run | to val <= {args.target} | vs nanoGPT | final val | wall |\n|---|---|---|---|---|")
     if args.nanogpt:
@@ -111,6 +116,9 @@ def main() -> None:
         print(row("nanoGPT's CPU recipe (recorded, not run)", ref, ref), flush=True)
     for preset in args.runs:
         print(row(f"gptkit {preset}", run_gptkit(preset, [], args.target), ref), flush=True)
+    if args.variants or args.ablation:
+        for name, over in DEFAULT_VARIANTS:
+            print(row(f"default {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
     if args.ablation:
         print(row("gptkit shakespeare_char_gpt2 (the base)", run_gptkit("shakespeare_char_gpt2", [], args.target), ref))
         for name, over in ADD_ONE:
