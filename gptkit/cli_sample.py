@@ -72,13 +72,14 @@ def cmd_sample(args) -> int:
         engine = Engine(model, batch, compile=compile is not False, sync_every=sync)
     else:
         need_torch("sample")
-        from gptkit.generate import Engine
+        from gptkit.generate import Engine, for_cpu_decoding
         from gptkit.runtime import pick_device
         from gptkit.weights import load_model
 
         model, src = load_model(args.run_dir, args.checkpoint or "auto", pick_device(args.device))
+        for_cpu_decoding(model, batch)  # inference only: the CPU's faster weight layout for a few rows
         if args.draft:
-            draft = load_model(args.draft, "auto", next(model.parameters()).device)[0]
+            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0])
             tok = src.load_tokenizer()
             _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
             return 0

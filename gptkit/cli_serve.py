@@ -32,11 +32,12 @@ def make_worker_factory(device: str, batch_size: int, queue: int, compile="auto"
     """spec -> a Worker running that model's engine (loads the weights; called on a model's first request)."""
 
     def make(spec: str):
-        from gptkit.generate import Engine
+        from gptkit.generate import Engine, for_cpu_decoding
         from gptkit.serve.worker import Worker
         from gptkit.weights import load_model
 
         model, src = load_model(spec, "auto", device)
+        for_cpu_decoding(model, batch_size)
         return Worker(Engine(model, batch_size, compile=compile), src.load_tokenizer(), src.config, queue)
 
     return make

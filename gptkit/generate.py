@@ -220,6 +220,33 @@ class Engine(EngineBase):
         return torch.cat(handles).tolist()
 
 
+FAST_LAYOUT_ROWS = 3  # for_cpu_decoding: up to this many rows per step the (in, out) layout is faster (measured)
+
+
+def for_cpu_decoding(model, rows: int = 1):
+    """Lay every Linear weight of an inference-only model out in (in, out) memory order when it will decode `rows`
+    rows per step on a CPU, values unchanged (a transposed view of a transposed copy: nn.Linear still sees the same
+    (out, in) tensor); return the model.
+
+    torch's CPU matmul (MKL) multiplies 1-3 rows by nn.Linear's (out, in) layout one row at a time, and reads the
+    (in, out) layout about twice as fast there; from 4 rows it switches to a matrix product that prefers (out, in).
+    GPT-2 124M, 2 threads, ms per step (30 block matrices of 3072 x 768 | the 50,257 x 768 head):
+    1 row 25.5 -> 14.7 | 13.5 -> 6.9; 2 rows 43.3 -> 23.9 | 27.5 -> 13.9; 3 rows 57.6 -> 30.0; 4 rows 34.1 -> 58.8;
+    8 rows 28.3 -> 35.4. So only engines of at most FAST_LAYOUT_ROWS rows get it; elsewhere (more rows, CUDA, MPS)
+    nothing changes. The tied head and embedding share one layout (an embedding row read is then strided: one row
+    per token). Not for a model that trains afterwards: gradients and optimizer state would come in the other layout
+    (the training loop's samples decode on the model as it is).
+
+    Example: a Linear weight of shape (3, 2) gets strides (1, 3) instead of (2, 1)."""
+    if rows > FAST_LAYOUT_ROWS or next(model.parameters()).device.type != "cpu":
+        return model
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.T.contiguous().T  # idempotent: a tied weight twice is fine
+    return model
+
+
 def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int = 0, stop_token: int | None = None, compile: bool | str = False
              ) -> list[int]:
