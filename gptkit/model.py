@@ -51,13 +51,6 @@ class KVCache:
         self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.span, self.dense = length, False  # dense: every row's pos + T == span, so no mask is needed
 
-    def rows(self, start: int, stop: int) -> KVCache:
-        """The cache of rows start..stop-1, sharing storage: a forward through it fills those rows in place."""
-        view = object.__new__(KVCache)
-        view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
-        view.pos, view.span, view.dense = self.pos[start:stop], self.span, False
-        return view
-
     def fill(self, index: torch.Tensor) -> KVCache:
         """A cache through which a forward of T tokens fills rows `index` (n,) at positions 0..T-1 (a prefill):
         attention is plain causal over those T tokens, so each prompt of a right-padded batch fills its row as if
