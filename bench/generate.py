@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from gptkit.engine import Request, generate_ids
-    from gptkit.generate import FAST_LAYOUT_ROWS, Engine, for_cpu_decoding
+    from gptkit.generate import Engine, for_cpu_decoding
     from gptkit.weights import load_model
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -97,7 +97,6 @@ def main() -> None:
             from gptkit.mlx.weights import load_model as load_mlx
 
             mlx_model = load_mlx(args.model or folder)[0]
-    few_rows = for_cpu_decoding(copy.deepcopy(ours), 1)  # the weight layout gptkit sample/serve give 1-3 rows on a CPU
     cfg = ours.config
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
     bandwidth = read_bandwidth(device)
@@ -111,7 +110,8 @@ def main() -> None:
         prompts = torch.randint(0, cfg.vocab_size, (B, P), generator=g)
         settings = dict(temperature=1.0, top_k=50) if sampled else dict(temperature=0.0)
         requests = [Request(tuple(row), n, seed=i, **settings) for i, row in enumerate(prompts.tolist())]
-        engine = Engine(few_rows if B <= FAST_LAYOUT_ROWS else ours, B, compile=compile)  # as gptkit sample lays it out
+        # as gptkit sample and serve run it: oneDNN's linear for B rows on a CPU in fp32, eager (elsewhere as it is)
+        engine = Engine(ours if compile is True else for_cpu_decoding(copy.deepcopy(ours), B), B, compile=compile)
         ours_s = _timed(lambda: generate_ids(engine, requests), device)
         line = f"{case:>8} {B * n / ours_s:13,.1f}"
         if args.no_hf:

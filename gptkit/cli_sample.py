@@ -77,10 +77,10 @@ def cmd_sample(args) -> int:
         from gptkit.weights import load_model
 
         model, src = load_model(args.run_dir, args.checkpoint or "auto", pick_device(args.device))
-        # inference only: the CPU's faster weight layout for steps of a few rows (a target checks k + 1 tokens)
-        for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)
+        if compile is not True:  # inference only, eager: oneDNN's kernel for the few rows of a decode step on a CPU
+            for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)  # a target checks k + 1 tokens
         if args.draft:
-            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0], 1)
+            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0])
             tok = src.load_tokenizer()
             _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
             return 0

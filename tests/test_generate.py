@@ -355,22 +355,28 @@ def test_join_needs_free_slots_and_request_settings():
     assert Request((1,), top_k=3, seed=2).settings(10) == (1.0, 3, 1.0, 2)  # the docstring's example
 
 
-def test_for_cpu_decoding_changes_the_layout_not_the_model():
+def test_for_cpu_decoding_changes_the_kernel_not_the_model():
     import copy
 
-    from gptkit.generate import for_cpu_decoding
+    from gptkit.generate import PackedLinear, for_cpu_decoding
 
     lin = torch.nn.Linear(2, 3)
-    assert for_cpu_decoding(torch.nn.Sequential(lin))[0].weight.stride() == (1, 3)  # the docstring's example
+    packed = for_cpu_decoding(torch.nn.Sequential(lin))[0]  # the docstring's example
+    assert isinstance(packed, PackedLinear) and (packed.in_features, packed.out_features) == (2, 3)
+    x = torch.randn(4, 5, 2)
+    with torch.no_grad():
+        assert torch.allclose(packed(x), lin(x), atol=1e-6)  # any leading dims, as nn.Linear
     for pos in ("learned", "rope"):
         m = _model(pos, block_size=16)
-        fast = for_cpu_decoding(copy.deepcopy(m), rows=2)
-        assert fast.lm_head.weight is fast.wte.weight and fast.lm_head.weight.stride() == (1, 20)
-        for (name, a), b in zip(m.state_dict().items(), fast.state_dict().values()):
-            assert torch.equal(a, b), name  # the values are untouched
+        fast = for_cpu_decoding(copy.deepcopy(m))
+        assert isinstance(fast.lm_head, PackedLinear) and fast.wte.weight.is_contiguous()  # the embedding stays dense
+        assert not any(isinstance(mod, torch.nn.Linear) for mod in fast.modules())
+        idx = torch.randint(0, 20, (2, 16))
+        with torch.no_grad():
+            assert torch.allclose(fast(idx)[0], m(idx)[0], atol=1e-5)  # same values, another kernel
         prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
         requests = [Request(tuple(p), max_new_tokens=20, temperature=0.0) for p in prompts]  # past block_size
         assert generate_ids(Engine(fast, 2), requests) == generate_ids(Engine(m, 2), requests)
         assert generate_ids(Engine(fast, 1), requests[:1])[0][:13] == _uncached_greedy(m, prompts[0], 13)
-    many = for_cpu_decoding(copy.deepcopy(m), rows=4)  # from 4 rows the usual layout is the faster one
-    assert many.lm_head.weight.is_contiguous()
+    half = copy.deepcopy(_model()).to(torch.bfloat16)  # only fp32 on a CPU is swapped: bf16 (no fast oneDNN path on AVX2) stays
+    assert isinstance(for_cpu_decoding(half).lm_head, torch.nn.Linear)
