@@ -10,26 +10,32 @@ fp32 log-softmax (13 GB each) and a gradient as large; this holds 2 x CHUNK_ELEM
 of the head's gradient. The matmuls are the same three as the plain path (logits, d h, d weight), so the FLOPs are
 too. (Liger-Kernel's fused linear cross-entropy and Apple's cut cross-entropy do the same in Triton.)
 
-Matmuls run in whatever autocast says (bf16 under bf16 autocast, as lm_head would); the softmax and the sums in
-fp32. Not here: the logits for sampling (the model's head does that), label smoothing, z-loss.
+Matmuls run in whatever autocast says (bf16 under bf16 autocast, as lm_head would), on h and the head cast once,
+not once per chunk and matmul; the softmax and the sums in fp32. They use the head's padded width (GPT-2's 50,304
+columns, a multiple of 64 the GPU's matmul tiles divide: the reason nanoGPT pads) and set the padded columns' logits
+to -inf, which gives them zero probability and zero gradient. Not here: the logits for sampling (the model's head does that), label smoothing, z-loss.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Logits held at once: 2^27 fp32 values = 512 MB. At 50,304 columns that is 2,668 rows, 25 chunks for the 65,536 rows
-# of a 64 x 1,024 micro-batch (each chunk's matmuls stay large enough to fill a GPU); at a char vocab, one chunk.
+# Logits held at once: 2^27 fp32 values = 512 MB. At 50,304 columns that is 2,560 rows (rounded down to a multiple of
+# 128, a GPU matmul tile), 26 chunks for the 65,536 rows of a 64 x 1,024 micro-batch (each chunk's matmuls stay
+# large enough to fill a GPU); at a char vocab, one chunk.
 CHUNK_ELEMENTS = 2**27
 
 
-def _chunk(h, weight, targets, softcap: float, grads: tuple | None, start: int) -> torch.Tensor:
-    """The summed loss of rows h (n, C) against targets (n,); with grads = (grad_h (N, C), grad_w (V, C) fp32),
-    adds this chunk's unscaled gradients into them (grad_h's rows from start)."""
-    z = (h @ weight.T).float()  # (n, V) logits; bf16 matmul under bf16 autocast
+def _chunk(h, weight, targets, vocab_size: int, softcap: float, grads: tuple | None, start: int) -> torch.Tensor:
+    """The summed loss of rows h (n, C) against targets (n,) (h and weight (V_padded, C) in the matmul dtype); with
+    grads = (grad_h (N, C), grad_w (V_padded, C) fp32), adds this chunk's unscaled gradients into them (grad_h's rows
+    from start)."""
+    z = (h @ weight.T).float()  # (n, V_padded) logits
     if softcap:
         t = torch.tanh(z / softcap)
         z = softcap * t
+    if z.size(1) > vocab_size:
+        z[:, vocab_size:] = float("-inf")  # padded ids: probability 0, gradient 0
     lse = torch.logsumexp(z, dim=-1)  # (n,)
     valid = targets != -1
     picked = targets.clamp_min(0)
@@ -40,29 +46,32 @@ def _chunk(h, weight, targets, softcap: float, grads: tuple | None, start: int) 
         g *= valid[:, None]
         if softcap:
             g *= 1.0 - t * t  # d(cap tanh(z / cap)) / dz
-        if not torch.is_autocast_enabled(h.device.type):
-            g = g.to(weight.dtype)  # under autocast the matmuls cast it themselves
+        g = g.to(h.dtype)  # once for both matmuls
         grad_h, grad_w = grads
         grad_h[start : start + h.size(0)] = g @ weight  # (n, C)
         grad_w += g.T @ h  # (V, C), summed over chunks in fp32
     return loss
 
 
-def _losses(h, weight, targets, softcap: float, grads: tuple | None) -> torch.Tensor:
+def _losses(h, weight, targets, vocab_size: int, softcap: float, grads: tuple | None) -> torch.Tensor:
+    device = h.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+    h, weight = h.to(dtype), weight.to(dtype)  # the casts autocast would redo in every matmul of every chunk
     rows = max(1, CHUNK_ELEMENTS // weight.size(0))
+    rows -= rows % 128 if rows >= 128 else 0
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for s in range(0, h.size(0), rows):
-        total = total + _chunk(h[s : s + rows], weight, targets[s : s + rows], softcap, grads, s)
+        total = total + _chunk(h[s : s + rows], weight, targets[s : s + rows], vocab_size, softcap, grads, s)
     return total
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, targets, softcap: float):
+    def forward(ctx, h, weight, targets, vocab_size: int, softcap: float):
         count = (targets != -1).sum()  # a tensor: no host sync; 0 gives nan, as F.cross_entropy
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        total = _losses(h, weight, targets, softcap, (grad_h, grad_w))
+        total = _losses(h, weight, targets, vocab_size, softcap, (grad_h, grad_w))
         ctx.save_for_backward(grad_h, grad_w, count)
         ctx.weight_dtype = weight.dtype  # the gradient goes back in the parameter's dtype (fp32 under autocast)
         return total / count
@@ -71,14 +80,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_h, grad_w, count = ctx.saved_tensors
         scale = grad_out / count
-        return grad_h * scale.to(grad_h.dtype), (grad_w * scale).to(ctx.weight_dtype), None, None
+        return grad_h * scale.to(grad_h.dtype), (grad_w * scale).to(ctx.weight_dtype), None, None, None
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab_size: int,
                          softcap: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy of softcap(h @ weight[:vocab_size].T) against targets (-1 = ignored), chunked (see the
     module docstring). h (N, C), weight (V_padded, C), targets (N,). Padded rows of weight get zero gradient."""
-    w = weight[:vocab_size]
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
-        return _losses(h, w, targets, softcap, None) / (targets != -1).sum()
-    return _LinearCrossEntropy.apply(h, w, targets, softcap)
+        return _losses(h, weight, targets, vocab_size, softcap, None) / (targets != -1).sum()
+    return _LinearCrossEntropy.apply(h, weight, targets, vocab_size, softcap)
