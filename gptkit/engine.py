@@ -80,13 +80,13 @@ class Request:
             raise ValueError("prompt ids must be non-negative ints")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {self.max_new_tokens!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an int from 0 to 2**63 - 1, got {self.seed!r}")
 
     def settings(self, vocab_size: int) -> tuple[float, int, float, int]:
         """(temperature, top_k, top_p, seed) as a backend's per-row state holds them: top_k vocab_size and top_p 1
         are off. Example: Request((1,), top_k=3, seed=2).settings(10) -> (1.0, 3, 1.0, 2)"""
-        return self.temperature, self.top_k or vocab_size, self.top_p or 1.0, self.seed
+        return self.temperature, min(self.top_k or vocab_size, vocab_size), self.top_p or 1.0, self.seed
 
 
 @dataclass
@@ -150,10 +150,11 @@ class EngineBase:
     """Slots, positions and chunks; a backend subclass provides the tensor hooks (_prefill, _decode, _slide,
     _reset, _fetch). See the module docstring."""
 
-    def __init__(self, block_size: int, batch_size: int, sync_every: int) -> None:
+    def __init__(self, block_size: int, batch_size: int, sync_every: int, vocab_size: int | None = None) -> None:
         if batch_size < 1 or sync_every < 1:
             raise ValueError(f"batch_size and sync_every must be >= 1, got {batch_size} and {sync_every}")
         self.block_size, self.batch_size, self.sync_every = block_size, batch_size, sync_every
+        self.vocab_size = vocab_size  # prompt ids must lie below it (None: not checked)
         self.keep = max(1, block_size // 2)  # tokens of context right after a slide (the fed token included)
         self.slots: list[_Slot | None] = [None] * batch_size
         self.pos = [0] * batch_size  # each row's cache position, as the device has it
@@ -170,12 +171,14 @@ class EngineBase:
 
     def _decode(self, span: int, sampling: bool, filtering: int):
         """One decode step for every row: feed each row's last token, sample the next (returned as a (B,) handle).
-        filtering: 0 no row filters, k > 0 every sampling row has a top-k (k the largest) and none a top-p, -1 else.
+        filtering: 0 no row filters, k > 0 every sampling row has a top-k of at most k (a power of two) and none a
+        top-p, -1 else.
         With `exact_span` the span is exactly the longest row, and `dense` says every row is at the same position."""
         raise NotImplementedError
 
-    def _slide(self, slot: int) -> None:
-        """Refill row `slot` with its last keep - 1 tokens from position 0 (see the module docstring)."""
+    def _slide(self, slots: list[int]) -> None:
+        """Refill rows `slots` with their last keep - 1 tokens from position 0, in one forward (see the module
+        docstring)."""
         raise NotImplementedError
 
     def _reset(self, slot: int) -> None:
@@ -215,6 +218,10 @@ class EngineBase:
         `prefill_groups` says; their slots, in order."""
         if len(items) > self.free:
             raise ValueError(f"{len(items)} requests but {self.free} free slots; join at most `free` at once")
+        for _, request in items:  # an id past the embedding would fail deep in the model (on CUDA: a device assert)
+            if self.vocab_size is not None and max(request.prompt) >= self.vocab_size:
+                raise ValueError(f"prompt id {max(request.prompt)} is outside the model's vocabulary (vocab_size "
+                                 f"{self.vocab_size}); encode the prompt with the model's own tokenizer")
         slots, prompts = [], []
         for key, request in items:
             slot = self.slots.index(None)
@@ -281,15 +288,15 @@ class EngineBase:
             yield from self.step()
 
     def _make_room(self) -> None:
-        """Before a decode step: a full row slides its window (a free one just restarts at 0)."""
-        for b, p in enumerate(self.pos):
-            if p >= self.block_size:
-                if self.slots[b] is not None:
-                    self._slide(b)
-                    self.pos[b] = self.keep - 1
-                else:
-                    self._reset(b)
-                    self.pos[b] = 0
+        """Before a decode step: the full rows slide their windows, together (a free one just restarts at 0)."""
+        full = [b for b, p in enumerate(self.pos) if p >= self.block_size]
+        sliding = [b for b in full if self.slots[b] is not None]
+        if sliding:
+            self._slide(sliding)
+        for b in full:
+            if self.slots[b] is None:
+                self._reset(b)
+            self.pos[b] = self.keep - 1 if self.slots[b] is not None else 0
 
     def _account(self, slot: int, s: _Slot) -> Update:
         """The tokens of s.out up to its stop token or max_new_tokens; frees the slot when finished."""
@@ -320,8 +327,8 @@ def _sampling_mode(requests: list[Request]) -> tuple[bool, int]:
     hot = [r for r in requests if r.temperature > 0]
     if not any(r.top_k or r.top_p for r in hot):
         return bool(hot), 0
-    if all(r.top_k and not r.top_p for r in hot):
-        return True, max(r.top_k for r in hot)
+    if all(r.top_k and not r.top_p for r in hot):  # a power of two: few compiled variants (rows cut at their own k)
+        return True, 1 << (max(r.top_k for r in hot) - 1).bit_length()
     return True, -1
 
 

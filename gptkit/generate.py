@@ -75,7 +75,10 @@ def sample_rows(logits: torch.Tensor, rows: _Rows, sampling: bool = True, filter
     """One token per row of logits (B, V) with each row's settings (rows may be a slice of the engine's):
     argmax where temperature is 0, else Gumbel-max over the filtered logits / temperature. `sampling` False
     (no row samples) skips the draw; filtering 0 (no row has top-k/top-p) skips the filter, k > 0 (every
-    sampling row has a top-k, at most k, and none a top-p) draws among the k best only (noise for k ids, not V)."""
+    sampling row has a top-k, at most k, and none a top-p) draws among the k best only (noise for k ids, not V).
+    Both keep the tokens tied with a row's k-th logit, except that the fast path sees only its k candidates: a tie
+    running past them (rare in fp32, less so in bf16) is cut there, so such a row may differ from the same request in
+    a batch whose other rows use top-p (the full filter)."""
     logits = logits.float()
     greedy = logits.argmax(dim=-1)
     if not sampling:
@@ -149,7 +152,8 @@ class Engine(EngineBase):
         cfg, p = model.config, next(model.parameters())
         self.device = p.device
         length = context_length(cfg.block_size, context)
-        super().__init__(length, batch_size, sync_every or (1 if self.device.type == "cpu" else 16))
+        sync_every = sync_every if sync_every is not None else 1 if self.device.type == "cpu" else 16
+        super().__init__(length, batch_size, sync_every, cfg.vocab_size)
         self.model = model
         self.cache = model.new_cache(batch_size, cache_dtype, length)
         self.rows = _Rows.new(batch_size, length, cfg.vocab_size, self.device)
@@ -165,10 +169,18 @@ class Engine(EngineBase):
             mode = "reduce-overhead"  # CUDA graphs: the state the graph writes must keep its addresses
             for t in self.cache.tensors() + self.rows.tensors():
                 torch._dynamo.mark_static_address(t)
-        self._step, self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True), True
+        # One graph per (span, sampling, filtering, batch): up to ~7 spans x a few sampling modes, more than dynamo's
+        # default of 8 recompiles, past which the step would fall back to eager. dynamic=False: exact shapes (what
+        # CUDA graphs want), never a dynamic-shape graph after the second span.
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, 64)
+        self._step, self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=False), True
 
     def _tensor(self, values, dtype=torch.long) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype, device=self.device)
+        """values as a tensor on the engine's device; to a GPU from pinned memory, without a host sync."""
+        if self.device.type != "cuda":
+            return torch.tensor(values, dtype=dtype, device=self.device)
+        return torch.tensor(values, dtype=dtype).pin_memory().to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def _prefill(self, slots: list[int], prompts: list[list[int]], requests: list[Request], sampling: bool,
@@ -206,12 +218,12 @@ class Engine(EngineBase):
             return decode_step(self.model, self.cache, self.rows, sampling, filtering)
 
     @torch.no_grad()
-    def _slide(self, slot: int) -> None:
-        bs, keep, r = self.block_size, self.keep, self.rows
-        r.hist[slot, : keep - 1] = r.hist[slot, bs - keep + 1 :].clone()
-        self.cache.pos[slot] = 0
+    def _slide(self, slots: list[int]) -> None:
+        bs, keep, r, index = self.block_size, self.keep, self.rows, self._tensor(slots)
+        r.hist[index, : keep - 1] = r.hist[index, bs - keep + 1 :]  # an indexed read: a copy, so no overlap
+        self.cache.pos[index] = 0
         if keep > 1:
-            self._fill(self._tensor([slot]), r.hist[slot : slot + 1, : keep - 1], self._tensor([keep - 1]))
+            self._fill(index, r.hist[index, : keep - 1], self._tensor([keep - 1] * len(slots)))
 
     def _reset(self, slot: int) -> None:
         self.cache.pos[slot] = 0

@@ -120,11 +120,12 @@ class TorchBackend(Backend):
     def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
                stop_token: int | None) -> list[int]:
         self.model.eval()  # the raw module, never compiled: a sample must not cost a compile
-        with autocast(self.device, self.dtype):
-            ids = generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                           stop_token=stop_token)
-        self.model.train()
-        return ids
+        try:
+            with autocast(self.device, self.dtype):
+                return generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                                stop_token=stop_token)
+        finally:
+            self.model.train()  # dropout back on whatever happened (as the MLX backend does)
 
     def weights(self) -> dict[str, np.ndarray]:
         return model_tensors(self.model)

@@ -53,6 +53,17 @@ def test_sample_num_samples_stream_and_long_prompt(run_dir, capsys):
     assert "100 tokens; the model sees the last 64" in err
 
 
+def test_sample_text_does_not_depend_on_the_batch_size_or_streaming(run_dir, capsys):
+    """Seeded samples are per request (the engine's noise is keyed on seed + sample number), so batching them, a
+    batch smaller than --num-samples (the rest queue and join as rows free) or streaming one at a time print the same."""
+    argv = ["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "25", "--num-samples", "5", "--seed", "9",
+            "--top-k", "10"]
+    outs = [run(capsys, *argv, *extra) for extra in ([], ["--batch-size", "1"], ["--batch-size", "2"], ["--stream"])]
+    assert all(rc == 0 for rc, _, _ in outs) and outs[0][1].count("ROMEO:") == 5
+    assert len(set(outs[0][1].split("-" * 40))) == 5  # five different samples
+    assert len({out for _, out, _ in outs}) == 1, [out for _, out, _ in outs]
+
+
 def test_sample_with_a_draft_prints_the_targets_greedy_text_and_the_acceptance(run_dir, capsys):
     argv = ["sample", str(run_dir), "--temperature", "0", "--max-new-tokens", "30", "--num-samples", "2"]
     plain = run(capsys, *argv)[1]

@@ -82,7 +82,8 @@ def test_gumbel_max_draws_follow_softmax():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"temperature": -1}, "temperature"), ({"top_k": 0}, "top_k"), ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"),
-    ({"seed": -1}, "seed"), ({"max_new_tokens": -1}, "max_new_tokens"), ({"prompt": ()}, "at least one prompt"),
+    ({"seed": -1}, "seed"), ({"seed": 2**63}, "2\\*\\*63 - 1"), ({"max_new_tokens": -1}, "max_new_tokens"),
+    ({"prompt": ()}, "at least one prompt"),
 ])
 def test_bad_requests(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -203,10 +204,33 @@ def test_stop_tokens_and_max_tokens_per_row():
 
 
 def test_compiled_decode_equals_eager():
-    m = _model("rope", block_size=16)
-    requests = [Request((1, 2, 3), 20, 0.0), Request((4, 5), 20, 0.9, 5, 0.9, 3)]
+    m = _model("rope", block_size=32)
+    requests = [Request((1, 2, 3), 40, 0.0), Request((4, 5), 40, 0.9, 5, 0.9, 3)]  # spans 16 and 32, a slide
     eager = generate_ids(Engine(m, 2, compile=False), requests)
-    assert generate_ids(Engine(m, 2, compile=True), requests) == eager
+    engine = Engine(m, 2, compile=True)
+    assert generate_ids(engine, requests) == eager
+    assert engine._compiled  # the compiled step ran: no fallback to eager on the way
+
+
+def test_compiled_decode_stays_compiled_across_many_variants(monkeypatch):
+    """Each (span, sampling mode, top-k bucket) is a graph of its own: more than dynamo's default of 8 recompiles,
+    after which the step would fall back to eager (the inductor backend is swapped for dynamo's eager one here,
+    which counts recompiles the same way, to keep the test fast)."""
+    from torch._dynamo.utils import counters
+
+    compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: compile(fn, backend="eager", **kw))
+    torch._dynamo.reset()
+    counters.clear()
+    m = _model("rope", block_size=16)  # one span: every graph comes from the sampling modes
+    engine, eager = Engine(m, 2, compile=True), Engine(m, 2, compile=False)
+    settings = [dict(temperature=0.0), dict(temperature=0.8), dict(temperature=0.8, top_p=0.9)]
+    settings += [dict(temperature=0.8, top_k=k) for k in (1, 2, 3, 5, 9, 17)]  # buckets 1, 2, 4, 8, 16, 32
+    for i, kw in enumerate(settings):  # 9 graphs, past the default limit of 8
+        requests = [Request((1, 2, 3), 20, seed=i, **kw), Request((4, 5, 6), 20, seed=i + 1, **kw)]
+        assert generate_ids(engine, requests) == generate_ids(eager, requests), kw
+    # one static-shape graph per variant (none of them run eagerly, none with dynamic shapes)
+    assert engine._compiled and counters["stats"]["unique_graphs"] == len(settings)
 
 
 def test_bigram_and_training_mode():
@@ -353,6 +377,22 @@ def test_join_needs_free_slots_and_request_settings():
         engine.join([(i, Request((1,), 3)) for i in range(3)])
     assert engine.join([("a", Request((1,), 3)), ("b", Request((2, 3), 0))]) == [0, 1] and engine.free == 0
     assert Request((1,), top_k=3, seed=2).settings(10) == (1.0, 3, 1.0, 2)  # the docstring's example
+    assert Request((1,), top_k=10**30).settings(10)[1] == 10  # a top-k past the vocabulary is no filter
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):  # not an IndexError (a CUDA assert)
+        Engine(_model(), 1).add(Request((3, 20), 2))  # vocab_size 20
+    with pytest.raises(ValueError, match="sync_every must be >= 1"):
+        Engine(_model(), 1, sync_every=0)
+
+
+def test_rows_that_fill_at_one_step_slide_in_one_forward():
+    m = _model("rope", block_size=8)
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8, 9], [2, 4]]  # three rows reach block_size at the same step
+    engine = Engine(m, 4)
+    fills = _spy_fills(engine)
+    got = generate_ids(engine, [Request(p, 12, temperature=0) for p in prompts])
+    assert got == [_sliding_reference(m, p, 12)[0] for p in prompts]
+    slides = [rows for rows, _ in fills[1:]]  # after the one prefill forward: rows 0-2 together, row 3 a step later
+    assert slides == [[0, 1, 2], [3], [0, 1, 2]], slides
 
 
 def test_for_cpu_decoding_changes_the_kernel_not_the_model():

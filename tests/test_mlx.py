@@ -190,3 +190,15 @@ def test_batched_prefill_equals_one_by_one_torch_and_the_uncached_model(name):
         for row, have in zip(rows, logits):
             want = np.array(xm(mx.array([prompts[first + row]]))[0, -1])
             np.testing.assert_allclose(np.array(have), want, atol=1e-5)
+
+
+def test_rows_that_fill_at_one_step_slide_together_as_in_torch():
+    from gptkit.engine import Request, generate_ids
+
+    tm, xm = pair(CONFIGS["rope"], seed=3)
+    rng = np.random.default_rng(4)
+    prompts = [tuple(rng.integers(0, CONFIGS["rope"].vocab_size, n).tolist()) for n in (10, 10, 10, 7)]
+    requests = [Request(p, 40, temperature=0) for p in prompts]  # rows 0-2 slide at the same steps
+    assert generate_ids(mg.Engine(xm, 4), requests) == [generate(tm, list(p), 40, temperature=0) for p in prompts]
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        mg.Engine(xm, 1).add(Request((CONFIGS["rope"].vocab_size,), 2))
