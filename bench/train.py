@@ -21,9 +21,10 @@ loss, the wall time (evaluations included) and the first elapsed second at which
 The reference is nanoGPT's own figures for the same recipe, from its README command on
 config/train_shakespeare_char.py (`--device=cpu --compile=False --eval_iters=20 --log_interval=1
 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
---lr_decay_iters=2000 --dropout=0.0`): about 34 ms/iter and 75 s on a quiet 2-core machine like these,
-val loss 1.886 (figures measured on these machines and quoted in gptkit's issue 4; nanoGPT's code is not
-vendored here, so it is not re-run side by side). The ratios printed are against those figures.
+--lr_decay_iters=2000 --dropout=0.0`): about 34 ms/iter and 75 s, val loss 1.886, as quoted in gptkit's
+issue 4 from an earlier 2-core machine (run side by side since, the same recipe took 87-129 s: the machines
+vary). The ratios printed are against those quoted figures; `bench/speedrun.py --nanogpt PATH` (to a val loss) and
+`--step --nanogpt PATH` here (the GPT-2 124M step on a GPU) run nanoGPT's own train.py in the same invocation.
 
 bf16 autocast runs a full recipe only where the CPU multiplies bf16 natively (AVX512-BF16 / AMX);
 elsewhere torch emulates bf16 matmul about 100x slower than fp32, so only a few steps are timed.
