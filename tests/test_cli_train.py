@@ -35,6 +35,21 @@ def test_train_defaults_to_char_shakespeare_in_runs(tmp_path, monkeypatch, capsy
     assert saved["train"]["data"] == "shakespeare_char" and saved["tokenizer"]["spec"] == "char"
 
 
+def test_an_unchanged_preset_ends_with_its_expected_loss(tmp_path, monkeypatch, capsys):
+    import gptkit.cli_train
+
+    preset = tmp_path / "tiny.toml"
+    preset.write_text('[model]\npreset = "char-tiny"\nn_layer = 1\n[train]\ndata = "shakespeare_char"\n'
+                      f'max_iters = 4\neval_interval = 2\neval_iters = 1\nprogress = false\nsample_tokens = 0\n'
+                      f'out_dir = "{tmp_path / "run"}"\n', encoding="utf-8")
+    monkeypatch.setitem(gptkit.cli_train.EXPECTED_VAL, str(preset), "9.99")
+    rc, out, _ = run(capsys, "train", str(preset))
+    last = out.strip().splitlines()[-1]
+    assert rc == 0 and last.startswith("step 4: train loss") and last.endswith(f"(expected for {preset}: about 9.99)")
+    rc, out, _ = run(capsys, "train", str(preset), "--overwrite", "--lr=1e-3")  # changed: no expectation
+    assert rc == 0 and "expected" not in out and out.strip().splitlines()[-1].startswith("step 4: train loss")
+
+
 def test_sample_greedy_and_seeded(run_dir, capsys):
     a = run(capsys, "sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
     b = run(capsys, "sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
