@@ -67,7 +67,9 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     whole = mlx_train(run("whole", max_iters=8))
     first = mlx_train(run("parts", max_iters=4))
     rest = mlx_train(resume_config(tmp_path / "parts", ["--max_iters=8"]), resume=True)
-    assert first.losses + rest.losses == pytest.approx(whole.losses, rel=1e-6)
+    # bit for bit: the checkpoint holds the fp32 weights and optimizer state exactly, the resumed run computes the
+    # same graph on them in the same order, and dropout masks are seeded by (seed, step, micro-step)
+    assert first.losses + rest.losses == whole.losses
     assert rest.step == 8 and [e["step"] for e in rest.evals] == [8]
 
 
