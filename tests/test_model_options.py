@@ -69,8 +69,9 @@ def test_grads_are_finite_and_reach_every_parameter(name):
         assert len(reached) == len(list(m.parameters()))
 
 
-@pytest.mark.parametrize("name", ["all", "llama"])
+@pytest.mark.parametrize("name", list(OPTIONS))
 def test_overfits_tiny_text(name):
+    """Every option alone and the combinations memorise one sentence (150 AdamW steps, ~1 s each on one core)."""
     from test_model import final_loss_on_tiny_text
 
     config = GPTConfig(**{**BASE, "vocab_size": 27, "block_size": 32, "n_embd": 64}, **OPTIONS[name])
