@@ -1,7 +1,7 @@
 """The MLX backend against the PyTorch one: for every config, each model option alone included
-(tests/test_model_options.py's OPTIONS), the same weights give the same logits (atol 1e-4, fp32), the KV cache
-equals no cache, attention is causal, and the gradients are finite and equal torch's; greedy ids are equal across
-backends (also past block_size), top-k/top-p masks agree.
+(tests/test_model_options.py's OPTIONS), the same weights give the same logits (atol 1e-4, fp32), also read from one
+checkpoint file by both, the KV cache equals no cache, attention is causal, and the gradients are finite and equal
+torch's; greedy ids are equal across backends (also past block_size), top-k/top-p masks agree.
 
 Skipped, with the reason, where mlx is not installed; CI installs mlx[cpu] and sets GPTKIT_REQUIRE_MLX=1, which
 turns a missing mlx into a failure instead of a skip.
@@ -72,6 +72,45 @@ def test_same_weights_same_logits(name):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert mw.model_tensors(xm).keys() == model_tensors(tm).keys()
+
+
+@pytest.mark.parametrize("saver", ["torch", "mlx"])
+@pytest.mark.parametrize("name", ["all", "llama"])
+def test_one_checkpoint_gives_the_same_logits_in_both_backends(tmp_path, name, saver):
+    """A run of either backend writes its checkpoint (runs.Run's own save, after one step from perturbed weights);
+    gptkit.weights.load_model and gptkit.mlx.weights.load_model read that file into models with equal logits, and
+    the saving backend's copy computes exactly what its model did in memory."""
+    from dataclasses import replace
+
+    from gptkit.mlx.train import MLXBackend
+    from gptkit.runs import Run
+    from gptkit.train import TorchBackend
+    from gptkit.weights import load_model
+    from test_train import tiny_run
+
+    cfg = tiny_run(tmp_path, max_iters=1, eval_interval=1, eval_iters=1)
+    config = GPTConfig(**{**BASE, "vocab_size": 65}, **OPTIONS[name])  # 65: the data's characters
+    run = Run(replace(cfg, model=config, train=replace(cfg.train, backend=saver)),
+              TorchBackend() if saver == "torch" else MLXBackend())
+    rng = np.random.default_rng(0)  # off the init: zero projections and unit norms would hide mistakes
+    run.backend.load_weights({k: v + 0.05 * rng.standard_normal(v.shape, dtype=np.float32)
+                              for k, v in run.backend.weights().items()}, "perturbed")
+    assert run.run().step == 1
+    tm, _ = load_model(tmp_path / "run", "last")
+    xm, _ = mw.load_model(tmp_path / "run", "last")
+    assert tm.config == xm.config == config
+    idx = rng.integers(0, 65, (3, 16))
+    with torch.no_grad():
+        want = tm(torch.from_numpy(idx))[0].numpy()
+    got = np.array(xm(mx.array(idx)))
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1.0  # logits of weights that moved, not of a near-zero model
+    run.backend.model.eval()  # the model the run trained computes, in memory, what its file gives
+    if saver == "torch":
+        with torch.no_grad():
+            assert np.array_equal(run.backend.model(torch.from_numpy(idx))[0].numpy(), want)
+    else:
+        assert np.array_equal(np.array(run.backend.model(mx.array(idx))), got)
 
 
 def test_param_names_counts_and_init_scale_match_torch():
