@@ -69,8 +69,13 @@ class GPTConfig:
         if self.n_head % self.kv_heads:
             raise ValueError(f"model.n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (each key/value "
                              "head serves n_head / n_kv_head query heads)")
-        if self.pos == "rope" and self.head_size % 2:
-            raise ValueError(f"model.pos='rope' needs an even head size; n_embd / n_head = {self.head_size}")
+        if self.pos == "rope" and self.head_size % 2:  # rotary turns the head's dimensions in pairs
+            if self.head_dim:
+                raise ValueError(f"model.pos='rope' needs an even head size; model.head_dim={self.head_dim} is odd: "
+                                 "set model.head_dim to an even number")
+            raise ValueError(f"model.pos='rope' needs an even head size; n_embd / n_head = {self.n_embd} / "
+                             f"{self.n_head} = {self.head_size} is odd: change model.n_embd or model.n_head, or set "
+                             "an even model.head_dim")
 
     @property
     def head_size(self) -> int:

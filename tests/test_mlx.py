@@ -1,5 +1,7 @@
-"""The MLX backend against the PyTorch one: the same weights give the same logits (atol 1e-4, fp32), the KV cache
-equals no cache, greedy ids are equal across backends (also past block_size), top-k/top-p masks agree.
+"""The MLX backend against the PyTorch one: for every config, each model option alone included
+(tests/test_model_options.py's OPTIONS), the same weights give the same logits (atol 1e-4, fp32), also read from one
+checkpoint file by both, the KV cache equals no cache, attention is causal, and the gradients are finite and equal
+torch's; greedy ids are equal across backends (also past block_size), top-k/top-p masks agree.
 
 Skipped, with the reason, where mlx is not installed; CI installs mlx[cpu] and sets GPTKIT_REQUIRE_MLX=1, which
 turns a missing mlx into a failure instead of a skip.
@@ -14,6 +16,8 @@ import torch
 if os.environ.get("GPTKIT_REQUIRE_MLX") == "1":
     import mlx.core  # noqa: F401 (CI: a missing mlx must fail, not skip)
 mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
+import mlx.nn as nn  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
 
 from gptkit.config import GPTConfig  # noqa: E402
 from gptkit.mlx import model as mm  # noqa: E402
@@ -22,6 +26,7 @@ from gptkit.mlx import generate as mg  # noqa: E402
 from gptkit.model import build_model  # noqa: E402
 from gptkit.generate import filter_logits, generate  # noqa: E402
 from gptkit.weights import model_tensors  # noqa: E402
+from test_model_options import BASE, OPTIONS  # noqa: E402
 
 CONFIGS = {
     "gpt2-like": GPTConfig(vocab_size=101, block_size=24, n_layer=2, n_head=3, n_embd=48, bias=True, gelu="tanh",
@@ -39,6 +44,8 @@ CONFIGS = {
                            norm="rmsnorm", mlp="swiglu", bias=False, tie_weights=False),
     "all": GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32, n_kv_head=1, pos="rope",
                      norm="rmsnorm", qk_norm=True, mlp="relu2", logit_softcap=8.0, zero_init_proj=True, bias=False),
+    # each option alone and the combinations, exactly as tests/test_model_options.py builds them for torch
+    **{f"option-{name}": GPTConfig(**BASE, **kw) for name, kw in OPTIONS.items()},
 }
 
 
@@ -58,13 +65,52 @@ def pair(config, seed=0):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_same_weights_same_logits(name):
     tm, xm = pair(CONFIGS[name])
-    idx = np.random.default_rng(0).integers(0, CONFIGS[name].vocab_size, (3, 24))
+    idx = np.random.default_rng(0).integers(0, CONFIGS[name].vocab_size, (3, min(24, CONFIGS[name].block_size)))
     with torch.no_grad():
         want = tm(torch.from_numpy(idx))[0].numpy()
     got = np.array(xm(mx.array(idx)))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert mw.model_tensors(xm).keys() == model_tensors(tm).keys()
+
+
+@pytest.mark.parametrize("saver", ["torch", "mlx"])
+@pytest.mark.parametrize("name", ["all", "llama"])
+def test_one_checkpoint_gives_the_same_logits_in_both_backends(tmp_path, name, saver):
+    """A run of either backend writes its checkpoint (runs.Run's own save, after one step from perturbed weights);
+    gptkit.weights.load_model and gptkit.mlx.weights.load_model read that file into models with equal logits, and
+    the saving backend's copy computes exactly what its model did in memory."""
+    from dataclasses import replace
+
+    from gptkit.mlx.train import MLXBackend
+    from gptkit.runs import Run
+    from gptkit.train import TorchBackend
+    from gptkit.weights import load_model
+    from test_train import tiny_run
+
+    cfg = tiny_run(tmp_path, max_iters=1, eval_interval=1, eval_iters=1)
+    config = GPTConfig(**{**BASE, "vocab_size": 65}, **OPTIONS[name])  # 65: the data's characters
+    run = Run(replace(cfg, model=config, train=replace(cfg.train, backend=saver)),
+              TorchBackend() if saver == "torch" else MLXBackend())
+    rng = np.random.default_rng(0)  # off the init: zero projections and unit norms would hide mistakes
+    run.backend.load_weights({k: v + 0.05 * rng.standard_normal(v.shape, dtype=np.float32)
+                              for k, v in run.backend.weights().items()}, "perturbed")
+    assert run.run().step == 1
+    tm, _ = load_model(tmp_path / "run", "last")
+    xm, _ = mw.load_model(tmp_path / "run", "last")
+    assert tm.config == xm.config == config
+    idx = rng.integers(0, 65, (3, 16))
+    with torch.no_grad():
+        want = tm(torch.from_numpy(idx))[0].numpy()
+    got = np.array(xm(mx.array(idx)))
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1.0  # logits of weights that moved, not of a near-zero model
+    run.backend.model.eval()  # the model the run trained computes, in memory, what its file gives
+    if saver == "torch":
+        with torch.no_grad():
+            assert np.array_equal(run.backend.model(torch.from_numpy(idx))[0].numpy(), want)
+    else:
+        assert np.array_equal(np.array(run.backend.model(mx.array(idx))), got)
 
 
 def test_param_names_counts_and_init_scale_match_torch():
@@ -78,14 +124,55 @@ def test_param_names_counts_and_init_scale_match_torch():
     assert (w["h.0.ln_1.weight"] == 1).all() and (w["h.0.attn.c_attn.bias"] == 0).all()
 
 
-@pytest.mark.parametrize("name", ["gpt2-like", "rope", "llama-gqa", "all"])
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_kv_cache_equals_no_cache(name):
     _, xm = pair(CONFIGS[name])
-    idx = mx.array(np.random.default_rng(1).integers(0, CONFIGS[name].vocab_size, (2, 20)))
+    T = min(20, CONFIGS[name].block_size)
+    idx = mx.array(np.random.default_rng(1).integers(0, CONFIGS[name].vocab_size, (2, T)))
     full = np.array(xm(idx))
     cache = xm.new_cache(2)
-    parts = [xm(idx[:, :7], cache=cache), xm(idx[:, 7:8], cache=cache), xm(idx[:, 8:20], cache=cache)]
+    parts = [xm(idx[:, :7], cache=cache), xm(idx[:, 7:8], cache=cache), xm(idx[:, 8:T], cache=cache)]
     np.testing.assert_allclose(np.array(mx.concatenate(parts, axis=1)), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_causal(name):
+    """Changing token 9 leaves the logits of positions 0..8 exactly as they were, and changes position 9's."""
+    _, xm = pair(CONFIGS[name])
+    V, T = CONFIGS[name].vocab_size, min(20, CONFIGS[name].block_size)
+    idx = np.random.default_rng(2).integers(0, V, (2, T))
+    changed = idx.copy()
+    changed[:, 9] = (idx[:, 9] + 1) % V
+    a, b = np.array(xm(mx.array(idx))), np.array(xm(mx.array(changed)))
+    assert np.array_equal(a[:, :9], b[:, :9])
+    assert not np.allclose(a[:, 9], b[:, 9])
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_grads_are_finite_reach_every_parameter_and_equal_torchs(name):
+    config = CONFIGS[name]
+    mx.random.seed(0)
+    xm = mm.build_model(config)  # the real init, zero projections included
+    xy = np.random.default_rng(3).integers(0, config.vocab_size, (2, 17))
+    xs, ys = np.ascontiguousarray(xy[:, :-1]), np.ascontiguousarray(xy[:, 1:])  # (2, 16) each
+    x, y = mx.array(xs), mx.array(ys)
+    _, grads = nn.value_and_grad(xm, mm.loss_fn)(xm, x, y)
+    grads = dict(tree_flatten(grads))
+    assert grads.keys() == dict(tree_flatten(xm.parameters())).keys()
+    for k, g in grads.items():
+        assert np.isfinite(np.array(g)).all(), k
+    silent = sorted(k for k, g in grads.items() if not np.abs(np.array(g)).sum() > 0)
+    if config.zero_init_proj:  # with the blocks' outputs at zero, only what feeds them is silent (as in torch)
+        assert any("c_proj" in k for k in grads if k not in silent)
+    else:
+        assert silent == []
+    # and from the same (perturbed) weights, the gradients torch's autograd computes
+    tm, xm = pair(config)
+    tm(torch.from_numpy(xs), torch.from_numpy(ys))[1].backward()
+    want = {k: p.grad.numpy() for k, p in tm.named_parameters()}
+    _, grads = nn.value_and_grad(xm, mm.loss_fn)(xm, x, y)
+    for k, g in tree_flatten(grads):
+        np.testing.assert_allclose(np.array(g), want[k], atol=2e-6, rtol=1e-4, err_msg=k)
 
 
 @pytest.mark.parametrize("name", ["gpt2-like", "nanogpt-char", "rope", "bigram"])

@@ -118,6 +118,43 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
     assert [r["val_loss"] for r in records if r["step"] != 7] == [e["val_loss"] for e in full.evals]
 
 
+# The fields added since the run dirs of the previous version (issue 12's model options and Muon, chunked_loss,
+# issue 13's head_dim): a run dir written before them has none of these keys, in config.json or in a checkpoint.
+NEW_MODEL_FIELDS = ("pos", "rope_theta", "norm", "norm_eps", "qk_norm", "mlp", "mlp_hidden", "n_kv_head", "head_dim",
+                    "logit_softcap", "zero_init_proj")
+NEW_TRAIN_FIELDS = ("optimizer", "muon_lr", "muon_momentum", "chunked_loss")
+
+
+def strip_new_fields(run_dir) -> None:
+    """Make a run dir look written by the version before NEW_MODEL_FIELDS / NEW_TRAIN_FIELDS: drop them from
+    config.json and from the model and train configs in every checkpoint's metadata (the tensors are untouched)."""
+    def strip(doc: dict) -> dict:
+        model = {k: v for k, v in doc["model"].items() if k not in NEW_MODEL_FIELDS}
+        return {**doc, "model": model, "train": {k: v for k, v in doc["train"].items() if k not in NEW_TRAIN_FIELDS}}
+
+    path = run_dir / ckpt.CONFIG
+    path.write_text(json.dumps(strip(json.loads(path.read_text())), indent=2))
+    for name in (ckpt.LAST, ckpt.BEST):
+        tensors, meta = ckpt.read_checkpoint(run_dir / name)
+        ckpt.save_checkpoint(run_dir / name, tensors, strip(meta))
+        _, meta = ckpt.read_checkpoint(run_dir / name)
+        assert not (set(meta["model"]) & set(NEW_MODEL_FIELDS) or set(meta["train"]) & set(NEW_TRAIN_FIELDS))
+
+
+def test_a_run_dir_without_the_new_fields_resumes_bit_exact(tmp_path):
+    """Issue 12: old run dirs and checkpoints (no new fields) load and resume unchanged: the missing fields take
+    their defaults, which are GPT-2's architecture and AdamW, so the losses are those of the uninterrupted run."""
+    model = replace(tiny_run(tmp_path).model, dropout=0.1)
+    full = train(replace(tiny_run(tmp_path, "full", max_iters=12, lr_decay_iters=12), model=model))
+    part1 = train(replace(tiny_run(tmp_path, "split", max_iters=7, lr_decay_iters=12), model=model))
+    strip_new_fields(tmp_path / "split")
+    loaded, _ = load_model(tmp_path / "split", "last")
+    assert loaded.config == model
+    part2 = train(resume_config(tmp_path / "split", ["--max_iters=12"]), resume=True)
+    assert part1.losses + part2.losses == full.losses  # bit for bit
+    assert [e["val_loss"] for e in part2.evals] == [e["val_loss"] for e in full.evals[-1:]]
+
+
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     tr = trainer(tiny_run(tmp_path, max_iters=50, eval_interval=100))
     step = tr.train_step
