@@ -3,6 +3,7 @@
     python bench/speedrun.py                              # the default preset; nanoGPT's figure quoted
     python bench/speedrun.py --nanogpt ~/src/nanoGPT      # also runs nanoGPT's own train.py, its CPU recipe
     python bench/speedrun.py --ablation                   # the README's table: options one at a time
+    python bench/speedrun.py --ablation --only grouped     # only the ablation rows naming grouped-query attention
     python bench/speedrun.py --variants                   # the default preset, and the same in fp32
     python bench/speedrun.py --runs shakespeare_char_gpt2 --target 1.88
 
@@ -42,6 +43,7 @@ ADD_ONE = [
     ("zero-init projections", ["--zero_init_proj=true"]),
     ("logit soft-cap 15", ["--logit_softcap=15"]),
     ("untied head", ["--tie_weights=false"]),
+    ("grouped-query attention (2 kv heads of 4)", ["--n_kv_head=2"]),
 ]
 
 DEFAULT_VARIANTS = [  # the default recipe run otherwise, printed first (also without --ablation: --variants)
@@ -53,6 +55,9 @@ REMOVE_ONE = [
     ("RMSNorm (LayerNorm)", ["--norm=layernorm"]),
     ("QK-norm", ["--qk_norm=false"]),
     ("ReLU^2 (GELU)", ["--mlp=gelu"]),
+]
+REMOVE_ONE_EXTRA = [  # an option the default does not have, tried on it
+    ("+ grouped-query attention (2 kv heads of 4)", ["--n_kv_head=2"]),
 ]
 
 
@@ -106,6 +111,8 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="each option added to shakespeare_char_gpt2, and "
                     "each removed from the default recipe")
     ap.add_argument("--variants", action="store_true", help="the default recipe in fp32 too")
+    ap.add_argument("--only", default="", help="with --ablation/--variants: only the rows whose name contains this "
+                    "text (the presets of --runs and the ablation's base still run)")
     args = ap.parse_args()
     print(f"| run | to val <= {args.target} | vs nanoGPT | final val | wall |\n|---|---|---|---|---|")
     if args.nanogpt:
@@ -117,14 +124,16 @@ def main() -> None:
     for preset in args.runs:
         print(row(f"gptkit {preset}", run_gptkit(preset, [], args.target), ref), flush=True)
     if args.variants or args.ablation:
-        for name, over in DEFAULT_VARIANTS:
+        for name, over in [v for v in DEFAULT_VARIANTS if args.only in v[0]]:
             print(row(f"default {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
     if args.ablation:
         print(row("gptkit shakespeare_char_gpt2 (the base)", run_gptkit("shakespeare_char_gpt2", [], args.target), ref))
-        for name, over in ADD_ONE:
+        for name, over in [v for v in ADD_ONE if args.only in v[0]]:
             print(row(f"gpt2 recipe + {name}", run_gptkit("shakespeare_char_gpt2", over, args.target), ref), flush=True)
-        for name, over in REMOVE_ONE:
+        for name, over in [v for v in REMOVE_ONE if args.only in v[0]]:
             print(row(f"default - {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
+        for name, over in [v for v in REMOVE_ONE_EXTRA if args.only in v[0]]:
+            print(row(f"default {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
 
 
 if __name__ == "__main__":
