@@ -23,7 +23,7 @@ import time
 
 import torch
 
-DEFAULT_CASES = {"cpu": ["1x32g", "1x32s", "1x512g", "8x32g", "8x32s", "64x32g"],
+DEFAULT_CASES = {"cpu": ["1x32g", "1x32s", "1x512g", "8x32g", "8x32s", "8x512g", "64x32g"],
                  "cuda": ["1x32g", "1x32s", "1x512g", "8x32g", "64x32g", "64x512g", "64x32s"]}
 
 
