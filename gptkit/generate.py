@@ -163,9 +163,12 @@ class Engine(EngineBase):
         else:  # eager: attention reads exactly the filled slots, and no mask when every row is at one position
             self.exact_span = True
 
-    def _compile(self) -> None:
+    def _compile(self, graphs: bool | None = None) -> None:
+        """Compile the decode step; graphs (default: on CUDA) asks for CUDA graphs (mode="reduce-overhead"), whose
+        replays need every tensor the step reads or writes at a fixed address (on a CPU inductor skips the graphs
+        and the rest is the same: how the tests run this branch without a GPU)."""
         mode = None
-        if self.device.type == "cuda":
+        if graphs if graphs is not None else self.device.type == "cuda":
             mode = "reduce-overhead"  # CUDA graphs: the state the graph writes must keep its addresses
             for t in self.cache.tensors() + self.rows.tensors():
                 torch._dynamo.mark_static_address(t)
@@ -175,6 +178,7 @@ class Engine(EngineBase):
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, 64)
         self._step, self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=False), True
+        self.exact_span = False  # spans in powers of two: a few graphs, not one per length
 
     def _tensor(self, values, dtype=torch.long) -> torch.Tensor:
         """values as a tensor on the engine's device; to a GPU from pinned memory, without a host sync."""

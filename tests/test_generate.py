@@ -212,6 +212,17 @@ def test_compiled_decode_equals_eager():
     assert engine._compiled  # the compiled step ran: no fallback to eager on the way
 
 
+def test_the_cuda_graph_branch_equals_eager_on_a_cpu():
+    """The settings the engine compiles with on CUDA (mode="reduce-overhead", static addresses for the cache and the
+    rows' state, outputs cloned) run here on a CPU, where inductor skips only the graph capture itself."""
+    m = _model("learned", block_size=16)
+    requests = [Request((1, 2, 3), 20, 0.0), Request((4, 5), 12, 0.0), Request((6,), 20, 0.0)]  # one graph
+    engine = Engine(m, 2, compile=False)
+    engine._compile(graphs=True)
+    assert generate_ids(engine, requests) == generate_ids(Engine(m, 2, compile=False), requests)  # a row rejoins
+    assert engine._compiled
+
+
 def test_compiled_decode_stays_compiled_across_many_variants(monkeypatch):
     """Each (span, sampling mode, top-k bucket) is a graph of its own: more than dynamo's default of 8 recompiles,
     after which the step would fall back to eager (the inductor backend is swapped for dynamo's eager one here,
