@@ -48,9 +48,11 @@ def test_optimizer_steps_from_the_same_state_give_the_same_weights(tmp_path, cli
         np.testing.assert_allclose(got[k], want[k], atol=2e-5, rtol=0, err_msg=k)
 
 
-def test_accumulation_equals_one_big_batch(tmp_path):
-    big = mlx_trainer(_mlx_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
-    acc = mlx_trainer(_mlx_run(tmp_path, "acc", loader="sequential", batch_size=4, total_batch_tokens=128, grad_clip=0.0))
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_accumulation_equals_one_big_batch(tmp_path, optimizer):
+    kw = dict(loader="sequential", grad_clip=0.0, optimizer=optimizer)
+    big = mlx_trainer(_mlx_run(tmp_path, "big", batch_size=8, **kw))
+    acc = mlx_trainer(_mlx_run(tmp_path, "acc", batch_size=4, total_batch_tokens=128, **kw))
     mw.load_weights(acc.backend.model, mw.model_tensors(big.backend.model))
     assert acc.accum == 2
     assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
