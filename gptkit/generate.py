@@ -258,8 +258,8 @@ class PackedLinear(torch.nn.Module):
 
 def for_cpu_decoding(model, rows: int = 1):
     """Swap every nn.Linear of an inference-only fp32 model on a CPU for a PackedLinear laid out for steps of `rows`
-    rows (oneDNN's kernel, the same values); return the model. Elsewhere (CUDA, MPS, bf16, a torch without oneDNN)
-    nothing changes.
+    rows (oneDNN's kernel, the same values); return the model. Elsewhere (CUDA, MPS, bf16, a torch build without
+    oneDNN or these ops) nothing changes.
 
     Why: torch's CPU matmul (MKL sgemm on nn.Linear's (out, in) weight) is slow at the few rows of a decode step, and
     oneDNN on its own layout is not. GPT-2 124M on the 2-core CI machine, 2 threads, ms per step for the 48 block
@@ -273,10 +273,14 @@ def for_cpu_decoding(model, rows: int = 1):
     p = next(model.parameters(), None)
     if p is None or p.device.type != "cpu" or p.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
         return model
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.Linear):
-                setattr(module, name, PackedLinear(child, rows))
+    swaps = [(module, name, child) for module in model.modules() for name, child in module.named_children()
+             if isinstance(child, torch.nn.Linear)]
+    try:
+        packed = [PackedLinear(child, rows) for _, _, child in swaps]
+    except (AttributeError, RuntimeError, NotImplementedError):  # a torch build without these oneDNN ops: as it is
+        return model
+    for (module, name, _), new in zip(swaps, packed):
+        setattr(module, name, new)
     return model
 
 

@@ -406,7 +406,7 @@ def test_rows_that_fill_at_one_step_slide_in_one_forward():
     assert slides == [[0, 1, 2], [3], [0, 1, 2]], slides
 
 
-def test_for_cpu_decoding_changes_the_kernel_not_the_model():
+def test_for_cpu_decoding_changes_the_kernel_not_the_model(monkeypatch):
     import copy
 
     from gptkit.generate import PackedLinear, for_cpu_decoding
@@ -431,3 +431,11 @@ def test_for_cpu_decoding_changes_the_kernel_not_the_model():
         assert generate_ids(Engine(fast, 1), requests[:1])[0][:13] == _uncached_greedy(m, prompts[0], 13)
     half = copy.deepcopy(_model()).to(torch.bfloat16)  # only fp32 on a CPU is swapped: bf16 (no fast oneDNN path on AVX2) stays
     assert isinstance(for_cpu_decoding(half).lm_head, torch.nn.Linear)
+    import gptkit.generate
+
+    def missing(weight, rows):
+        raise AttributeError("no such op")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", missing, raising=False)  # a build without it
+    plain = for_cpu_decoding(copy.deepcopy(_model()))
+    assert not any(isinstance(mod, gptkit.generate.PackedLinear) for mod in plain.modules())  # none half-swapped
