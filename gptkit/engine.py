@@ -294,9 +294,11 @@ class EngineBase:
         if sliding:
             self._slide(sliding)
         for b in full:
-            if self.slots[b] is None:
+            if b in sliding:
+                self.pos[b] = self.keep - 1
+            else:
                 self._reset(b)
-            self.pos[b] = self.keep - 1 if self.slots[b] is not None else 0
+                self.pos[b] = 0
 
     def _account(self, slot: int, s: _Slot) -> Update:
         """The tokens of s.out up to its stop token or max_new_tokens; frees the slot when finished."""
