@@ -22,8 +22,8 @@ def torch_figures(args) -> dict:
     import torch
 
     from gptkit.config import GPTConfig, TrainConfig
-    from gptkit.model import GPT
-    from gptkit.optim import configure_optimizers
+    from gptkit.torch.model import GPT
+    from gptkit.torch.optim import configure_optimizers
 
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=65, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
@@ -55,8 +55,8 @@ def mlx_figures(args) -> dict:
     from mlx.utils import tree_flatten, tree_unflatten
 
     from gptkit.config import GPTConfig, TrainConfig
+    from gptkit.mlx.backend import AdamW
     from gptkit.mlx.model import GPT, loss_fn
-    from gptkit.mlx.train import AdamW
 
     mx.random.seed(0)
     cfg = GPTConfig(vocab_size=65, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
@@ -65,7 +65,7 @@ def mlx_figures(args) -> dict:
     opt = AdamW(TrainConfig())
     x = mx.array(np.random.default_rng(0).integers(0, 65, (args.batch_size, args.block_size)).astype(np.int32))
     vg = nn.value_and_grad(model, loss_fn)
-    state = [model.state, mx.random.state]  # as gptkit.mlx.train compiles its micro-step
+    state = [model.state, mx.random.state]  # as gptkit.mlx.backend compiles its micro-step
     grad = mx.compile(lambda a, b: vg(model, a, b), inputs=state, outputs=state)
 
     def step():

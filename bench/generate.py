@@ -82,9 +82,10 @@ def main() -> None:
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
     args = ap.parse_args()
 
-    from gptkit.engine import Request, generate_ids
-    from gptkit.generate import Engine, for_cpu_decoding
-    from gptkit.weights import load_model
+    from gptkit.generate.engine import Request, generate_ids
+    from gptkit.torch.cpu import for_cpu_decoding
+    from gptkit.torch.generate import Engine
+    from gptkit.torch.weights import load_model
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     n = args.new_tokens or (64 if device.type == "cpu" else 256)

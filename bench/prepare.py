@@ -27,7 +27,7 @@ from _corpus import DATA, build_corpus  # noqa: E402
 
 
 def job_gptkit(src: str, out: str, workers: int) -> dict:
-    from gptkit.data import prepare
+    from gptkit.data.prepare import prepare
 
     t = time.perf_counter()
     meta = prepare([src], "gpt2", out, val_fraction=0.0, num_workers=workers, progress=False)
@@ -36,7 +36,7 @@ def job_gptkit(src: str, out: str, workers: int) -> dict:
 
 def job_web(src: str, out: str, workers: int) -> dict:
     """prepare of a folder of parquet or JSONL shards into 10M-token shards (a web corpus's path)."""
-    from gptkit.data import prepare
+    from gptkit.data.prepare import prepare
 
     t = time.perf_counter()
     meta = prepare([src], "gpt2", out, val_fraction=0.01, shard_tokens=10_000_000, num_workers=workers, progress=False)
@@ -77,7 +77,7 @@ def job_tiktoken(src: str, out: str, workers: int) -> dict:
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
     from gptkit.files import iter_text_blocks
-    from gptkit.tokenizer import GPT2_PATTERN
+    from gptkit.tokenizer.encodings import GPT2_PATTERN
 
     ranks = data_gym_to_mergeable_bpe_ranks(str(DATA / "gpt2/vocab.bpe"), str(DATA / "gpt2/encoder.json"))
     enc = tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})

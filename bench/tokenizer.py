@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corpus import DATA, build_corpus  # noqa: E402
 
-
 # -- one measurement per subprocess -----------------------------------------------------------------
 
 
@@ -47,7 +46,7 @@ def job_train_gptkit(path: str, vocab_size: int, workers: int) -> dict:
 def job_train_hf(path: str, vocab_size: int, workers: int) -> dict:
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-    from gptkit.tokenizer import GPT4_PATTERN
+    from gptkit.tokenizer.encodings import GPT4_PATTERN
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -71,7 +70,7 @@ def job_encode(path: str, which: str) -> dict:
         import tiktoken
         from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-        from gptkit.tokenizer import GPT2_PATTERN
+        from gptkit.tokenizer.encodings import GPT2_PATTERN
 
         ranks = data_gym_to_mergeable_bpe_ranks(str(DATA / "gpt2/vocab.bpe"), str(DATA / "gpt2/encoder.json"))
         enc = tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={}).encode_ordinary

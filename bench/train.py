@@ -54,8 +54,8 @@ def run_one(preset: str, overrides: list[str], out_dir: str, sync_after: tuple[i
     code = (
         "import json, sys, time, torch\n"
         "from gptkit.config import load_run_config\n"
-        "from gptkit.runs import Run\n"
-        "from gptkit.train import TorchBackend\n"
+        "from gptkit.training.run import Run\n"
+        "from gptkit.torch.backend import TorchBackend\n"
         "cfg = load_run_config(sys.argv[1], sys.argv[2:-1])\n"
         "tr = Run(cfg, TorchBackend())\n"
         "cuda = tr.backend.device.type == 'cuda'\n"
@@ -169,7 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.step:
         return step_main(args)
-    from gptkit.runtime import cpu_has_fast_bf16
+    from gptkit.torch.runtime import cpu_has_fast_bf16
 
     fast_bf16 = cpu_has_fast_bf16()
     print(f"torch threads: {os.cpu_count()} cores; native bf16 matmul: {fast_bf16}")

@@ -3,17 +3,21 @@
 Importing gptkit is cheap and side-effect free: it never imports torch or mlx.
 """
 
-from gptkit.simple_tokenizers import CharTokenizer, WordTokenizer
-from gptkit.tokenizer import Tokenizer
-from gptkit.tokenizers import get_tokenizer, load_tokenizer
+from gptkit.tokenizer import (
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    get_tokenizer,
+    load_tokenizer,
+)
 
 __version__ = "0.1.0"
 __all__ = ["GPT", "GPTConfig", "Bigram", "CharTokenizer", "Tokenizer", "WordTokenizer", "from_pretrained",
-           "get_tokenizer", "load_tokenizer", "__version__"]
+           "get_tokenizer", "load_tokenizer", "train", "__version__"]
 
-# Names whose modules import torch: loaded on first use, so `import gptkit` stays light.
-_LAZY = {"GPT": "gptkit.model", "Bigram": "gptkit.model", "GPTConfig": "gptkit.config",
-         "from_pretrained": "gptkit.weights"}  # train(): gptkit.train
+# Names whose modules import torch (or read files): loaded on first use, so `import gptkit` stays light.
+_LAZY = {"GPT": "gptkit.torch.model", "Bigram": "gptkit.torch.model", "GPTConfig": "gptkit.config",
+         "from_pretrained": "gptkit.torch.weights", "train": "gptkit.training.run"}
 
 
 def __getattr__(name: str):

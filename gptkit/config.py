@@ -137,7 +137,8 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
     dtype: str = "auto"  # auto, float32, bfloat16, float16 (autocast; auto = bf16 where it is fast)
     compile: bool = False  # torch.compile the training step (eval and sampling use the plain module)
-    chunked_loss: bool = True  # PyTorch: the loss in row chunks, never the whole (B, T, vocab) logits (gptkit.losses)
+    chunked_loss: bool = True  # PyTorch: the loss in row chunks, never the whole (B, T, vocab) logits
+    #                            (gptkit.torch.losses)
     threads: int = 0  # CPU threads for torch; 0 = all cores of this process
     loader: str = "random"  # random (nanoGPT's random windows) or sequential (build-nanogpt's shard strides)
     batch_size: int = 12  # sequences per micro-step per rank

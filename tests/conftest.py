@@ -36,7 +36,9 @@ def pytest_unconfigure(config):
 
 
 def _data_dir() -> Path:
-    d = Path(os.environ.get("GPTKIT_DATA") or REPO.parent / "shared" / "data")
+    # resolved: a relative GPTKIT_DATA (the README says ../shared/data) must hold in the subprocesses the tests start
+    # in other working directories too
+    d = Path(os.environ.get("GPTKIT_DATA") or REPO.parent / "shared" / "data").resolve()
     if not (d / "tinyshakespeare.txt").is_file():
         pytest.fail(f"reference data not found at {d}; set GPTKIT_DATA to the shared/data folder", pytrace=False)
     return d
@@ -80,7 +82,7 @@ def tiktoken_gpt2(data_dir):
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-    from gptkit.tokenizer import GPT2_PATTERN
+    from gptkit.tokenizer.encodings import GPT2_PATTERN
 
     ranks = data_gym_to_mergeable_bpe_ranks(str(data_dir / "gpt2/vocab.bpe"), str(data_dir / "gpt2/encoder.json"))
     return tiktoken.Encoding("gpt2-ref", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
@@ -91,8 +93,8 @@ def tiktoken_cl100k(data_dir):
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    from gptkit.pretrained import CL100K_SPECIALS
-    from gptkit.tokenizer import GPT4_PATTERN
+    from gptkit.tokenizer.encodings import GPT4_PATTERN
+    from gptkit.tokenizer.encodings import CL100K_SPECIALS
 
     ranks = load_tiktoken_bpe(str(data_dir / "cl100k/cl100k_base.tiktoken"))
     return tiktoken.Encoding("cl100k-ref", pat_str=GPT4_PATTERN, mergeable_ranks=ranks, special_tokens=CL100K_SPECIALS)
@@ -119,9 +121,9 @@ def tiny_gpt2_folder(tmp_path_factory) -> Path:
     import torch
 
     from gptkit.config import GPTConfig
-    from gptkit.hf import write_hf
-    from gptkit.model import GPT
-    from gptkit.weights import model_tensors
+    from gptkit.hf.arch import write_hf
+    from gptkit.torch.model import GPT
+    from gptkit.torch.weights import model_tensors
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=50257, block_size=64, n_layer=2, n_head=2, n_embd=32, bias=True)
@@ -142,9 +144,9 @@ def served(tmp_path_factory):
     import uvicorn
 
     from gptkit.cli import main
-    from gptkit.cli_serve import make_worker_factory
+    from gptkit.cli.serve import make_worker_factory
     from gptkit.serve.app import Limits, create_app
-    from gptkit.serve.models import Registry
+    from gptkit.serve.registry import Registry
 
     runs = tmp_path_factory.mktemp("serve") / "runs"
     assert main(["train", "--n_layer=1", "--n_embd=32", "--n_head=2", "--block_size=32", f"--out_dir={runs / 'tiny'}",

@@ -137,7 +137,7 @@ def test_model_presets_all_valid():
 def test_gpt2_124m_preset_is_build_nanogpts_recipe():
     # build-nanogpt train_gpt2.py: total_batch_size 524288, B=64, T=1024, max_lr 6e-4, min_lr = max_lr * 0.1,
     # warmup_steps 715, max_steps 19073, weight_decay 0.1, betas (0.9, 0.95), clip 1.0, vocab_size 50304
-    from gptkit.run_setup import accumulation_steps
+    from gptkit.training.setup import accumulation_steps
 
     cfg = load_run_config("gpt2_124m")
     m, t = cfg.model, cfg.train

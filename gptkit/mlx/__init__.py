@@ -1,8 +1,9 @@
 """The MLX backend: gptkit's GPT in Apple's MLX (Metal on Apple silicon; `mlx[cpu]` on Linux).
 
-Same config (gptkit.config), same parameter names, same checkpoint files (gptkit.checkpoint, numpy +
+Same config (gptkit.config), same parameter names, same checkpoint files (gptkit.training.checkpoint, numpy +
 safetensors) as the PyTorch backend, so a run trained with one samples with the other. Never imports torch.
-Install with `pip install "gptkit[mlx]"`. Modules: model.py (GPT, Bigram), weights.py (weights in and out), sample.py, train.py (MLXBackend).
+Install with `pip install "gptkit[mlx]"`. Modules: model.py (GPT, Bigram), weights.py (weights in and out), generate.py
+(the engine), optim.py, backend.py (MLXBackend).
 """
 
 from __future__ import annotations

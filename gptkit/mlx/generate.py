@@ -1,5 +1,5 @@
-"""The generation engine in MLX: gptkit.generate's Engine with the same API and the same math (static cache with
-per-row positions, the window slide of gptkit.engine, Gumbel-max sampling over the same hashed noise, so a seed
+"""The generation engine in MLX: gptkit.torch.generate's Engine with the same API and the same math (static cache with
+per-row positions, the window slide of gptkit.generate.engine, Gumbel-max sampling over the same hashed noise, so a seed
 gives the same draws as in PyTorch up to float rounding), the decode step compiled with mx.compile (one graph per
 attention span and sampling mode, built in milliseconds). Never imports torch.
 """
@@ -10,14 +10,23 @@ from functools import partial
 
 import mlx.core as mx
 
-from gptkit.engine import MASK32, MIX32, EngineBase, Request, context_length, generate_ids
+from gptkit.generate.engine import (
+    MASK32,
+    MIX32,
+    EngineBase,
+    Request,
+    context_length,
+    generate_ids,
+)
 from gptkit.mlx.model import KVCache
 
 _MUL = tuple(mx.array(c, dtype=mx.uint32) for c in MIX32)
 
 
 def mix32(x: mx.array) -> mx.array:
-    """gptkit.engine.mix32 on uint32 arrays (multiplication wraps mod 2^32). Example: mix32([1]) -> [1753845952]"""
+    """gptkit.generate.engine.mix32 on uint32 arrays (multiplication wraps mod 2^32).
+
+    Example: mix32([1]) -> [1753845952]"""
     x = x ^ (x >> 16)
     x = x * _MUL[0]
     x = x ^ (x >> 15)
@@ -26,13 +35,14 @@ def mix32(x: mx.array) -> mx.array:
 
 
 def uniform(seed: mx.array, count: mx.array, vocab_hash: mx.array) -> mx.array:
-    """(B, V) in (0, 1) from each row's folded uint32 seed, token number and the vocab hash, as gptkit.generate."""
+    """(B, V) in (0, 1) from each row's folded uint32 seed, token number and the vocab hash, as
+    gptkit.torch.generate."""
     bits = mix32(mix32(mix32(seed) ^ count)[:, None] ^ vocab_hash[None, :]) >> 8
     return (bits.astype(mx.float32) + 0.5) * 2.0**-24
 
 
 def filter_rows(logits: mx.array, top_k: mx.array, top_p: mx.array) -> mx.array:
-    """Each row's top-k (ties kept), then its top-p nucleus; the rest -inf (gptkit.generate.filter_rows)."""
+    """Each row's top-k (ties kept), then its top-p nucleus; the rest -inf (gptkit.torch.generate.filter_rows)."""
     V = logits.shape[-1]
     order = mx.argsort(-logits, axis=-1)
     ordered = mx.take_along_axis(logits, order, axis=-1)
@@ -65,7 +75,7 @@ def sample_rows(logits: mx.array, rows: dict, sampling: bool = True, filtering: 
 
 
 def decode_step(model, span: int, sampling: bool, filtering: int, state: dict) -> tuple[mx.array, dict]:
-    """One token per row at its cache position, as gptkit.generate.decode_step, as a pure function of `state`
+    """One token per row at its cache position, as gptkit.torch.generate.decode_step, as a pure function of `state`
     (the cache's arrays and the rows' settings) so that mx.compile can compile it."""
     cache = KVCache.of(list(state["k"]), list(state["v"]), state["pos"], span)
     rows = dict(state)
@@ -77,7 +87,8 @@ def decode_step(model, span: int, sampling: bool, filtering: int, state: dict) -
 
 
 class Engine(EngineBase):
-    """gptkit.engine.EngineBase on an MLX model; the same API as gptkit.generate.Engine. compile: mx.compile the
+    """gptkit.generate.engine.EngineBase on an MLX model; the same API as gptkit.torch.generate.Engine. compile:
+    mx.compile the
     decode step (cheap, so on by default)."""
 
     def __init__(self, model, batch_size: int = 1, *, compile: bool = True, sync_every: int | None = None,
@@ -104,7 +115,7 @@ class Engine(EngineBase):
                  filtering: int) -> mx.array:
         s, index, names = self.state, mx.array(slots), ("temperature", "top_k", "top_p", "seed")
         temperature, top_k, top_p, seed = zip(*[q.settings(self.model.config.vocab_size) for q in requests])
-        seed = [(x ^ (x >> 32)) & MASK32 for x in seed]  # folded to 32 bits, as gptkit.generate.uniform folds it
+        seed = [(x ^ (x >> 32)) & MASK32 for x in seed]  # folded to 32 bits, as gptkit.torch.generate.uniform folds it
         for name, values in zip(names, (temperature, top_k, top_p, seed)):
             s[name][index] = mx.array(values, dtype=s[name].dtype)
         s["count"][index] = 0
@@ -152,7 +163,7 @@ class Engine(EngineBase):
 def generate(model, prompt: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int = 0, stop_token: int | None = None, compile: bool = True
              ) -> list[int]:
-    """The ids generated after one prompt (stop token excluded), as gptkit.generate.generate."""
+    """The ids generated after one prompt (stop token excluded), as gptkit.torch.generate.generate."""
     request = Request(tuple(prompt), max_new_tokens, temperature, top_k, top_p, seed,
                       () if stop_token is None else (stop_token,))
     return generate_ids(Engine(model, 1, compile=compile), [request])[0]

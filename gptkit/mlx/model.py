@@ -1,4 +1,4 @@
-"""gptkit's GPT-2 in MLX: the same modules and parameter names as gptkit.model (wte, wpe, h.{i}.ln_1,
+"""gptkit's GPT-2 in MLX: the same modules and parameter names as gptkit.torch.model (wte, wpe, h.{i}.ln_1,
 h.{i}.attn.c_attn, ..., ln_f; lm_head tied to wte), the same init and a KV cache, so checkpoints are shared with
 the PyTorch backend (weights in and out: gptkit.mlx.weights; this module imports only the config).
 
@@ -25,8 +25,8 @@ def gelu(x: mx.array, approximate: str) -> mx.array:
 
 
 class KVCache:
-    """gptkit.model.KVCache in MLX: preallocated (B, n_kv_head, block_size, hs) keys and values per layer, each row's
-    next position `pos` (B,), and the `span` of slots attention reads. MLX arrays are values, so `write` replaces
+    """gptkit.torch.model.KVCache in MLX: preallocated (B, n_kv_head, block_size, hs) keys and values per layer, each
+    row's next position `pos` (B,), and the `span` of slots attention reads. MLX arrays are values, so `write` replaces
     a layer's buffers; rows are prefilled through a `fill` view, as in torch."""
 
     def __init__(self, config: GPTConfig, batch_size: int, dtype=mx.float32, n_layer: int | None = None,
@@ -48,7 +48,7 @@ class KVCache:
 
     def write(self, layer: int, k: mx.array, v: mx.array, positions: mx.array):
         """Store k, v (B, n_kv, T, hs) at positions (B, T); the first `span` keys/values and the (B, 1, T, span)
-        mask, True where a query may see a key (as gptkit.model.KVCache.write)."""
+        mask, True where a query may see a key (as gptkit.torch.model.KVCache.write)."""
         at = mx.broadcast_to(positions[:, None, :, None], k.shape)
         self.k[layer] = mx.put_along_axis(self.k[layer], at, k.astype(self.k[layer].dtype), axis=2)
         self.v[layer] = mx.put_along_axis(self.v[layer], at, v.astype(self.v[layer].dtype), axis=2)
@@ -57,7 +57,7 @@ class KVCache:
 
     def fill(self, index: mx.array) -> KVCache:
         """A cache through which a forward of T tokens fills rows `index` (n,) at positions 0..T-1, attention causal
-        over those T tokens (padding beyond a row's length is never read), as gptkit.model.KVCache.fill; this
+        over those T tokens (padding beyond a row's length is never read), as gptkit.torch.model.KVCache.fill; this
         cache's pos is the caller's to set."""
         view = _Fill.of(self.k, self.v, mx.zeros(index.shape, dtype=mx.int32), 0)
         view.index = index
@@ -81,7 +81,7 @@ def _causal_mask(T: int) -> mx.array:
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
-    """config.norm over dim (default n_embd), as gptkit.model.make_norm."""
+    """config.norm over dim (default n_embd), as gptkit.torch.model.make_norm."""
     dim = dim or config.n_embd
     if config.norm == "rmsnorm":
         return nn.RMSNorm(dim, eps=config.norm_eps)
@@ -109,7 +109,7 @@ class CausalSelfAttention(nn.Module):
         k, v = (t.reshape(B, T, self.n_kv, self.hs).transpose(0, 2, 1, 3) for t in (k, v))  # (B, n_kv, T, hs)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope_theta:  # rotate-half layout (traditional=False), as gptkit.model.apply_rope; per-row offsets
+        if self.rope_theta:  # rotate-half layout (traditional=False), as gptkit.torch.model.apply_rope; per-row offsets
             offset = cache.pos if cache is not None else 0
             q, k = (mx.fast.rope(t, self.hs, traditional=False, base=self.rope_theta, scale=1.0, offset=offset)
                     for t in (q, k))
@@ -133,7 +133,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """As gptkit.model.MLP: GELU, ReLU squared, or SwiGLU (c_proj(silu(c_gate(x)) * c_fc(x)))."""
+    """As gptkit.torch.model.MLP: GELU, ReLU squared, or SwiGLU (c_proj(silu(c_gate(x)) * c_fc(x)))."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -171,7 +171,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2 in MLX; see the module docstring. Initialised as gptkit.model.GPT is (GPT-2's scheme)."""
+    """GPT-2 in MLX; see the module docstring. Initialised as gptkit.torch.model.GPT is (GPT-2's scheme)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -189,7 +189,8 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's init, as gptkit.model: weights N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)) (or 0
+        """GPT-2's init, as gptkit.torch.model: weights N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer))
+        (or 0
         with zero_init_proj), biases 0, norm scales 1."""
         resid_std = 0.0 if self.config.zero_init_proj else 0.02 / math.sqrt(2 * self.config.n_layer)
         new = []
@@ -238,7 +239,7 @@ class GPT(nn.Module):
 
 
 class Bigram(nn.Module):
-    """The next token's logits read from a table row of the current token, as gptkit.model.Bigram."""
+    """The next token's logits read from a table row of the current token, as gptkit.torch.model.Bigram."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()

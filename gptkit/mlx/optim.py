@@ -1,5 +1,5 @@
 """The optimizers of the MLX backend, written out so that one step from the same state gives the same weights as
-the PyTorch backend's: torch.optim.AdamW's update (gptkit's decay groups) and gptkit.optim.Muon's.
+the PyTorch backend's: torch.optim.AdamW's update (gptkit's decay groups) and gptkit.torch.optim.Muon's.
 
 mlx.optimizers ships AdamW and Muon, and they are not used here: MLX's AdamW differs from torch's in where epsilon
 and the bias correction enter, and MLX's Muon adds weight decay to the gradient (torch's decays the weights), so
@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 
 from gptkit.config import TrainConfig
+from gptkit.training.backend import NS_COEFFICIENTS, NS_STEPS
 
 EPS = 1e-8  # torch.optim.AdamW's default
 
@@ -50,11 +51,8 @@ def clip_grad_norm(grads: dict[str, mx.array], max_norm: float) -> tuple[dict[st
     return {k: g * coef for k, g in grads.items()}, total
 
 
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # as gptkit.optim
-
-
-def newton_schulz(G: mx.array, steps: int = 5) -> mx.array:
-    """gptkit.optim.newton_schulz in MLX, in fp32: an approximation of U V^T for G = U S V^T."""
+def newton_schulz(G: mx.array, steps: int = NS_STEPS) -> mx.array:
+    """gptkit.torch.optim.newton_schulz in MLX, in fp32: an approximation of U V^T for G = U S V^T."""
     a, b, c = NS_COEFFICIENTS
     X = G.astype(mx.float32)
     tall = X.shape[0] > X.shape[1]
@@ -68,7 +66,8 @@ def newton_schulz(G: mx.array, steps: int = 5) -> mx.array:
 
 
 class Muon:
-    """gptkit.optim.Muon's update, parameter by name: Nesterov momentum, Newton-Schulz, sqrt(max(1, rows/cols))."""
+    """gptkit.torch.optim.Muon's update, parameter by name: Nesterov momentum, Newton-Schulz, sqrt(max(1,
+    rows/cols))."""
 
     def __init__(self, t: TrainConfig) -> None:
         self.momentum = t.muon_momentum

@@ -1,4 +1,4 @@
-"""MLX models <-> checkpoint tensors (gptkit.weights' MLX twin): weights out as fp32 numpy, weights in with every
+"""MLX models <-> checkpoint tensors (gptkit.torch.weights' MLX twin): weights out as fp32 numpy, weights in with every
 name and shape checked, and `load_model(spec)` for a run dir, a HF GPT-2 / Llama / Qwen3 folder or a GPT-2 name, so that
 gptkit.mlx.model itself does no I/O. Never imports torch.
 """
@@ -10,8 +10,9 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from gptkit.checkpoint import check_tensor_shapes, read_model_source
 from gptkit.mlx.model import build_model
+from gptkit.training.checkpoint import check_tensor_shapes
+from gptkit.training.source import read_model_source
 
 
 def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """`gptkit serve`: an OpenAI-compatible HTTP API and a web page over gptkit's generation engine.
 
-Modules: models.py (which models and runs the server may touch, loaded on first use; torch-free), worker.py (one
-thread per model driving its gptkit.generate.Engine, requests batched across clients), app.py (the FastAPI app:
+Modules: registry.py (which models and runs the server may touch, loaded on first use; torch-free), worker.py (one
+thread per model driving its gptkit.torch.generate.Engine, requests batched across clients), app.py (the FastAPI app:
 /v1/models, /v1/completions, tokenizer and runs endpoints, the page), static/ (the page: plain HTML, CSS and JS,
 nothing fetched from elsewhere). Needs the `serve` extra: pip install "gptkit[serve]".
 """

@@ -21,14 +21,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request as HttpRequest
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from gptkit.engine import Request
-from gptkit.serve.models import PRETRAINED_TOKENIZERS, Registry, UnknownModel, read_metrics, tokenizer_of
+from gptkit.generate.engine import Request
+from gptkit.serve.registry import (
+    PRETRAINED_TOKENIZERS,
+    Registry,
+    UnknownModel,
+    read_metrics,
+    tokenizer_of,
+)
 from gptkit.serve.worker import Job, Overloaded
 
 STATIC = Path(__file__).parent / "static"
@@ -165,7 +172,7 @@ def _add_tokenizer_routes(app: FastAPI, registry: Registry) -> None:
     def tokenizer(name: str):
         if name not in tokenizers:
             if name in PRETRAINED_TOKENIZERS:
-                from gptkit.tokenizers import get_tokenizer
+                from gptkit.tokenizer.load import get_tokenizer
 
                 tokenizers[name] = get_tokenizer(name)
             else:

@@ -1,8 +1,8 @@
 """One thread per served model: it owns the model's generation engine and runs every client's requests on it, as
-one batch (a request joins the running batch as soon as a row is free: gptkit.engine's continuous batching).
+one batch (a request joins the running batch as soon as a row is free: gptkit.generate.engine's continuous batching).
 
-Clients hand in a `Job` (its choices as gptkit.engine.Requests, their stop strings, an asyncio queue to hear back
-on); the thread puts (choice index, text, tokens, finish) on that queue as text is produced. A cancelled job (its
+Clients hand in a `Job` (its choices as Requests (gptkit.generate.engine), their stop strings, an asyncio queue to hear
+back on); the thread puts (choice index, text, tokens, finish) on that queue as text is produced. A cancelled job (its
 client went away) leaves the batch at the next step. The waiting room is bounded: a job that would overfill it is
 refused with Overloaded (the API's 503), so memory never grows with the number of clients.
 """
@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from gptkit.text_stream import TextStream, advance
+from gptkit.generate.text import TextStream, advance
 
 
 class Overloaded(RuntimeError):
@@ -22,7 +22,7 @@ class Overloaded(RuntimeError):
 
 @dataclass
 class Job:
-    requests: list  # gptkit.engine.Request, one per choice
+    requests: list  # gptkit.generate.engine.Request, one per choice
     stops: tuple[str, ...]
     emit: object  # called from the worker thread with (choice, text, n_tokens, finish) or an Exception
     cancelled: bool = False
@@ -74,7 +74,7 @@ class Worker:
             if job.cancelled:
                 self.engine.cancel(key)
                 del self.running[key]
-        joining = []  # prefilled together (gptkit.engine.EngineBase.join)
+        joining = []  # prefilled together (gptkit.generate.engine.EngineBase.join)
         with self.lock:
             while self.waiting and self.engine.free > len(joining):
                 job, i = self.waiting.popleft()

@@ -1,0 +1,83 @@
+"""`gptkit export RUN_DIR --format hf -o DIR`: a run's checkpoint as a Hugging Face folder that transformers loads
+unchanged (AutoModelForCausalLM, AutoTokenizer, pipeline): the model (gptkit.hf.arch picks GPT-2, Llama or Qwen3 and
+refuses what none represents) and its tokenizer (gptkit.tokenizer.hf_json), everything checked before anything is
+written, the folder written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from gptkit.cli.common import add_checkpoint
+from gptkit.files import atomic_dir
+from gptkit.hf.arch import arch_for, write_hf
+from gptkit.tokenizer.encodings import ENDOFTEXT
+from gptkit.tokenizer.hf_json import char_json, tokenizer_config
+from gptkit.tokenizer.load import tokenizer_from_record
+from gptkit.tokenizer.simple import CharTokenizer, WordTokenizer
+from gptkit.training.run_dir import (
+    is_run_dir,
+    read_model_checkpoint,
+    read_run_tokenizer_info,
+)
+
+# -- gptkit export ----------------------------------------------------------------------------------
+
+
+def add_export_command(sub) -> None:
+    p = sub.add_parser("export", help="write a run as a Hugging Face folder (model + tokenizer)",
+                       description="Write a run as a Hugging Face folder that transformers loads unchanged: "
+                       "GPT2LMHeadModel, LlamaForCausalLM or Qwen3ForCausalLM by the run's options, with "
+                       "tokenizer.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", choices=["hf"], default="hf")
+    p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="the weights' dtype (checkpoints hold float32)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_checkpoint(p)  # as sample and eval: best if the run has one
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from gptkit.cli.export import export_run
+
+    cls, path = export_run(args.run_dir, args.output, args.checkpoint or "auto", args.dtype, args.overwrite)
+    print(f"wrote {args.output} ({cls}: config.json, model.safetensors, tokenizer.json) from {path}")
+    return 0
+
+
+def tokenizer_files(tok, max_length: int) -> dict[str, str]:
+    """{file name: text} of a tokenizer for AutoTokenizer: tokenizer.json (byte-level BPE, or a char vocabulary as
+    WordLevel), tokenizer_config.json, special_tokens_map.json. A word tokenizer is refused: its decode drops the
+    space before punctuation, which no HF decoder does."""
+    if isinstance(tok, WordTokenizer):
+        raise ValueError("a word tokenizer has no exact HF equivalent (its decode drops the space before punctuation, "
+                         "which no HF decoder does); export a run trained with a BPE or char tokenizer")
+    doc = char_json(list(tok.chars)) if isinstance(tok, CharTokenizer) else tok.to_tokenizer_json()
+    eot = ENDOFTEXT if tok.eot_token is not None else None
+    config = tokenizer_config(tok.special_tokens, eot, max_length)
+    special_map = {"bos_token": eot, "eos_token": eot} if eot else {}
+    return {"tokenizer.json": json.dumps(doc, ensure_ascii=False) + "\n",
+            "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+            "special_tokens_map.json": json.dumps(special_map, indent=2) + "\n"}
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, which: str = "auto", dtype: str = "float32",
+               overwrite: bool = False) -> tuple[str, Path]:
+    """Write the run's checkpoint (which: last, best, auto) and tokenizer as a HF folder at `out`; returns (the HF
+    class, the checkpoint file it came from)."""
+    config, tensors, path = read_model_checkpoint(run_dir, which)
+    out = Path(out)
+    if is_run_dir(out) or out.resolve() == Path(run_dir).resolve():
+        raise ValueError(f"{out} is a gptkit run dir; export into a new folder, e.g. -o {out.name}-hf")
+    arch_for(config)  # refuses a model HF cannot represent, before anything is written
+    tok = tokenizer_from_record(read_run_tokenizer_info(run_dir), run_dir)
+    files = tokenizer_files(tok, config.block_size)  # refuses a tokenizer HF cannot represent exactly
+    with atomic_dir(out, overwrite=overwrite) as tmp:  # complete or absent, never half-written
+        cls = write_hf(config, tensors, tmp, dtype, eos_token_id=tok.eot_token)
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return cls, path

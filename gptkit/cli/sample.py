@@ -1,0 +1,155 @@
+"""`gptkit sample`: text from a run, a HF GPT-2 folder or a GPT-2 name, through the generation engine.
+
+--num-samples N runs as one batch of up to --batch-size rows (sample k has seed --seed + k, so its text does not
+depend on the batch size); --stream prints each sample as it is generated, one at a time. --draft RUN decodes
+speculatively (gptkit.torch.speculative: the same distribution, the target's greedy ids), one sample at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gptkit.cli.common import add_checkpoint, add_device, need_torch
+
+MAX_BATCH = 64  # the default --batch-size at most: a bigger batch mostly costs KV-cache memory
+
+
+def add_sample_command(sub) -> None:
+    p = sub.add_parser("sample", help="generate text from a trained run or GPT-2",
+                       description="Generate text from a run, a HF GPT-2 / Llama / Qwen3 folder, or OpenAI's "
+                                   "GPT-2 by name.")
+    p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2/Llama/Qwen3 folder, or gpt2, "
+                   "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", "--top_k", type=int, default=None)
+    p.add_argument("--top-p", "--top_p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=1337, help="sample k uses seed + k")
+    p.add_argument("--num-samples", "--num_samples", type=int, default=1)
+    p.add_argument("--batch-size", "--batch_size", type=int, default=None,
+                   help=f"samples generated at once (default: --num-samples, at most {MAX_BATCH}; 1 with --stream)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a sample before this text (repeatable); <|endoftext|> always ends one")
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--compile", choices=["auto", "yes", "no"], default="auto",
+                   help="compile the decode step (auto: on CUDA, where it runs under CUDA graphs; the first tokens "
+                        "then wait for the compiler)")
+    add_device(p)
+    add_checkpoint(p)
+    p.add_argument("--draft", metavar="MODEL", default=None,
+                   help="a smaller model with the same tokenizer that drafts tokens for MODEL to check (speculative "
+                        "decoding: MODEL's distribution, its greedy text); prints the draft's acceptance rate")
+    p.add_argument("--draft-k", "--draft_k", type=int, default=4, help="tokens drafted per round with --draft")
+    p.add_argument("--backend", choices=["torch", "mlx"], default="torch",
+                   help="torch, or mlx (Apple's MLX; pip install 'gptkit[mlx]'); both read the same checkpoints")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args) -> int:
+    from gptkit.config import check_sampling
+
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0 or args.num_samples < 1 or args.seed < 0:
+        raise ValueError("--max-new-tokens and --seed must be >= 0 and --num-samples >= 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    if any(not s for s in args.stop):
+        raise ValueError("--stop needs a non-empty text")
+    if args.draft and (args.backend != "torch" or args.stream):
+        raise ValueError("--draft decodes with --backend torch and prints whole samples; drop --backend mlx / --stream")
+    batch = args.batch_size or (1 if args.stream else min(args.num_samples, MAX_BATCH))
+    compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
+    sync = 1 if args.stream else None
+    if args.backend == "mlx":
+        from gptkit.mlx import require_mlx
+
+        require_mlx()
+        from gptkit.mlx.generate import Engine
+        from gptkit.mlx.weights import load_model
+
+        model, src = load_model(args.run_dir, args.checkpoint or "auto")
+        engine = Engine(model, batch, compile=compile is not False, sync_every=sync)
+    else:
+        need_torch("sample")
+        from gptkit.torch.cpu import for_cpu_decoding
+        from gptkit.torch.generate import Engine
+        from gptkit.torch.runtime import pick_device
+        from gptkit.torch.weights import load_model
+
+        model, src = load_model(args.run_dir, args.checkpoint or "auto", pick_device(args.device))
+        if compile is not True:  # inference only, eager: oneDNN's kernel for the few rows of a decode step on a CPU
+            for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)  # a target checks k + 1 tokens
+        if args.draft:
+            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0])
+            tok = src.load_tokenizer()
+            _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
+            return 0
+        engine = Engine(model, batch, compile=compile, sync_every=sync)
+    tok = src.load_tokenizer()
+    _print_samples(args, engine, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
+    return 0
+
+
+def _prompt_ids(tok, prompt: str, block_size: int) -> list[int]:
+    ids = tok.encode(prompt, allowed_special="all")
+    if not ids:
+        raise ValueError("the prompt is empty; give --prompt TEXT (e.g. --prompt $'\\n')")
+    if len(ids) > block_size:
+        print(f"gptkit: notice: the prompt has {len(ids)} tokens; the model sees the last {block_size} (block_size)",
+              file=sys.stderr)
+    return ids
+
+
+def _print_samples(args, engine, tok, prompt: list[int]) -> None:
+    """Each sample as the prompt and its text, separated by a line of dashes; streamed, or printed in order."""
+    from gptkit.generate.engine import Request
+    from gptkit.generate.text import generate_text
+
+    stop = () if tok.eot_token is None else (tok.eot_token,)
+    requests = [Request(tuple(prompt), args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                        args.seed + k, stop) for k in range(args.num_samples)]
+    texts: list[list[str]] = [[] for _ in requests]
+    done, shown = [False] * len(requests), [-1] * len(requests)  # shown: pieces printed, -1 = not even the prompt
+    printed = 0  # samples printed whole
+
+    def catch_up() -> None:  # print what is ready, in sample order
+        nonlocal printed
+        while printed < len(requests):
+            k = printed
+            if shown[k] < 0:
+                sys.stdout.write(("\n" + "-" * 40 + "\n" if k else "") + args.prompt)
+                shown[k] = 0
+            sys.stdout.write("".join(texts[k][shown[k]:]))
+            shown[k] = len(texts[k])
+            if not done[k]:
+                break
+            sys.stdout.write("\n")
+            printed += 1
+        sys.stdout.flush()
+
+    for k, text, finish in generate_text(engine, tok, requests, [args.stop] * len(requests)):
+        texts[k].append(text)
+        done[k] = finish is not None
+        if args.stream:
+            catch_up()
+    catch_up()
+
+
+def _print_drafted(args, target, draft, tok, prompt: list[int]) -> None:
+    """Each sample through speculative decoding, printed whole as _print_samples prints it; the acceptance rate."""
+    from gptkit.generate.text import TextStream
+    from gptkit.torch.speculative import SpeculativeStats, speculative_generate
+
+    total, new_tokens = SpeculativeStats(), 0
+    for k in range(args.num_samples):
+        ids, stats = speculative_generate(target, draft, prompt, args.max_new_tokens, k=args.draft_k,
+                                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                          seed=args.seed + k, stop_token=tok.eot_token)
+        stream = TextStream(tok, args.stop)
+        text = stream.feed(ids) + stream.finish()
+        sys.stdout.write(("\n" + "-" * 40 + "\n" if k else "") + args.prompt + text + "\n")
+        sys.stdout.flush()
+        total, new_tokens = total + stats, new_tokens + len(ids)
+    print(f"gptkit: draft tokens accepted: {total.acceptance_rate:.0%} of {total.proposed}; "
+          f"{new_tokens / max(1, total.target_forwards):.2f} new tokens per target forward", file=sys.stderr)

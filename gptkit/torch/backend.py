@@ -1,0 +1,238 @@
+"""The PyTorch backend of a training run, from one CPU to many GPUs (torchrun + DDP): `train(cfg)`.
+
+TorchBackend is gptkit.training.backend.Backend in PyTorch: AdamW with weight decay on 2-D weights only, or Muon for the
+block matrices beside it (gptkit.torch.optim), each at its own peak under the Run's schedule; gradient clipping,
+accumulation over the micro-batches the Run hands it, autocast (bf16, or fp16 + GradScaler on CUDA), TF32 on CUDA,
+optional torch.compile of the training step only, DDP, and the optimizer/RNG state that makes a resumed run continue
+with the identical loss sequence. The loop itself (schedule, evaluation, checkpoints, metrics, Ctrl-C) is
+gptkit.training.run.Run's.
+
+Not here: the model (gptkit.torch.model), batches (gptkit.data.loaders), the file format (gptkit.training.checkpoint),
+device rules (gptkit.torch.runtime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from gptkit.config import GPTConfig, RunConfig, TrainConfig
+from gptkit.torch.generate import generate
+from gptkit.torch.model import build_model
+from gptkit.torch.optim import configure_optimizers
+from gptkit.torch.runtime import (
+    autocast,
+    init_distributed,
+    peak_flops,
+    pick_device,
+    pick_dtype,
+    setup_threads,
+    teardown_distributed,
+)
+from gptkit.torch.weights import load_weights, model_tensors
+from gptkit.training.backend import Backend, Batch
+from gptkit.training.run import TrainResult, train_with
+
+
+class TorchBackend(Backend):
+    """A GPT and its optimizers (AdamW, or AdamW + Muon: gptkit.torch.optim) in PyTorch, on one process or as a
+    DDP rank."""
+
+    name = "torch"
+
+    def setup(self, t: TrainConfig) -> None:
+        device = pick_device(t.device)
+        self.dtype = pick_dtype(t.dtype, device)
+        self.dist, self.device = init_distributed(device)
+        self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on TF32 tensor cores
+            torch.backends.cudnn.allow_tf32 = True
+        elif self.device.type == "cpu":
+            setup_threads(t.threads)
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def build(self, model: GPTConfig, t: TrainConfig, init: dict[str, np.ndarray] | None, source: str) -> None:
+        self.model = build_model(model, attention_for(self.device, self.dtype, model.block_size))
+        if init is not None:
+            load_weights(self.model, init, source=source)
+        self.model = self.model.to(self.device)
+        self.optimizers = configure_optimizers(self.model, t, self.device, self.dtype)  # adamw [+ muon]
+        self.optimizer = self.optimizers["adamw"]
+        self.peak_lr = {"adamw": t.lr, "muon": t.muon_lr}
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.grad_clip, self.lr = t.grad_clip, t.lr
+        self.return_logits = not t.chunked_loss  # only the loss is used; chunked, the logits are never whole
+        self.fwd = self._wrap(self.model, t.compile)
+
+    def _wrap(self, model: torch.nn.Module, compile: bool):
+        """The callable the training step runs: the model, compiled and/or DDP-wrapped. Evaluation and sampling
+        use self.model, so compile never touches them and checkpoints never see `module.`/`_orig_mod.`."""
+        fwd = torch.compile(model) if compile else model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            fwd = DDP(fwd, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
+        return fwd
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        """A batch array on the device; from pinned memory on CUDA, so the copy does not wait for the GPU."""
+        x = torch.from_numpy(a)
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        return x.to(self.device, non_blocking=True)
+
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> torch.Tensor:
+        for name, opt in self.optimizers.items():  # one schedule, each optimizer at its own peak
+            for g in opt.param_groups:
+                g["lr"] = self.peak_lr[name] * lr / self.lr
+        total = torch.zeros((), device=self.device)
+        for micro, (x, y) in enumerate(batches):
+            if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
+                self.fwd.require_backward_grad_sync = micro == len(batches) - 1
+            with autocast(self.device, self.dtype):
+                _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=self.return_logits)
+            loss = loss / len(batches)  # the mean over micro-batches, as one big batch would give
+            total += loss.detach()
+            self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            for opt in self.optimizers.values():
+                self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        return total
+
+    def to_floats(self, losses: list[torch.Tensor]) -> list[float]:
+        values = torch.stack(losses)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.AVG)
+        return values.tolist()
+
+    @torch.no_grad()
+    def eval_loss(self, batches: Sequence[Batch]) -> float:
+        self.model.eval()
+        with autocast(self.device, self.dtype):
+            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1]
+                      for x, y in batches]
+        self.model.train()
+        return sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
+
+    @torch.no_grad()
+    def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
+               stop_token: int | None) -> list[int]:
+        self.model.eval()  # the raw module, never compiled: a sample must not cost a compile
+        try:
+            with autocast(self.device, self.dtype):
+                return generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                                stop_token=stop_token)
+        finally:
+            self.model.train()  # dropout back on whatever happened (as the MLX backend does)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return model_tensors(self.model)
+
+    def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
+        load_weights(self.model, tensors, source)
+
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """AdamW's `<param index>.<key>` arrays (exp_avg, exp_avg_sq, step) and `param_groups` (the names of
+        checkpoints before Muon), Muon's as `muon.<index>.<key>` and `muon_param_groups`, and the GradScaler."""
+        tensors, meta = {}, {"scaler": self.scaler.state_dict()}
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            prefix = "" if name == "adamw" else f"{name}."
+            tensors.update({f"{prefix}{i}.{k}": v.detach().cpu().numpy() for i, st in sd["state"].items()
+                            for k, v in st.items()})
+            meta[_groups_key(name)] = sd["param_groups"]
+        return tensors, meta
+
+    def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        states = _split_optimizer_tensors(tensors)
+        for name, opt in self.optimizers.items():
+            state = {i: {k: torch.from_numpy(np.array(v)) for k, v in st.items()}
+                     for i, st in states.get(name, {}).items()}
+            opt.load_state_dict({"state": state, "param_groups": meta[_groups_key(name)]})
+        if meta["scaler"]:
+            self.scaler.load_state_dict(meta["scaler"])
+
+    def rng_state(self) -> dict[str, np.ndarray]:
+        state = {"torch_rng": torch.get_rng_state().numpy()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device).numpy()
+        return state
+
+    def load_rng_state(self, tensors: dict[str, np.ndarray]) -> None:
+        torch.set_rng_state(torch.from_numpy(np.array(tensors["torch_rng"])))
+        if self.device.type == "cuda" and "cuda_rng" in tensors:
+            torch.cuda.set_rng_state(torch.from_numpy(np.array(tensors["cuda_rng"])), self.device)
+
+    # -- distributed ------------------------------------------------------------------------------
+
+    def gather(self, obj) -> list | None:
+        if not self.dist.enabled:
+            return [obj]
+        out = [None] * self.world_size if self.dist.is_main else None
+        torch.distributed.gather_object(obj, out, dst=0)
+        return out
+
+    def agree(self, code: int) -> int:
+        if not self.dist.enabled:
+            return code
+        flag = torch.tensor([code], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
+    def barrier(self) -> None:
+        if self.dist.enabled:
+            torch.distributed.barrier()
+
+    def peak_flops(self, configured: float) -> float | None:
+        return peak_flops(self.device, self.dtype, configured)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return self.model.flops_per_token(seq_len)
+
+    def close(self) -> None:
+        teardown_distributed()
+
+
+def attention_for(device: torch.device, dtype: torch.dtype, block_size: int) -> str:
+    """The model's attention path for training: SDPA, except in bf16 on a CPU at short contexts, where torch's CPU
+    flash-attention backward is the slow part of a step and the explicit softmax(q k^T) v is faster (fwd + bwd; past
+    128 positions flash wins, as it does in fp32 at every length; figures in docs/training.md). Both paths compute the
+    same attention (tests/torch/test_model.py holds them equal)."""
+    if device.type == "cpu" and dtype == torch.bfloat16 and block_size <= 128:
+        return "explicit"
+    return "sdpa"
+
+
+def _groups_key(optimizer: str) -> str:
+    return "param_groups" if optimizer == "adamw" else f"{optimizer}_param_groups"
+
+
+def _split_optimizer_tensors(tensors: dict) -> dict[str, dict[int, dict]]:
+    """Checkpoint names -> optimizer -> param index -> state key.
+
+    Example: {"0.exp_avg": a, "muon.2.momentum_buffer": b} -> {"adamw": {0: {"exp_avg": a}},
+    "muon": {2: {"momentum_buffer": b}}}
+    """
+    out: dict[str, dict[int, dict]] = {}
+    for k, v in tensors.items():
+        head, rest = k.split(".", 1)
+        name, (i, key) = ("adamw", (head, rest)) if head.isdigit() else (head, rest.split(".", 1))
+        out.setdefault(name, {}).setdefault(int(i), {})[key] = v
+    return out
+
+
+def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train (or, with resume=True, continue) the run `cfg` describes with PyTorch; returns what happened.
+    A fresh run refuses a run dir that already holds a run unless overwrite=True."""
+    return train_with(TorchBackend(), cfg, resume=resume, overwrite=overwrite)

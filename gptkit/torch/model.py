@@ -1,0 +1,364 @@
+"""The models in PyTorch: `Bigram` (the lecture's first model) and `GPT` (GPT-2), plus a KV cache.
+
+GPT is GPT-2 by default: learned positions, pre-LayerNorm blocks, GELU MLP (tanh approximation unless asked), lm_head
+tied to wte, GPT-2's init. The modern options of GPTConfig are small pieces here, each off by default: rotary
+positions (`rope_tables`, `apply_rope`), RMSNorm (`make_norm`), QK-norm, ReLU^2 and SwiGLU MLPs, grouped-query
+attention, logit soft-capping, zero-initialized output projections; gptkit.mlx.model has the same pieces. Parameter
+names follow OpenAI's checkpoint without the `transformer.` prefix (`wte, wpe, h.{i}.attn.c_attn, h.{i}.mlp.c_fc, ln_f,
+lm_head`), so a GPT-2 import is one name map plus Conv1D transposes. Attention runs through
+`scaled_dot_product_attention` (flash kernels on GPUs); the explicit masked softmax of the lecture is kept
+(`attention="explicit"`) and tested to agree.
+
+Not here: I/O (weights from files and hubs: gptkit.torch.weights.from_pretrained), printing, optimizers, sampling (see
+gptkit.torch.generate), data. The model module imports only gptkit.config. The only link to the tokenizer is
+`config.vocab_size`; padded rows (`pad_vocab_to`) are sliced off the logits, so a padded
+id can never be sampled or enter the loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from gptkit.config import GPTConfig
+from gptkit.torch.losses import linear_cross_entropy
+
+ATTENTION = ("sdpa", "explicit")
+
+
+class KVCache:
+    """A preallocated key/value cache for generation: per layer (B, n_kv_head, block_size, hs) buffers and each
+    row's next position `pos` (B,) as a tensor, so a one-token step has the same shapes at every position (what
+    torch.compile and CUDA graphs need) and rows may stand at different positions (prompts of different lengths,
+    requests joining a running batch: gptkit.torch.generate).
+
+    A forward of T tokens through the cache puts row b's tokens at positions pos[b] .. pos[b]+T-1, lets each see
+    the keys at positions <= its own (whatever lies beyond a row's length is never seen) and advances pos by T.
+    Attention reads the first `span` slots, which must cover every row's pos + T (the engine keeps it a power of
+    two, so few shapes get compiled). Keeping pos + T <= block_size is the caller's job: the model does not check
+    it, since that would cost a host sync per token.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32, n_layer=None,
+                 length: int | None = None) -> None:
+        length = length or config.block_size  # positions it holds: the model's context, or fewer to save memory
+        shape = (batch_size, config.kv_heads, length, config.head_size)
+        n_layer = config.n_layer if n_layer is None else n_layer
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.span, self.dense = length, False  # dense: every row's pos + T == span, so no mask is needed
+
+    def fill(self, index: torch.Tensor) -> KVCache:
+        """A cache through which a forward of T tokens fills rows `index` (n,) at positions 0..T-1 (a prefill):
+        attention is plain causal over those T tokens, so each prompt of a right-padded batch fills its row as if
+        alone, and the keys the padding writes lie beyond the row's length, where nothing reads them (the row's next
+        token overwrites slot pos, the mask hides slots > pos). The view's pos (n,) starts at 0; this cache's pos is
+        the caller's to set (each row's real length)."""
+        view = object.__new__(_Fill)
+        view.k, view.v, view.index = self.k, self.v, index
+        view.pos, view.span, view.dense = torch.zeros_like(index), 0, False
+        return view
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.k, *self.v, self.pos]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
+        """Store k, v (B, n_kv, T, hs) at positions (B, T); return the first `span` keys/values and the mask
+        (B, 1, T, span), True where a query may see a key.
+
+        Example: positions [[1, 2]], span 3 -> mask [[[[True, True, False], [True, True, True]]]]
+        """
+        at = positions[:, None, :, None].expand_as(k)
+        self.k[layer].scatter_(2, at, k.to(self.k[layer].dtype))
+        self.v[layer].scatter_(2, at, v.to(self.v[layer].dtype))
+        k, v = self.k[layer][:, :, : self.span], self.v[layer][:, :, : self.span]
+        if self.dense and positions.size(1) == 1:
+            return k, v, None  # one token per row, each seeing every slot read
+        slots = torch.arange(self.span, device=positions.device)
+        mask = slots[None, None, :] <= positions[:, :, None]  # (B, T, span)
+        return k, v, mask[:, None]
+
+
+class _Fill(KVCache):
+    """KVCache.fill's view: writes go to rows `index` from position 0, and attention is causal over the new tokens."""
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
+        T = k.size(2)
+        k, v = k.to(self.k[layer].dtype), v.to(self.v[layer].dtype)  # attend to what later steps will read
+        self.k[layer][self.index, :, :T] = k  # (n, n_kv, T, hs) into the chosen rows
+        self.v[layer][self.index, :, :T] = v
+        return k, v, None
+
+
+# -- the options, one small piece each ---------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight over the last dim (Llama, Qwen3): no mean subtracted, no bias."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x.float(), (x.size(-1),), self.weight, self.eps).to(x.dtype)  # in fp32, as LayerNorm
+
+
+def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
+    """config.norm over dim (default n_embd): GPT-2's LayerNorm (with bias if config.bias) or RMSNorm."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_tables(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of positions (T,) -> (T, hs), or per row (B, T) -> (B, 1, T, hs): pair i turns at
+    theta^(-2i/hs) radians per position, each angle written twice (HF's rotate-half layout, so Llama/Qwen
+    weights need no permutation)."""
+    hs = config.head_size
+    inv_freq = config.rope_theta ** -(torch.arange(0, hs, 2, dtype=torch.float32, device=positions.device) / hs)
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)  # (..., T, hs)
+    if angles.dim() == 3:
+        angles = angles[:, None]  # (B, 1, T, hs): one table per row, shared by the heads
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (x[i], x[i + hs/2]) pair of x (B, nh, T, hs) by its position's angle.
+
+    Example (hs=2, angle pi/2): [1, 0] -> [0, 1]
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
+        super().__init__()
+        C, hs = config.n_embd, config.head_size
+        self.n_head, self.n_kv, self.hs = config.n_head, config.kv_heads, hs
+        self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(self.n_head * hs, C, bias=config.bias)
+        self.c_proj.residual_projection = True  # scaled init, see GPT._init_weights
+        if config.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(hs, config.norm_eps), RMSNorm(hs, config.norm_eps)
+        self.qk_norm, self.dropout, self.attention = config.qk_norm, config.dropout, attention
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split([self.n_head * self.hs, self.n_kv * self.hs, self.n_kv * self.hs], dim=2)
+        q = q.view(B, T, self.n_head, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = (t.view(B, T, self.n_kv, self.hs).transpose(1, 2) for t in (k, v))  # (B, n_kv, T, hs)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        mask = None  # None: plain causal over these T tokens
+        if cache is not None:
+            k, v, mask = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), mask (B, 1, T, span)
+        if self.n_kv != self.n_head:  # grouped-query: key/value head j serves query heads j*g .. j*g + g-1
+            k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
+        p = self.dropout if self.training else 0.0
+        if self.attention == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None and T > 1)
+        else:
+            y = _explicit_attention(q, k, v, mask, p)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.hs)  # (B, T, nh * hs): heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+def _explicit_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs) + mask) v, the lecture's way. q (B, nh, T, hs), k/v (B, nh, S, hs); mask
+    (B, 1, T, S) True where allowed, or None for the causal mask of S = T tokens."""
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, S)
+    if mask is None:
+        T = q.size(2)
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    att = att.masked_fill(~mask, float("-inf"))
+    att = F.softmax(att.float(), dim=-1).to(q.dtype)
+    att = F.dropout(att, p=p, training=p > 0)
+    return att @ v  # (B, nh, T, hs)
+
+
+class MLP(nn.Module):
+    """c_proj(act(c_fc(x))): act is GELU (GPT-2) or ReLU squared; swiglu is c_proj(silu(c_gate(x)) * c_fc(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        H = config.hidden_size
+        self.c_fc = nn.Linear(config.n_embd, H, bias=config.bias)
+        if config.mlp == "swiglu":
+            self.c_gate = nn.Linear(config.n_embd, H, bias=config.bias)
+        self.c_proj = nn.Linear(H, config.n_embd, bias=config.bias)
+        self.c_proj.residual_projection = True
+        self.dropout = nn.Dropout(config.dropout)
+        self.kind, self.approximate = config.mlp, "tanh" if config.gelu == "tanh" else "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)
+        if self.kind == "gelu":
+            h = F.gelu(h, approximate=self.approximate)
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.silu(self.c_gate(x)) * h
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, attention)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, layer, positions)
+        return x + self.mlp(self.ln_2(x))
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
+    if targets is None:
+        return None
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+
+
+class GPT(nn.Module):
+    """GPT-2. `forward(idx, targets=None, cache=None) -> (logits, loss)`; logits (B, T, vocab_size)."""
+
+    def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
+        super().__init__()
+        if config.arch != "gpt":
+            raise ValueError(f"GPT needs arch='gpt', got {config.arch!r}; build_model() picks the class")
+        if attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
+        self.config = config
+        V = config.padded_vocab_size
+        self.wte = nn.Embedding(V, config.n_embd)
+        if config.pos == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config, attention) for _ in range(config.n_layer))
+        self.ln_f = make_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, V, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's init (OpenAI's code and paper, as nanoGPT applies it):
+
+        | tensor                                   | init                                   |
+        |------------------------------------------|----------------------------------------|
+        | Linear weights, wte, wpe                 | normal(0, 0.02)                        |
+        | attn.c_proj / mlp.c_proj weights         | normal(0, 0.02 / sqrt(2 * n_layer)),   |
+        |                                          | or 0 with zero_init_proj               |
+        | Linear biases                            | 0                                      |
+        | LayerNorm / RMSNorm weight, LN bias      | 1 / 0 (torch's default)                |
+        | lm_head                                  | tied to wte, or normal(0, 0.02)        |
+        """
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "residual_projection", False):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)  # each block adds two branches to the stream
+                if self.config.zero_init_proj:  # each block starts as the identity (modded-nanogpt)
+                    std = 0.0
+            torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_at: torch.Tensor | None = None, return_logits: bool = True):
+        """idx (B, T) -> (logits (B, T, vocab_size), loss or None). With a cache, the tokens go at each row's
+        cache position (see KVCache). logits_at (B,): compute the logits of that one position per row only
+        (B, 1, vocab_size): a prefill needs just each prompt's last token. return_logits=False with targets: (None,
+        loss), the loss computed in chunks that never hold the whole (B, T, vocab) logits (gptkit.torch.losses; what
+        training and evaluation use: the same loss and gradients in a fraction of the memory)."""
+        B, T = idx.shape
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"{T} positions exceed block_size {self.config.block_size}; crop the input")
+            positions = torch.arange(T, device=idx.device)  # (T,)
+        else:
+            positions = cache.pos[:, None] + torch.arange(T, device=idx.device)  # (B, T)
+        x, rope = self.wte(idx), None  # (B, T, C)
+        if self.config.pos == "learned":
+            x = x + self.wpe(positions)
+        else:  # rotary: positions enter each attention's queries and keys
+            rope = rope_tables(self.config, positions)
+        x = self.drop(x)
+        for i, block in enumerate(self.h):
+            x = block(x, rope, cache, i, positions)
+        if cache is not None:
+            cache.pos.add_(T)
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at][:, None]  # (B, 1, C)
+        if targets is not None and not return_logits:
+            h = self.ln_f(x).flatten(0, 1)  # (B * T, C)
+            c = self.config
+            return None, linear_cross_entropy(h, self.lm_head.weight, targets.flatten(), c.vocab_size, c.logit_softcap)
+        logits = self.lm_head(self.ln_f(x))[..., : self.config.vocab_size]  # (B, T, vocab_size): no padded ids
+        if self.config.logit_softcap:  # smoothly bounded to (-cap, cap)
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
+        return logits, _loss(logits, targets)
+
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, length: int | None = None) -> KVCache:
+        p = next(self.parameters())
+        return KVCache(self.config, batch_size, p.device, dtype or p.dtype, length=length)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters counted once (tied weights once). gpt2 preset: 124,439,808."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding and self.config.pos == "learned" else n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6N + 12 * n_layer * n_embd * T (PaLM appendix B)."""
+        c, T = self.config, seq_len or self.config.block_size
+        return 6 * self.num_params(non_embedding=True) + 12 * c.n_layer * c.n_embd * T
+
+
+class Bigram(nn.Module):
+    """The next token's logits read from a table row of the current token (makemore / "Let's build GPT")."""
+
+    def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.padded_vocab_size)
+        torch.nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_at: torch.Tensor | None = None, return_logits: bool = True):
+        if cache is not None:
+            cache.pos.add_(idx.size(1))  # positions only: the next token depends on the last one alone
+        if logits_at is not None:
+            idx = idx[torch.arange(idx.size(0), device=idx.device), logits_at][:, None]
+        logits = self.wte(idx)[..., : self.config.vocab_size]  # (B, T, vocab_size)
+        return logits, _loss(logits, targets)
+
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, length: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, self.wte.weight.device, dtype or self.wte.weight.dtype, n_layer=0,
+                       length=length)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        return 6 * self.config.padded_vocab_size  # a row gather and a softmax; a nominal figure
+
+
+def build_model(config: GPTConfig, attention: str = "sdpa") -> GPT | Bigram:
+    return (GPT if config.arch == "gpt" else Bigram)(config, attention)

@@ -1,0 +1,97 @@
+"""The optimizers of the PyTorch backend: AdamW with gptkit's decay groups, and Muon for the matrices inside the
+blocks (AdamW keeps embeddings, the head, norms and biases), each group with its own peak LR.
+
+Muon (Keller Jordan, 2024; modded-nanogpt): momentum, then the update's nearest semi-orthogonal matrix by five
+Newton-Schulz steps, scaled by sqrt(max(1, rows / cols)). torch ships torch.optim.Muon, and it is not used here:
+its Newton-Schulz always runs in bfloat16, which CPUs without native bf16 (AVX2 only) emulate ~100x slower than
+fp32 and which would differ from the MLX backend's fp32 (gptkit.mlx.optim holds the same update, and a test
+holds both to it). Here it runs in the run's own precision: bf16 when the run trains in bf16 (CUDA, and CPUs
+with native bf16: as torch's and modded-nanogpt's do), fp32 otherwise.
+
+Not here: the LR schedule (gptkit.training.setup.lr_at), which the backend applies to both peaks alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gptkit.config import TrainConfig
+from gptkit.training.backend import NS_COEFFICIENTS, NS_STEPS, takes_muon
+
+
+def newton_schulz(G: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An approximation of U V^T for G = U S V^T (singular values pushed into ~[0.7, 1.2]), in `dtype`; G (r, c), or a
+    stack (n, r, c) of same-shaped matrices, each orthogonalized on its own (one batched matmul instead of n).
+
+    Example: G = diag(3, 0.5) -> about diag(1, 1) (each singular value moves towards 1).
+    """
+    a, b, c = NS_COEFFICIENTS
+    X = G.to(dtype)
+    tall = X.size(-2) > X.size(-1)
+    if tall:  # iterate on the smaller Gram matrix
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= Frobenius norm <= 1: inside the basin
+    for _ in range(steps):
+        A = X @ X.mT
+        X = a * X + (b * A + c * (A @ A)) @ X
+    return (X.mT if tall else X).to(G.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for 2-D parameters: buf = m buf + (1 - m) g; u = (1 - m) g + m buf (Nesterov); p -= lr s NS(u), with
+    s = sqrt(max(1, rows / cols)). The state is one momentum buffer per matrix (saved with the checkpoint)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.95, nesterov: bool = True,
+                 ns_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
+        self.ns_dtype = ns_dtype
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"Muon takes 2-D weights only; got a parameter of shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            m = group["momentum"]
+            by_shape: dict[tuple, list] = {}  # same-shaped matrices (one per layer) share one batched Newton-Schulz
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - m)
+                by_shape.setdefault(tuple(p.shape), []).append((p, p.grad.lerp(buf, m) if group["nesterov"] else buf))
+            for (rows, cols), items in by_shape.items():
+                ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
+                scale = math.sqrt(max(1.0, rows / cols))
+                for (p, _), o in zip(items, ortho):
+                    p.add_(o, alpha=-group["lr"] * scale)
+
+
+def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device,
+                         dtype: torch.dtype = torch.float32) -> dict[str, torch.optim.Optimizer]:
+    """{"adamw": ...} or, with optimizer="muon", {"adamw": ..., "muon": ...}, at their peak learning rates.
+    Muon's Newton-Schulz runs in bf16 when the run trains in bf16 (dtype), else in fp32.
+
+    AdamW decays tensors with >= 2 dims (matmul weights, embeddings), never biases and norms.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    muon = [p for n, p in named if t.optimizer == "muon" and takes_muon(n, p.dim())]
+    rest = [p for n, p in named if not any(p is q for q in muon)]
+    groups = [
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    out = {"adamw": torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")}
+    if t.optimizer == "muon":
+        if not muon:
+            raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "
+                             "(use optimizer='adamw')")
+        ns_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+        out["muon"] = Muon(muon, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype)
+    return out

@@ -1,0 +1,120 @@
+"""The contract between a training run (gptkit.training.run.Run) and a backend: the whole of it, in one class.
+
+A backend owns the model and optimizer of one framework (PyTorch: gptkit.torch.backend.TorchBackend; MLX:
+gptkit.mlx.backend.MLXBackend) and knows nothing of run dirs, schedules, evaluation cadence, metrics or stop
+reasons: the Run decides those and calls the methods below, in the order its __init__ states. A third
+backend (JAX, say) subclasses Backend and implements the abstract methods; the defaults below are those of
+one process, so only a distributed backend overrides `setup`'s ranks, `gather`, `agree` and `barrier`.
+
+Arrays cross the boundary as numpy (batches in, weights and state out), so the Run and the checkpoint
+format stay framework-free. No torch, no mlx.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gptkit.config import GPTConfig, TrainConfig
+
+Batch = tuple[np.ndarray, np.ndarray]  # (inputs, targets), each (B, T) integer ids
+
+
+# Muon's Newton-Schulz iteration, the same in every backend: Keller Jordan's quintic (the steepest slope at zero that
+# still converges) and its number of steps.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+
+
+def takes_muon(name: str, ndim: int) -> bool:
+    """Which parameters optimizer="muon" gives to Muon, in every backend: the matrices inside the blocks
+    (attention and MLP weights); AdamW keeps embeddings, the head, norms and biases.
+
+    Example: "h.0.attn.c_attn.weight", 2 -> True; "wte.weight", 2 -> False; "h.0.ln_1.weight", 1 -> False
+    """
+    return name.startswith("h.") and ndim == 2
+
+
+class Backend(ABC):
+    """One framework's model + optimizer + training step, driven by a Run."""
+
+    name = ""  # recorded in checkpoints: --resume continues with the backend that wrote one
+    rank, world_size = 0, 1  # this process among the run's processes (setup sets them)
+
+    def setup(self, train: TrainConfig) -> None:
+        """Pick the device, threads and process group; the first call a Run makes."""
+
+    def seed(self, seed: int) -> None:
+        """Seed the framework's global RNG (model init, dropout)."""
+
+    @abstractmethod
+    def build(self, model: GPTConfig, train: TrainConfig, init: dict[str, np.ndarray] | None, source: str) -> None:
+        """Create the model (from the RNG just seeded, or with the weights `init` read from `source`) and its
+        optimizer, wrapped for training however the framework wants (compiled, distributed)."""
+
+    @abstractmethod
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> Any:
+        """One optimizer step at learning rate lr over micro-batches (gradients accumulated; `step` counts the steps
+        done before this one). Returns the mean loss where it was computed (a device scalar, not a float): reading
+        it back waits for the device, so the Run does that only when it logs (see `to_floats`)."""
+
+    def to_floats(self, losses: list) -> list[float]:
+        """Losses returned by train_step as floats, in one transfer (averaged over ranks when distributed)."""
+        return [float(x) for x in losses]
+
+    @abstractmethod
+    def eval_loss(self, batches: Sequence[Batch]) -> float:
+        """Mean loss over batches in evaluation mode (no dropout, no gradients), then back to training mode."""
+
+    @abstractmethod
+    def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
+               stop_token: int | None) -> list[int]:
+        """New token ids after prompt, from an RNG seeded with `seed` (never the training RNG)."""
+
+    @abstractmethod
+    def weights(self) -> dict[str, np.ndarray]:
+        """The unwrapped model's weights, fp32, by gptkit parameter name (a tied lm_head left out)."""
+
+    @abstractmethod
+    def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
+        """Copy weights in, refusing names or shapes that differ from the model's (naming `source`)."""
+
+    @abstractmethod
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, JSON-able fields) that restore the optimizer exactly."""
+
+    @abstractmethod
+    def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore what optimizer_state returned (`meta` is the whole checkpoint header)."""
+
+    def rng_state(self) -> dict[str, np.ndarray]:
+        """This rank's RNG state, saved per rank so a resumed run draws the same dropout masks."""
+        return {}
+
+    def load_rng_state(self, tensors: dict[str, np.ndarray]) -> None:
+        """Restore what rng_state returned."""
+
+    def gather(self, obj: Any) -> list | None:
+        """Every rank's obj, in rank order, on rank 0; None on the other ranks."""
+        return [obj]
+
+    def agree(self, code: int) -> int:
+        """The largest code over the ranks: every rank stops at the same step, or the next collective hangs."""
+        return code
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+
+    def peak_flops(self, configured: float) -> float | None:
+        """The device's peak FLOP/s for MFU (configured if > 0), or None when unknown."""
+        return None
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token of the model (0: no MFU shown)."""
+        return 0.0
+
+    def close(self) -> None:
+        """Release what setup took (a process group)."""

@@ -1,0 +1,117 @@
+"""What a run decides before its first step, without a framework: its config on --resume, its model shape and
+--init_from weights, gradient accumulation and the learning-rate schedule, its training batches, and the run
+dir's checks and files (a fresh run never replaces another; metrics past a resumed checkpoint are dropped).
+
+gptkit.training.run.Run calls these in its set-up; nothing here trains. No torch, no mlx.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from gptkit.config import RunConfig, TrainConfig, parse_overrides
+from gptkit.data.prepare import NAMED_DATA
+from gptkit.training.run_dir import read_run_config
+from gptkit.training.source import ModelSource, read_model_source
+
+# Fields a resumed run may change; anything else must match the checkpoint's run.
+RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
+             "progress", "device", "compile", "chunked_loss", "threads", "peak_flops", "out_dir"}
+
+
+def lr_at(step: int, t: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warmup, cosine to min_lr, then min_lr.
+
+    Example (lr=1e-3, min_lr=1e-4, warmup_iters=100, decay to 2000): step 0 -> 1e-5, step 99 -> 1e-3,
+    step 2000 -> 1e-4.
+    """
+    decay_iters = t.lr_decay_iters or t.max_iters
+    if step < t.warmup_iters:
+        return t.lr * (step + 1) / t.warmup_iters
+    if step >= decay_iters:
+        return t.min_lr
+    progress = (step - t.warmup_iters) / max(1, decay_iters - t.warmup_iters)
+    return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - t.min_lr)
+
+
+def accumulation_steps(t: TrainConfig, block_size: int, world_size: int) -> int:
+    """Micro-steps per optimizer step so that all ranks together see total_batch_tokens per step."""
+    per_micro = t.batch_size * block_size * world_size
+    if t.total_batch_tokens == 0:
+        return 1
+    if t.total_batch_tokens % per_micro:
+        raise ValueError(
+            f"total_batch_tokens={t.total_batch_tokens:,} is not a multiple of batch_size x block_size x ranks "
+            f"= {t.batch_size} x {block_size} x {world_size} = {per_micro:,}; pick a multiple, e.g. "
+            f"{max(1, round(t.total_batch_tokens / per_micro)) * per_micro:,}"
+        )
+    return t.total_batch_tokens // per_micro
+
+
+def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
+    """The config of a run dir with `--key=value` overrides, refusing changes that break exact resume."""
+    saved = read_run_config(run_dir)
+    model_over, train_over = parse_overrides(overrides)
+    bad = sorted(set(model_over) | (set(train_over) - RESUMABLE - {"data"}))  # data: checked by check_run_data
+    if bad:
+        raise ValueError(f"--resume keeps the run's config; these cannot change: {', '.join(bad)} "
+                         f"(may change: {', '.join(sorted(RESUMABLE))}). Start a new --out_dir instead")
+    data = train_over.get("data", saved.train.data)
+    if "data" not in train_over and data not in NAMED_DATA and not Path(data).is_dir():
+        raise ValueError(f"the run's data dir {data} is gone; if it moved, resume with --data=NEW_DIR (accepted when "
+                         "its meta.json matches the run's: same tokenizer, same token counts)")
+    return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
+
+
+def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ModelSource:
+    """The weights of --init_from, with the run's model config: the source's shape, this config's dropout, and
+    block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
+    another tokenizer than the source's."""
+    src = read_model_source(spec, which="last")
+    want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
+    have = meta["tokenizer"]
+    if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
+        raise ValueError(
+            f"--init_from {spec} was trained with tokenizer {src.tokenizer['spec']!r} (vocab "
+            f"{src.config.vocab_size:,}), but {data_dir} was prepared with {have['spec']!r} (vocab "
+            f"{have['vocab_size']:,}); prepare the data with the same tokenizer (`gptkit prepare SOURCE -t "
+            f"{src.tokenizer['spec']} -o DIR`), or train from scratch without --init_from")
+    block = model_cfg.block_size
+    if block > src.config.block_size:
+        raise ValueError(f"block_size={block} exceeds the {src.config.block_size} positions of --init_from {spec}; "
+                         f"pass --block_size={src.config.block_size} or less")
+    if block < src.config.block_size:
+        if "wpe.weight" in src.tensors:  # learned positions are cropped; rotary ones have no table
+            src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
+    src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
+    return src
+
+
+def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool) -> tuple[RunConfig, ModelSource | None]:
+    """(the run's config with its model resolved, the --init_from source or None): the model shape comes from
+    init_from when starting fresh from one, else from the config with the data's vocab_size."""
+    if cfg.train.init_from and not resume:
+        init = init_source(cfg.train.init_from, cfg.model, data_dir, meta)
+        return replace(cfg, model=init.config), init
+    return replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"])), None
+
+
+def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
+    """The training batches of a rank: nanoGPT's random windows (seed + rank) or build-nanogpt's shard strides."""
+    from gptkit.data.loaders import RandomBatches, ShardedLoader
+
+    t, T = cfg.train, cfg.model.block_size
+    if t.loader == "sequential":
+        return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
+    return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
+
+
+def check_splits(data_dir, cfg: RunConfig) -> None:
+    """Every split holds a window of block_size + 1 tokens, checked before any work (the loaders name the split
+    and what to change); otherwise a small val split would only fail after a whole train-split evaluation."""
+    from gptkit.data.loaders import RandomBatches
+
+    for split in ("train", "val"):
+        RandomBatches(data_dir, split, cfg.train.batch_size, cfg.model.block_size)
