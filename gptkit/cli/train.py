@@ -103,7 +103,7 @@ def config_hint(extra: list[str]) -> str:
     return f" ({unknown_field(flags[0])})" if flags else ""
 
 
-# The val loss the README's presets table gives for an unchanged preset run to its end (measured over several runs).
+# The val loss the presets table (docs/gpus.md) gives for an unchanged preset run to its end (measured over several runs).
 EXPECTED_VAL = {"shakespeare_char": "1.80 (1.78-1.83)", "shakespeare_char_gpt2": "1.85",
                 "shakespeare_char_long": "1.49", "nanogpt_cpu": "1.91-1.93"}
 
@@ -147,7 +147,7 @@ def cmd_train(args) -> int:
     how = {"interrupted": "interrupted; continue with", "time": "stopped at max_seconds; continue with"}
     if result.stopped in how:
         print(f"{how[result.stopped]} `gptkit train --resume {result.run_dir}`")
-    if result.evals:  # the last line: the losses, and what the README expects of an unchanged preset run to its end
+    if result.evals:  # the last line: the losses, and what docs/gpus.md expects of an unchanged preset run to its end
         last = result.evals[-1]
         expected = EXPECTED_VAL.get(args.preset) if not args.overrides and result.stopped != "interrupted" else None
         print(f"step {last['step']}: train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
