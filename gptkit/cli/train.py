@@ -103,7 +103,8 @@ def config_hint(extra: list[str]) -> str:
     return f" ({unknown_field(flags[0])})" if flags else ""
 
 
-# The val loss the presets table (docs/gpus.md) gives for an unchanged preset run to its end (measured over several runs).
+# The val loss the presets table (docs/gpus.md) gives for an unchanged preset run to its end (measured over several
+# runs).
 EXPECTED_VAL = {"shakespeare_char": "1.80 (1.78-1.83)", "shakespeare_char_gpt2": "1.85",
                 "shakespeare_char_long": "1.49", "nanogpt_cpu": "1.91-1.93"}
 
