@@ -3,13 +3,7 @@
 Importing gptkit is cheap and side-effect free: it never imports torch or mlx.
 """
 
-from gptkit.tokenizer import (
-    CharTokenizer,
-    Tokenizer,
-    WordTokenizer,
-    get_tokenizer,
-    load_tokenizer,
-)
+from gptkit.tokenizer import CharTokenizer, Tokenizer, WordTokenizer, get_tokenizer, load_tokenizer
 
 __version__ = "0.1.0"
 __all__ = ["GPT", "GPTConfig", "Bigram", "CharTokenizer", "Tokenizer", "WordTokenizer", "from_pretrained",

@@ -3,13 +3,7 @@
 
 from __future__ import annotations
 
-from gptkit.cli.common import (
-    add_checkpoint,
-    add_device,
-    add_quiet,
-    need_torch,
-    whole_number,
-)
+from gptkit.cli.common import add_checkpoint, add_device, add_quiet, need_torch, whole_number
 
 # -- gptkit eval ------------------------------------------------------------------------------------
 

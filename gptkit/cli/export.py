@@ -17,11 +17,7 @@ from gptkit.tokenizer.encodings import ENDOFTEXT
 from gptkit.tokenizer.hf_json import char_json, tokenizer_config
 from gptkit.tokenizer.load import tokenizer_from_record
 from gptkit.tokenizer.simple import CharTokenizer, WordTokenizer
-from gptkit.training.run_dir import (
-    is_run_dir,
-    read_model_checkpoint,
-    read_run_tokenizer_info,
-)
+from gptkit.training.run_dir import is_run_dir, read_model_checkpoint, read_run_tokenizer_info
 
 # -- gptkit export ----------------------------------------------------------------------------------
 

@@ -9,13 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptkit.cli.common import (
-    add_errors,
-    add_input,
-    add_quiet,
-    add_tokenizer,
-    whole_number,
-)
+from gptkit.cli.common import add_errors, add_input, add_quiet, add_tokenizer, whole_number
 
 
 def add_tokenizer_command(sub) -> None:

@@ -17,15 +17,8 @@ import os
 import re
 
 from gptkit.cli.common import need_torch
-from gptkit.config import (
-    CONFIGS_DIR,
-    MODEL_FIELDS,
-    TRAIN_FIELDS,
-    GPTConfig,
-    TrainConfig,
-    load_run_config,
-    unknown_field,
-)
+from gptkit.config import (CONFIGS_DIR, MODEL_FIELDS, TRAIN_FIELDS, GPTConfig, TrainConfig, load_run_config,
+                           unknown_field)
 
 _TABLES = (("model", GPTConfig, MODEL_FIELDS), ("train", TrainConfig, TRAIN_FIELDS))
 _METAVARS = {int: "INT", float: "FLOAT", bool: "BOOL", str: "STR"}

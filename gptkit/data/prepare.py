@@ -31,12 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.data.named import NAMED, dataset_path
-from gptkit.files import (
-    atomic_write_text,
-    cache_dir,
-    iter_text_blocks,
-    progress_disabled,
-)
+from gptkit.files import atomic_write_text, cache_dir, iter_text_blocks, progress_disabled
 from gptkit.pool import MMAP_THRESHOLD_MAX, fix_malloc_threshold, imap_bounded
 from gptkit.tokenizer.formats import TOKENIZER_FILE
 

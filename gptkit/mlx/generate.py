@@ -10,14 +10,7 @@ from functools import partial
 
 import mlx.core as mx
 
-from gptkit.generate.engine import (
-    MASK32,
-    MIX32,
-    EngineBase,
-    Request,
-    context_length,
-    generate_ids,
-)
+from gptkit.generate.engine import MASK32, MIX32, EngineBase, Request, context_length, generate_ids
 from gptkit.mlx.model import KVCache
 
 _MUL = tuple(mx.array(c, dtype=mx.uint32) for c in MIX32)

@@ -29,13 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gptkit.generate.engine import Request
-from gptkit.serve.registry import (
-    PRETRAINED_TOKENIZERS,
-    Registry,
-    UnknownModel,
-    read_metrics,
-    tokenizer_of,
-)
+from gptkit.serve.registry import PRETRAINED_TOKENIZERS, Registry, UnknownModel, read_metrics, tokenizer_of
 from gptkit.serve.worker import Job, Overloaded
 
 STATIC = Path(__file__).parent / "static"

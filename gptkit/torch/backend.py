@@ -22,15 +22,8 @@ from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.torch.generate import generate
 from gptkit.torch.model import build_model
 from gptkit.torch.optim import configure_optimizers
-from gptkit.torch.runtime import (
-    autocast,
-    init_distributed,
-    peak_flops,
-    pick_device,
-    pick_dtype,
-    setup_threads,
-    teardown_distributed,
-)
+from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
+                                  teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
 from gptkit.training.backend import Backend, Batch
 from gptkit.training.run import TrainResult, train_with

@@ -21,14 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from gptkit.generate.engine import (
-    MASK32,
-    MIX32,
-    EngineBase,
-    Request,
-    context_length,
-    generate_ids,
-)
+from gptkit.generate.engine import MASK32, MIX32, EngineBase, Request, context_length, generate_ids
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:

@@ -28,21 +28,9 @@ from gptkit.data.prepare import data_tokenizer, load_meta, resolve_data_dir
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import setup
 from gptkit.training.backend import Backend
-from gptkit.training.run_dir import (
-    BEST,
-    LAST,
-    METRICS,
-    PLOT,
-    append_metrics,
-    check_fresh,
-    check_resumable,
-    check_run_data,
-    checkpoint_path,
-    lock_run_dir,
-    start_run_dir,
-    truncate_metrics,
-    unlock_new_run_dir,
-)
+from gptkit.training.run_dir import (BEST, LAST, METRICS, PLOT, append_metrics, check_fresh, check_resumable,
+                                     check_run_data, checkpoint_path, lock_run_dir, start_run_dir, truncate_metrics,
+                                     unlock_new_run_dir)
 
 EVAL_SEED = 10_000  # eval batches come from their own fixed seed: the same batches at every evaluation
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the samples printed at each evaluation

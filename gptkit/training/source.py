@@ -16,13 +16,7 @@ import numpy as np
 from gptkit.config import GPTConfig
 from gptkit.hf.arch import read_hf
 from gptkit.hf.hub import HUB_MODELS, resolve_pretrained
-from gptkit.training.run_dir import (
-    CONFIG,
-    is_run_dir,
-    read_config_doc,
-    read_model_checkpoint,
-    read_run_tokenizer_info,
-)
+from gptkit.training.run_dir import CONFIG, is_run_dir, read_config_doc, read_model_checkpoint, read_run_tokenizer_info
 
 
 @dataclass
