@@ -125,9 +125,7 @@ def cmd_train(args) -> int:
         require_mlx()
     else:
         need_torch("train")
-    from gptkit.training.run import (
-        train,  # the run's backend is picked there, as for a Python caller
-    )
+    from gptkit.training.run import train  # the run's backend is picked there, as for a Python caller
 
     result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     rc = 128 + result.signal if result.signal else 0  # 130 after Ctrl-C, 143 after SIGTERM: `&&` stops there
