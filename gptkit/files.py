@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -43,15 +43,23 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, replaceable: Collection[str] = ()
+               ) -> Iterator[Path]:
     """A folder that appears at `path`, complete, only when the block ends without an error: the block fills a temp
-    folder beside it, which is then renamed into place. A non-empty folder at `path` is refused unless overwrite
-    (then replaced only once the new one is complete); a file at `path` is refused. On error nothing changes."""
+    folder beside it, which is then renamed into place. A file at `path` is refused. A non-empty folder is replaced
+    (once the new one is complete) only when `overwrite` and it holds nothing but plain files named in `replaceable`
+    (what an earlier write of the same kind left): never a folder of other things, such as the parent of a run, `.`
+    or `~`. On error nothing changes."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file; give the path of a folder to write")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ValueError(f"{path} is not empty; give a new or empty folder, or pass --overwrite to replace it")
+    entries = sorted(path.iterdir()) if path.is_dir() else []
+    foreign = [p.name for p in entries if p.name not in replaceable or p.is_symlink() or not p.is_file()]
+    if foreign:
+        raise ValueError(f"{path} holds other things than an earlier export ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder")
+    if entries and not overwrite:
+        raise ValueError(f"{path} holds an earlier export; pass --overwrite to replace it, or give a new folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

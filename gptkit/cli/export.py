@@ -19,7 +19,9 @@ from gptkit.tokenizer.load import tokenizer_from_record
 from gptkit.tokenizer.simple import CharTokenizer, WordTokenizer
 from gptkit.training.run_dir import is_run_dir, read_model_checkpoint, read_run_tokenizer_info
 
-# -- gptkit export ----------------------------------------------------------------------------------
+# What an HF export writes: the only files --overwrite may replace (a folder with anything else is never deleted).
+HF_EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
+                   "tokenizer.json", "tokenizer_config.json")
 
 
 def add_export_command(sub) -> None:
@@ -32,7 +34,8 @@ def add_export_command(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="the weights' dtype (checkpoints hold float32)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in the output folder (a folder holding anything else is refused)")
     add_checkpoint(p)  # as sample and eval: best if the run has one
     p.set_defaults(func=cmd_export)
 
@@ -72,7 +75,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, which: str = 
     arch_for(config)  # refuses a model HF cannot represent, before anything is written
     tok = tokenizer_from_record(read_run_tokenizer_info(run_dir), run_dir)
     files = tokenizer_files(tok, config.block_size)  # refuses a tokenizer HF cannot represent exactly
-    with atomic_dir(out, overwrite=overwrite) as tmp:  # complete or absent, never half-written
+    # complete or absent, never half-written; --overwrite replaces an earlier HF export and nothing else
+    with atomic_dir(out, overwrite=overwrite, replaceable=HF_EXPORT_FILES) as tmp:
         cls = write_hf(config, tensors, tmp, dtype, eos_token_id=tok.eot_token)
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")

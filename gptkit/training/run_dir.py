@@ -50,9 +50,14 @@ def checkpoint_path(run_dir: str | os.PathLike, which: str = "last") -> Path:
     path = d / name
     if not path.is_file():
         other = d / (BEST if name == LAST else LAST)
-        hint = (f" (it has {other.name})" if other.is_file() else " (the run wrote no checkpoint yet: start it again "
-                f"with `gptkit train ... --out_dir={d} --overwrite`)")
-        raise ValueError(f"{d} has no {name}{hint}")
+        if other.is_file():
+            raise ValueError(f"{d} has no {name} (it has {other.name})")
+        holder = lock_holder(d)
+        if holder:  # a live run: never advise --overwrite, which would erase it
+            raise ValueError(f"{d} has no checkpoint yet: its run (pid {holder}) is still training and writes one at "
+                             "its first evaluation after step 0; try again then")
+        raise ValueError(f"{d} has no {name} (the run wrote no checkpoint yet: start it again with "
+                         f"`gptkit train ... --out_dir={d} --overwrite`)")
     return path
 
 
@@ -146,6 +151,24 @@ def lock_run_dir(run_dir: Path):
     f.flush()
     remove_stale_temps(run_dir)
     return f
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid (as the lock file records it) of another training run that holds the run dir's lock now, or None
+    (also when this process holds it: a run resuming itself). Reads only: a dir without a lock file is left as is."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = f.read().strip() or "unknown"
+            return None if holder == str(os.getpid()) else holder
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def unlock_new_run_dir(run_dir: Path) -> None:

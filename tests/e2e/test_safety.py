@@ -11,6 +11,7 @@ import time
 import pytest
 
 from gptkit.cli import main
+from gptkit.cli.export import HF_EXPORT_FILES
 from gptkit.training import run_dir as rd
 
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--progress=false", "--sample_tokens=0", "--eval_iters=1"]
@@ -46,19 +47,65 @@ def test_export_writes_only_new_or_empty_folders_and_nothing_when_refused(tmp_pa
     assert "is a gptkit run dir" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep")
-    assert main(["export", str(run), "-o", str(tmp_path / "full")]) == 1
-    assert "not empty" in capsys.readouterr().err and (tmp_path / "full" / "mine.txt").read_text() == "keep"
+    for extra in ([], ["--overwrite"]):  # a folder with a file export did not write: never replaced
+        assert main(["export", str(run), "-o", str(tmp_path / "full"), *extra]) == 1
+        err = capsys.readouterr().err
+        assert "holds other things than an earlier export (mine.txt)" in err and "--overwrite" not in err
+        assert (tmp_path / "full" / "mine.txt").read_text() == "keep"
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
-    assert main(["export", str(run), "-o", str(tmp_path / "full"), "--overwrite"]) == 0
+    (tmp_path / "full" / "mine.txt").unlink()
+    assert main(["export", str(run), "-o", str(tmp_path / "full")]) == 0  # an empty folder
     best = (run / rd.BEST).is_file()  # the default checkpoint, as for sample and eval: best if the run has one
     assert capsys.readouterr().out.rstrip().endswith(str(run / (rd.BEST if best else rd.LAST)))
-    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == [
-        "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
-        "tokenizer_config.json"]
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted(HF_EXPORT_FILES)
+    assert main(["export", str(run), "-o", str(tmp_path / "full")]) == 1  # an earlier export: only with --overwrite
+    assert "holds an earlier export; pass --overwrite" in capsys.readouterr().err
+    assert main(["export", str(run), "-o", str(tmp_path / "full"), "--overwrite"]) == 0
     modern = tmp_path / "modern"  # the default preset: rotary positions, which GPT-2's format cannot hold
     assert main(["train", *TINY, "--max_iters=1", "--eval_interval=1", f"--out_dir={modern}"]) == 0
     assert main(["export", str(modern), "-o", str(tmp_path / "refused")]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "modern", "run"]  # no folder, no temp left
+
+
+def test_export_overwrite_never_deletes_what_export_did_not_write(tmp_path, monkeypatch, capsys):
+    """Issue 23, item 1: `-o runs --overwrite` replaced the whole runs folder, the source run included. --overwrite
+    replaces a folder only when it holds nothing but an earlier export: a parent of runs or data, `.`, `~` and `/`
+    are refused with nothing deleted."""
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    assert main(["train", "shakespeare_char_gpt2", *TINY, "--bias=true", "--max_iters=1", "--eval_interval=1",
+                 f"--out_dir={runs / 'q'}"]) == 0
+    assert main(["prepare", "shakespeare", "-t", "char", "-o", str(data / "c")]) == 0
+    home = tmp_path / "home"
+    (home / ".bashrc").parent.mkdir()
+    (home / ".bashrc").write_text("keep")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(runs)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    for out in (str(runs), str(data), ".", str(home), "/", str(runs / "q" / "..")):  # the shell expands ~
+        assert main(["export", str(runs / "q"), "-o", out, "--overwrite"]) == 1, out
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--overwrite" not in err.split("error:")[1], err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing deleted, no temp folder left
+
+
+def test_a_live_run_without_a_checkpoint_is_never_told_to_overwrite(tmp_path, capsys, start_training):
+    """Issue 23, item 15: a run still training before its first checkpoint (its lock held) is not a run to erase:
+    export, sample (as serve loads it) and --resume say it is training, never `--overwrite`."""
+    run = tmp_path / "run"
+    proc = start_training(run, TINY)
+    try:
+        capsys.readouterr()
+        for argv in (["export", str(run), "-o", str(tmp_path / "hf")], ["sample", str(run), "--max-new-tokens=2"],
+                     ["train", "--resume", str(run)]):
+            assert main(argv) == 1, argv
+            err = capsys.readouterr().err
+            assert "--overwrite" not in err and ("still training" in err or "in use by a training run" in err), err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main(["sample", str(run), "--max-new-tokens=2"]) == 1  # the same dir, its run gone: start it again
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def test_a_metrics_line_cut_by_a_kill_does_not_block_resume(tmp_path, capsys):
