@@ -41,6 +41,8 @@ RUN = {
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --stop \"JULIET\" --stream": [],
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\"": [],
     "gptkit train --init-from runs/shakespeare_char --lr=1e-4 --out-dir=runs/more": ["--max-iters=3", "--eval-iters=1"],
+    "gptkit train shakespeare_char_gpt2 --out-dir=runs/char_gpt2": ["--max-iters=2", "--eval-iters=1"],
+    "gptkit export runs/char_gpt2 --format hf -o my-model --dtype bfloat16": [],
 }
 
 GPT2_WEIGHTS = "needs OpenAI's GPT-2 weights (network); tests/hf/test_arch.py and torch/test_finetune.py use a tiny GPT-2 folder"
@@ -66,8 +68,6 @@ SKIPPED = {
     "(network); tests/hf/test_arch.py builds Llama and Qwen3 folders with transformers and samples them",
     "gptkit train --init_from path/to/Qwen3-0.6B --data DIR ...": "a synopsis with placeholders, and a downloaded "
     "HF folder; tests/hf/test_arch.py finetunes built folders",
-    "gptkit export runs/shakespeare_char --format hf -o my-model [--dtype bfloat16]": "a synopsis ([--dtype]); "
-    "tests/cli/test_export.py exports runs of every shape",
     "gptkit sample gpt2 --device cuda --compile yes --max-new-tokens 1000": GPT2_WEIGHTS + " (and a CUDA GPU)",
     "gptkit serve": "a server that runs until stopped; tests/serve/test_serve.py starts it and calls it",
     "gptkit serve gpt2 path/to/hf_folder --runs runs --port 8000 --batch-size 8": "a server, and OpenAI's GPT-2 "
