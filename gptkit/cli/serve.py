@@ -23,6 +23,8 @@ def add_serve_command(sub) -> None:
     p.add_argument("--max-tokens", "--max_tokens", type=whole_number(0), default=1024,
                    help="the largest max_tokens a request may ask for")
     p.add_argument("--max-n", "--max_n", type=whole_number(1), default=16, help="the largest n a request may ask for")
+    p.add_argument("--max-models", "--max_models", type=whole_number(1), default=4,
+                   help="models loaded at once; past it the least recently used idle one is unloaded (default: 4)")
     p.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="the engines' decode step")
     add_device(p)
     p.set_defaults(func=cmd_serve)
@@ -45,6 +47,17 @@ def make_worker_factory(device: str, batch_size: int, queue: int, compile="auto"
     return make
 
 
+def check_specs(specs: list[str]) -> None:
+    """Refuse at start a model named on the command line that is neither a path nor a GPT-2 name (a typo would
+    otherwise be listed and then fail every request)."""
+    from gptkit.hf.hub import HUB_MODELS
+
+    for spec in specs:
+        if not Path(spec).exists() and spec not in HUB_MODELS:
+            raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name "
+                                    f"({', '.join(HUB_MODELS)})")
+
+
 def cmd_serve(args) -> int:
     from gptkit.serve import require_serve
 
@@ -60,7 +73,8 @@ def cmd_serve(args) -> int:
         raise ValueError("--max-n and --batch-size must be >= 1")
     compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
     factory = make_worker_factory(pick_device(args.device), args.batch_size, args.queue, compile)
-    registry = Registry(args.models, Path(args.runs), factory)
+    check_specs(args.models)
+    registry = Registry(args.models, Path(args.runs), factory, max_models=args.max_models)
     limits = Limits(max_tokens=args.max_tokens, max_n=args.max_n)
     ids = list(registry.ids())
     print(f"gptkit serve: http://{args.host}:{args.port}/  ({len(ids)} models: {', '.join(ids) or 'none yet'}; "

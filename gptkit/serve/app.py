@@ -26,11 +26,11 @@ from fastapi import Request as HttpRequest
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from gptkit.generate.engine import Request
-from gptkit.serve.registry import PRETRAINED_TOKENIZERS, Registry, UnknownModel, read_metrics, tokenizer_of
-from gptkit.serve.worker import Job, Overloaded
+from gptkit.serve.errors import ApiError, BodyLimit, add_error_handlers
+from gptkit.serve.registry import METRICS, PRETRAINED_TOKENIZERS, Registry
+from gptkit.serve.worker import Job
 
 STATIC = Path(__file__).parent / "static"
 
@@ -41,17 +41,15 @@ class Limits:
     default_max_tokens: int = 16  # OpenAI's default
     max_n: int = 16  # choices per prompt
     max_prompts: int = 16  # prompts per request
+    max_body: int = 1 << 20  # bytes of a request body: more is answered 413 before it is read
+    max_tokenize_chars: int = 100_000  # characters /api/tokenize takes (its reply is ~60 bytes a token)
+    max_points: int = 2_000  # metrics records /api/runs/NAME returns (evenly thinned, the last one kept)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.param, self.code = status, param, code
-
-
-def _error(status: int, message: str, param=None, code=None) -> JSONResponse:
-    kind = {404: "not_found_error", 503: "server_overloaded"}.get(status, "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
+# Fields of OpenAI's completions API gptkit does not implement: a request that sets one to anything but its no-op
+# value is refused naming it, rather than silently answered as if it had not asked.
+UNSUPPORTED = {"echo": (False,), "logprobs": (None,), "suffix": (None,), "best_of": (1,),
+               "frequency_penalty": (0, 0.0), "presence_penalty": (0, 0.0), "logit_bias": ({},)}
 
 
 async def _body(request: HttpRequest) -> dict:
@@ -88,15 +86,17 @@ def parse_completion(body: dict, limits: Limits) -> dict:
     stops = [stop] if isinstance(stop, str) else (stop or [])
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
         raise ApiError(400, "'stop' must be a non-empty string or a list of at most 4 of them", "stop")
-    for name in ("echo", "logprobs", "suffix", "best_of"):
-        if body.get(name) not in (None, False, 1 if name == "best_of" else None):
-            raise ApiError(400, f"'{name}' is not supported by gptkit serve", name)
+    for name, no_op in UNSUPPORTED.items():
+        if body.get(name) is not None and body[name] not in no_op:
+            raise ApiError(400, f"'{name}' is not supported by gptkit serve (leave it out)", name)
+    options = _field(body, "stream_options", (dict,), {}, rule='an object like {"include_usage": true}')
     model = _field(body, "model", (str,), rule="a model id (GET /v1/models)")
     if model is None:
         raise ApiError(400, "'model' is required (GET /v1/models lists them)", "model")
     ints, nums = (int,), (int, float)
     return {
-        "model": model, "prompts": prompts, "stop": tuple(stops), "stream": bool(body.get("stream", False)),
+        "model": model, "prompts": prompts, "stop": tuple(stops),
+        "stream": _field(body, "stream", (bool,), False, rule="true or false"),
         "max_tokens": _field(body, "max_tokens", ints, limits.default_max_tokens,
                              lambda v: 0 <= v <= limits.max_tokens, f"an integer from 0 to {limits.max_tokens}"),
         "temperature": float(_field(body, "temperature", nums, 1.0, lambda v: 0 <= v <= 2, "a number from 0 to 2")),
@@ -104,54 +104,33 @@ def parse_completion(body: dict, limits: Limits) -> dict:
         "top_k": _field(body, "top_k", ints, None, lambda v: v >= 1, "an integer >= 1"),
         "n": _field(body, "n", ints, 1, lambda v: 1 <= v <= limits.max_n, f"an integer from 1 to {limits.max_n}"),
         "seed": _field(body, "seed", ints, None, lambda v: 0 <= v < 2**63, "an integer >= 0"),
-        "usage_in_stream": bool((body.get("stream_options") or {}).get("include_usage", False)),
+        "usage_in_stream": _field(options, "include_usage", (bool,), False, rule="true or false"),
     }
 
 
 def create_app(registry: Registry, limits: Limits = Limits()) -> FastAPI:
     app = FastAPI(title="gptkit", docs_url=None, redoc_url=None)
-    _add_errors(app)
+    add_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=limits.max_body)
     _add_api(app, registry, limits)
-    _add_tokenizer_routes(app, registry)
-    _add_runs_and_page(app, registry)
+    _add_tokenizer_routes(app, registry, limits)
+    _add_runs_and_page(app, registry, limits)
     return app
-
-
-def _add_errors(app: FastAPI) -> None:
-    """Every error in OpenAI's shape."""
-
-    @app.exception_handler(ApiError)
-    async def api_error(_, e: ApiError):
-        return _error(e.status, str(e), e.param, e.code)
-
-    @app.exception_handler(UnknownModel)
-    async def unknown(_, e: UnknownModel):
-        return _error(404, e.args[0], "model", "model_not_found")
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(_, e: Overloaded):
-        return _error(503, str(e))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_, e: HTTPException):
-        return _error(e.status_code, str(e.detail))
-
-    @app.exception_handler(ValueError)
-    async def value_error(_, e: ValueError):
-        return _error(400, " ".join(str(e).split()))
 
 
 def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
     @app.get("/health")
     async def health():
         loaded = registry.loaded()
-        return {"status": "ok", "models": {m: {"running": len(w.running), "waiting": len(w.waiting)}
+        return {"status": "ok", "models": {m: {"running": len(w.running), "waiting": w.queued}
                                            for m, w in loaded.items()}}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit"}
-                                           for m in registry.ids()]}
+        ids = await run_in_threadpool(registry.ids)
+        steps = await run_in_threadpool(lambda: {m: registry.served_step(m) for m in ids})
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit",
+                                            **({"step": steps[m]} if steps[m] is not None else {})} for m in ids]}
 
     @app.post("/v1/completions")
     async def completions(request: HttpRequest):
@@ -160,32 +139,30 @@ def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
         return await _complete(request, worker, p)
 
 
-def _add_tokenizer_routes(app: FastAPI, registry: Registry) -> None:
-    tokenizers: dict = {}
-
+def _add_tokenizer_routes(app: FastAPI, registry: Registry, limits: Limits) -> None:
     def tokenizer(name: str):
-        if name not in tokenizers:
-            if name in PRETRAINED_TOKENIZERS:
-                from gptkit.tokenizer.load import get_tokenizer
+        """A published encoding by name, or a served model's own tokenizer (its run's, its HF folder's)."""
+        if name in PRETRAINED_TOKENIZERS:
+            from gptkit.tokenizer.load import get_tokenizer
 
-                tokenizers[name] = get_tokenizer(name)
-            else:
-                ids = registry.ids()
-                if name not in ids:
-                    raise ApiError(404, f"no tokenizer {name!r}; GET /api/tokenizers lists them", "tokenizer")
-                tokenizers[name] = tokenizer_of(ids[name])
-        return tokenizers[name]
+            return get_tokenizer(name)
+        if name not in registry.ids():
+            raise ApiError(404, f"no tokenizer {name!r}; GET /api/tokenizers lists them", "tokenizer")
+        return registry.tokenizer(name)
 
     @app.get("/api/tokenizers")
     async def list_tokenizers():
-        return {"tokenizers": [*PRETRAINED_TOKENIZERS, *registry.ids()]}
+        return {"tokenizers": [*PRETRAINED_TOKENIZERS, *await run_in_threadpool(registry.ids)]}
 
     @app.post("/api/tokenize")
     async def tokenize(request: HttpRequest):
         body = await _body(request)
         text = _field(body, "text", (str,), "", rule="a string")
+        if len(text) > limits.max_tokenize_chars:
+            raise ApiError(400, f"'text' is {len(text):,} characters; /api/tokenize takes at most "
+                           f"{limits.max_tokenize_chars:,}", "text", "text_too_long")
         tok = await run_in_threadpool(tokenizer, _field(body, "tokenizer", (str,), "gpt2", rule="a tokenizer name"))
-        return await run_in_threadpool(token_spans, tok, text)
+        return await run_in_threadpool(_user_text, "text", token_spans, tok, text)
 
     @app.post("/api/detokenize")
     async def detokenize(request: HttpRequest):
@@ -194,36 +171,78 @@ def _add_tokenizer_routes(app: FastAPI, registry: Registry) -> None:
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise ApiError(400, "'ids' must be a list of integers", "ids")
         tok = await run_in_threadpool(tokenizer, _field(body, "tokenizer", (str,), "gpt2", rule="a tokenizer name"))
-        return {"text": tok.decode(ids)}
+        return {"text": await run_in_threadpool(_user_text, "ids", tok.decode, ids)}
 
     @app.get("/api/merges")
-    async def merges(tokenizer_name: str = "gpt2", id: int = 0):  # noqa: A002 -- the query parameter's name
-        tok = await run_in_threadpool(tokenizer, tokenizer_name)
-        if not 0 <= id < tok.vocab_size:
-            raise ApiError(400, f"'id' must be a token id below {tok.vocab_size}", "id")
-        return {"tree": await run_in_threadpool(merge_tree, tok, id)}
+    async def merges(request: HttpRequest):
+        q = _query(request, {"tokenizer", "tokenizer_name", "id"})
+        tok = await run_in_threadpool(tokenizer, q.get("tokenizer") or q.get("tokenizer_name") or "gpt2")
+        token = q.get("id", "0")
+        if not (token.isdigit() and int(token) < tok.vocab_size):
+            raise ApiError(400, f"'id' must be a token id from 0 to {tok.vocab_size - 1}, got {token!r}", "id")
+        return {"tree": await run_in_threadpool(merge_tree, tok, int(token))}
 
 
-def _add_runs_and_page(app: FastAPI, registry: Registry) -> None:
-    @app.get("/api/runs")
-    async def runs():
+def _query(request: HttpRequest, known: set[str]) -> dict[str, str]:
+    """The query parameters, refusing any this route does not take (rather than ignoring a misspelt one)."""
+    q = dict(request.query_params)
+    unknown = sorted(set(q) - known)
+    if unknown:
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}; this route takes {', '.join(sorted(known))}",
+                       unknown[0])
+    return q
+
+
+def _user_text(param: str, fn, *args, **kwargs):
+    """fn(*args), a ValueError from the user's text (a character a char vocabulary lacks, an unknown id) answered as
+    a 400 naming the field."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, KeyError, IndexError) as e:
+        message = " ".join(str(e).split()) or f"'{param}' cannot be encoded with this tokenizer"
+        raise ApiError(400, message, param) from None
+
+
+def _add_runs_and_page(app: FastAPI, registry: Registry, limits: Limits) -> None:
+    def run_list():
         out = []
         for name, path in registry.runs().items():
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            out.append({"name": name, "config": config, "records": len(read_metrics(path))})
+            try:
+                path = registry.run_dir(name)
+                config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # a link out of --runs, a config cut short: not listed
+                continue
+            out.append({"name": name, "config": config, "records": len(registry.metrics.records(path / METRICS))})
         return {"runs": out}
+
+    def one_run(name: str):
+        path = registry.run_dir(name)
+        records = registry.metrics.records(path / METRICS)
+        return {"name": name, "config": json.loads((path / "config.json").read_text(encoding="utf-8")),
+                "metrics": thin(records, limits.max_points), "records": len(records),
+                "step": registry.served_step(name)}
+
+    @app.get("/api/runs")
+    async def runs():
+        return await run_in_threadpool(run_list)
 
     @app.get("/api/runs/{name:path}")
     async def run(name: str):
-        path = registry.run_dir(name)
-        return {"name": name, "config": json.loads((path / "config.json").read_text(encoding="utf-8")),
-                "metrics": read_metrics(path)}
+        return await run_in_threadpool(one_run, name)
 
     @app.get("/")
     async def page():
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def thin(records: list, most: int) -> list:
+    """At most `most` records, evenly spaced, the first and last kept. Example: thin([0, 1, 2, 3, 4], 3) -> [0, 2, 4]"""
+    if len(records) <= most:
+        return records
+    step = (len(records) - 1) / (most - 1)
+    return [records[round(k * step)] for k in range(most)]
 
 
 def token_spans(tok, text: str) -> dict:
@@ -247,9 +266,13 @@ def merge_tree(tok, token: int) -> dict:
     return {"id": token, "text": tok.decode_bytes([token]).decode("utf-8", errors="replace"), "parts": parts}
 
 
+def _encode_prompts(tok, prompts: list[str]) -> list[list[int]]:
+    return [_user_text("prompt", tok.encode, text, allowed_special="all") for text in prompts]
+
+
 async def _complete(request: HttpRequest, worker, p: dict):
     tok, block = worker.tok, worker.config.block_size
-    prompt_ids = [tok.encode(text, allowed_special="all") for text in p["prompts"]]
+    prompt_ids = await run_in_threadpool(_encode_prompts, tok, p["prompts"])  # never on the event loop
     for ids in prompt_ids:
         if not ids:
             raise ApiError(400, "the prompt is empty; send at least one character", "prompt")
@@ -271,14 +294,15 @@ async def _complete(request: HttpRequest, worker, p: dict):
     if p["stream"]:
         return StreamingResponse(_events(job, worker, queue, head, usage, p), media_type="text/event-stream")
     texts, finish = [[] for _ in requests], [None] * len(requests)
+    watcher = asyncio.create_task(_until_disconnected(request))  # a client that leaves frees its rows at once
     try:
         while None in finish:
-            try:
-                item = await asyncio.wait_for(queue.get(), 0.5)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return JSONResponse({}, 499)
-                continue
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return JSONResponse({}, 499)  # nginx's "client closed request": nobody reads it
+            item = getter.result()
             if isinstance(item, Exception):
                 raise ApiError(500, f"generation failed: {item}")
             i, text, count, why = item
@@ -286,11 +310,18 @@ async def _complete(request: HttpRequest, worker, p: dict):
             usage["completion_tokens"] += count
             finish[i] = why
     finally:
+        watcher.cancel()
         if None in finish:
             worker.cancel(job)
     choices = [{"text": "".join(t), "index": i, "logprobs": None, "finish_reason": f}
                for i, (t, f) in enumerate(zip(texts, finish))]
     return {**head, "choices": choices, "usage": _usage(usage)}
+
+
+async def _until_disconnected(request: HttpRequest) -> None:
+    """Returns when the client has gone (its body was read already, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _usage(u: dict) -> dict:

@@ -2,8 +2,13 @@
 
 A request names a model or run by its id, which is looked up in this table and never joined to a path, so no
 request reaches the file system outside what was named: ids are the command line's specs and the run dirs'
-names relative to --runs; a run dir whose real path leaves --runs (a symlink out) is not listed. Models load on
-first use. Also here: a run's metrics.jsonl read while the run may still be appending to it. No torch at import.
+names relative to --runs. Every file of a run dir is read through `inside_runs`: a run dir, or any file in it, whose
+real path leaves --runs (a symlink out) is refused, so no byte from outside --runs is read or served.
+
+Models load on first use, at most `max_models` at once (the least recently used idle one is dropped past that), and
+a run's model is loaded again when its checkpoint file changes (between requests: a request in flight finishes on
+the weights it started with). Also here: a run's metrics.jsonl, read incrementally while the run may still be
+appending to it. No torch at import.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
-from gptkit.training.run_dir import is_run_dir
+from gptkit.training.checkpoint import checkpoint_step
+from gptkit.training.run_dir import CONFIG, checkpoint_path, is_run_dir
 
 METRICS = "metrics.jsonl"
 
@@ -22,43 +29,88 @@ class UnknownModel(LookupError):
     """A model or run id the server does not serve (404)."""
 
 
+class ModelUnavailable(RuntimeError):
+    """A served model whose files could not be loaded (a run without a checkpoint yet, a GPT-2 name offline): 503."""
+
+
+class OutsideRuns(PermissionError):
+    """A run file whose real path leaves --runs (403)."""
+
+
+def inside_runs(root: Path, path: Path) -> Path:
+    """`path` if its real path (links followed) is inside root's, else OutsideRuns: the one check every run file the
+    server reads goes through."""
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise OutsideRuns(f"{path.name} of this run links out of --runs; gptkit serve reads nothing outside it")
+    return path
+
+
 def find_runs(root: Path) -> dict[str, Path]:
-    """Run dirs under root (one or two levels down), by their path relative to root: "shakespeare_char"."""
+    """Run dirs under root (one or two levels down), by their path relative to root: "shakespeare_char". A dir whose
+    own real path, or its config.json's, leaves root is not listed."""
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    real_root = root.resolve()
     for d in sorted([*root.glob("*"), *root.glob("*/*")]):
         try:
-            inside = d.resolve().is_relative_to(real_root)
-        except OSError:
+            inside_runs(root, d)
+            inside_runs(root, d / CONFIG)
+        except OutsideRuns:
             continue
-        if inside and d.is_dir() and is_run_dir(d):
+        if d.is_dir() and is_run_dir(d):
             found[d.relative_to(root).as_posix()] = d
     return found
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's records; a last line still being written (no newline yet, or cut) is left for next time."""
-    path = run_dir / METRICS
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:  # complete lines only
+class MetricsCache:
+    """Each run's metrics.jsonl records, read incrementally: a poll reads only the bytes appended since the last one
+    (a file that shrank, as a resumed run truncates it, is read again). A last line still being written (no newline
+    yet) is left for next time."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[int, int, list[dict]]] = {}  # path -> (inode, bytes read, records)
+        self._lock = threading.Lock()
+
+    def records(self, path: Path) -> list[dict]:
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+            st = path.stat()
+        except FileNotFoundError:
+            return []
+        with self._lock:
+            ino, done, records = self._seen.get(path, (st.st_ino, 0, []))
+            if ino != st.st_ino or st.st_size < done:
+                done, records = 0, []
+            with open(path, "rb") as f:
+                f.seek(done)
+                new = f.read(st.st_size - done)
+            complete = new[: new.rfind(b"\n") + 1]
+            records = records + [r for r in map(_record, complete.split(b"\n")[:-1]) if r is not None]
+            self._seen[path] = (st.st_ino, done + len(complete), records)
+            return records
+
+
+def _record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class Registry:
-    """Model ids -> specs; loaded (model, tokenizer, worker) kept per id. `load(id)` is thread-safe."""
+    """Model ids -> specs; loaded workers kept per id, least recently used first out. `load(id)` is thread-safe."""
 
-    def __init__(self, specs: list[str], runs: Path | None, make_worker) -> None:
+    def __init__(self, specs: list[str], runs: Path | None, make_worker, max_models: int = 4) -> None:
         self.specs, self.runs_root, self.make_worker = list(specs), runs, make_worker
-        self._loaded: dict[str, object] = {}
+        self.max_models = max_models
+        self._loaded: OrderedDict[str, tuple[object, tuple | None]] = OrderedDict()  # id -> (worker, stamp)
         self._lock = threading.Lock()
+        self.metrics = MetricsCache()
+        self._tokenizers: dict[str, object] = {}
 
     def runs(self) -> dict[str, Path]:
         return find_runs(self.runs_root) if self.runs_root else {}
@@ -71,35 +123,88 @@ class Registry:
         return out
 
     def run_dir(self, name: str) -> Path:
+        """The run dir `name` (an id from /api/runs), every file in it checked to stay inside --runs."""
         runs = self.runs()
         if name not in runs:
             raise UnknownModel(f"no run {name!r} under --runs; GET /api/runs lists them")
+        for f in runs[name].iterdir():
+            inside_runs(self.runs_root, f)
         return runs[name]
+
+    def spec(self, model_id: str) -> str:
+        """The spec of a served id; a run under --runs is checked file by file (see run_dir)."""
+        ids = self.ids()
+        if model_id not in ids:
+            raise UnknownModel(f"the model {model_id!r} does not exist; GET /v1/models lists the models served")
+        if model_id not in self.specs:
+            self.run_dir(model_id)
+        return ids[model_id]
 
     def loaded(self) -> dict:
         with self._lock:
-            return dict(self._loaded)
+            return {m: w for m, (w, _) in self._loaded.items()}
+
+    def tokenizer(self, model_id: str):
+        """A served model's own tokenizer: its loaded worker's, else read from its source without the weights."""
+        from gptkit.training.source import source_tokenizer
+
+        with self._lock:
+            if model_id in self._loaded:
+                return self._loaded[model_id][0].tok
+        if model_id not in self._tokenizers:
+            self._tokenizers[model_id] = source_tokenizer(self.spec(model_id))
+        return self._tokenizers[model_id]
+
+    def served_step(self, model_id: str) -> int | None:
+        """The step of the checkpoint a run's next request is served from (None for other models)."""
+        spec = self.ids().get(model_id)
+        path = _checkpoint(spec) if spec else None
+        return checkpoint_step(path) if path else None
 
     def load(self, model_id: str):
-        """The worker of model_id, loaded on its first request (only then is --runs scanned for it)."""
+        """The worker of model_id: loaded on its first request, again when its run's checkpoint changed since."""
         with self._lock:
+            spec = self.spec(model_id)
+            stamp = _stamp(spec)
+            if model_id in self._loaded and self._loaded[model_id][1] != stamp:
+                self._loaded.pop(model_id)[0].close()  # its requests in flight finish on the old weights
             if model_id not in self._loaded:
-                ids = self.ids()
-                if model_id not in ids:
-                    raise UnknownModel(f"the model {model_id!r} does not exist; GET /v1/models lists the models served")
-                self._loaded[model_id] = self.make_worker(ids[model_id])
-            return self._loaded[model_id]
+                self._evict()
+                try:
+                    worker = self.make_worker(spec)
+                except Exception as e:  # noqa: BLE001 -- any load failure is the model's, said in one line
+                    raise ModelUnavailable(f"the model {model_id!r} could not be loaded: {' '.join(str(e).split())}"
+                                           ) from e
+                self._loaded[model_id] = (worker, stamp)
+            self._loaded.move_to_end(model_id)
+            return self._loaded[model_id][0]
+
+    def _evict(self) -> None:
+        """Make room for one more model: drop the least recently used ones past max_models (a dropped worker
+        finishes what it runs, then lets its model go)."""
+        while len(self._loaded) >= self.max_models:
+            _, (worker, _) = self._loaded.popitem(last=False)
+            worker.close()
+
+
+def _checkpoint(spec: str) -> Path | None:
+    """The checkpoint file `gptkit sample` would read for a run dir (best if it has one), else None."""
+    if not is_run_dir(spec):
+        return None
+    try:
+        return checkpoint_path(spec, "auto")
+    except ValueError:
+        return None
+
+
+def _stamp(spec: str) -> tuple | None:
+    """What tells a run's served checkpoint changed: its file, inode, size and mtime (checkpoints are renamed into
+    place, so a new one is a new inode). None for models that are not runs."""
+    path = _checkpoint(spec)
+    if path is None:
+        return None
+    st = path.stat()
+    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 PRETRAINED_TOKENIZERS = ("gpt2", "cl100k_base")
-
-
-def tokenizer_of(spec: str):
-    """The tokenizer of a served model's spec without loading its weights: a run dir's own, else GPT-2's (GPT-2
-    names and HF GPT-2 folders)."""
-    from gptkit.tokenizer.load import get_tokenizer, tokenizer_from_record
-    from gptkit.training.run_dir import read_run_tokenizer_info
-
-    if is_run_dir(spec):
-        return tokenizer_from_record(read_run_tokenizer_info(spec), spec)
-    return get_tokenizer("gpt2")

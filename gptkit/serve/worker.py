@@ -4,7 +4,9 @@ one batch (a request joins the running batch as soon as a row is free: gptkit.ge
 Clients hand in a `Job` (its choices as Requests (gptkit.generate.engine), their stop strings, an asyncio queue to hear
 back on); the thread puts (choice index, text, tokens, finish) on that queue as text is produced. A cancelled job (its
 client went away) leaves the batch at the next step. The waiting room is bounded: a job that would overfill it is
-refused with Overloaded (the API's 503), so memory never grows with the number of clients.
+refused with Overloaded (the API's 503), so memory never grows with the number of clients. Waiting jobs are
+admitted fairly: one choice of each job in turn, so a 3-token request does not wait behind all 16 choices of the
+one before it. A closed worker (its model reloaded or evicted) finishes what it has, then its thread ends.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Job:
     emit: object  # called from the worker thread with (choice, text, n_tokens, finish) or an Exception
     cancelled: bool = False
     left: int = 0  # choices not finished yet
+    next: int = 0  # the next choice the worker admits
     streams: dict = field(default_factory=dict)
 
 
@@ -35,21 +38,31 @@ class Worker:
 
     def __init__(self, engine, tok, model_config, queue_limit: int) -> None:
         self.engine, self.tok, self.config, self.queue_limit = engine, tok, model_config, queue_limit
-        self.waiting: deque = deque()  # (job, choice index) not yet in the engine
+        self.waiting: deque = deque()  # jobs with choices not yet in the engine, in turn
+        self.queued = 0  # choices waiting, all jobs together
         self.running: dict = {}  # engine key -> job
+        self.closed = False
         self.lock, self.wake = threading.Lock(), threading.Event()
-        threading.Thread(target=self._loop, daemon=True, name="gptkit-engine").start()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="gptkit-engine")
+        self.thread.start()
 
     def submit(self, job: Job) -> None:
         with self.lock:
-            if len(self.waiting) + len(job.requests) > self.queue_limit:
-                raise Overloaded(f"the server is busy ({len(self.waiting)} choices waiting); try again shortly")
+            if self.queued + len(job.requests) > self.queue_limit:
+                raise Overloaded(f"the server is busy ({self.queued} choices waiting); try again shortly")
             job.left = len(job.requests)
-            self.waiting.extend((job, i) for i in range(len(job.requests)))
+            job.next = 0  # the next of its choices to admit
+            self.waiting.append(job)
+            self.queued += len(job.requests)
         self.wake.set()
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True
+        self.wake.set()
+
+    def close(self) -> None:
+        """Take no new work's place in the registry: finish what is running and waiting, then end the thread."""
+        self.closed = True
         self.wake.set()
 
     def _loop(self) -> None:
@@ -57,6 +70,9 @@ class Worker:
             try:
                 self._admit()
                 if not self.engine.busy:
+                    if self.closed and not self.waiting:
+                        self.engine = None  # the model goes with the engine
+                        return
                     self.wake.wait(timeout=1.0)
                     self.wake.clear()
                     continue
@@ -77,9 +93,14 @@ class Worker:
         joining = []  # prefilled together (gptkit.generate.engine.EngineBase.join)
         with self.lock:
             while self.waiting and self.engine.free > len(joining):
-                job, i = self.waiting.popleft()
+                job = self.waiting.popleft()  # one choice of the job whose turn it is, then the next job's
+                i, job.next = job.next, job.next + 1
+                self.queued -= 1
                 if job.cancelled:
+                    self.queued -= len(job.requests) - job.next
                     continue
+                if job.next < len(job.requests):
+                    self.waiting.append(job)
                 key = (id(job), i)
                 job.streams[i] = TextStream(self.tok, job.stops)
                 self.running[key] = job

@@ -74,3 +74,17 @@ def check_tensor_shapes(want: dict[str, tuple], tensors: dict[str, np.ndarray], 
         if tuple(tensors[k].shape) != tuple(shape):
             raise ValueError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, the model needs "
                              f"{tuple(shape)}; it was saved from another model config")
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint file was written at, from its header alone (no tensor is read); None when the file is
+    not a readable gptkit checkpoint."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+    except (OSError, SafetensorError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    step = meta.get("step") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    return step if isinstance(step, int) else None

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.config import GPTConfig
-from gptkit.hf.arch import read_hf
+from gptkit.hf.arch import config_from_hf, read_hf, read_hf_config
 from gptkit.hf.hub import HUB_MODELS, resolve_pretrained
+from gptkit.training.checkpoint import checkpoint_step
 from gptkit.training.run_dir import CONFIG, is_run_dir, read_config_doc, read_model_checkpoint, read_run_tokenizer_info
 
 
@@ -29,16 +30,32 @@ class ModelSource:
     path: Path  # the checkpoint file or HF folder they came from
     tokenizer: dict  # {"spec", "file", "fingerprint"} as a run's config.json records it; file relative to base
     base: Path  # where tokenizer["file"] lives
+    step: int | None = None  # a run's checkpoint: the step it was written at
 
     def load_tokenizer(self):
-        from gptkit.tokenizer.load import tokenizer_from_record
+        return load_recorded_tokenizer(self.tokenizer, self.base, self.path, self.config.vocab_size)
 
-        t = self.tokenizer
-        if not (t["file"] or t["spec"]):
-            raise ValueError(f"{self.path}: a HF folder with vocab_size {self.config.vocab_size:,} and no tokenizer "
-                             f"gptkit reads; give it a tokenizer.json (byte-level BPE), or use GPT-2's vocabulary "
-                             f"({GPT2_VOCAB_SIZE:,} tokens)")
-        return tokenizer_from_record(t, self.base)
+
+def load_recorded_tokenizer(record: dict, base: Path, where, vocab_size: int):
+    """The tokenizer a source's record names (see ModelSource.tokenizer), or a ValueError saying how to give one."""
+    from gptkit.tokenizer.load import tokenizer_from_record
+
+    if not (record["file"] or record["spec"]):
+        raise ValueError(f"{where}: a HF folder with vocab_size {vocab_size:,} and no tokenizer gptkit reads; give it "
+                         f"a tokenizer.json (byte-level BPE), or use GPT-2's vocabulary ({GPT2_VOCAB_SIZE:,} tokens)")
+    return tokenizer_from_record(record, base)
+
+
+def source_tokenizer(spec: str | os.PathLike):
+    """The tokenizer of a model source, without reading its weights (a HF folder's config.json is read, and a GPT-2
+    name not yet downloaded is GPT-2's tokenizer by definition)."""
+    if is_run_dir(spec):
+        return load_recorded_tokenizer(read_run_tokenizer_info(spec), Path(spec), spec, 0)
+    if str(spec) in HUB_MODELS and not Path(spec).exists():
+        return load_recorded_tokenizer({"spec": "gpt2", "file": None, "fingerprint": None}, Path("."), spec, 0)
+    folder = _hf_folder(spec)
+    config = config_from_hf(read_hf_config(folder))
+    return load_recorded_tokenizer(_hf_tokenizer_record(folder, config), Path(folder), folder, config.vocab_size)
 
 
 # A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
@@ -57,18 +74,26 @@ def read_model_source(spec: str | os.PathLike, which: str = "auto") -> ModelSour
         read_config_doc(spec)  # a config.json cut short: an error naming it, a run's or a HF folder's
     if is_run_dir(spec):
         config, tensors, path = read_model_checkpoint(spec, which)
-        return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec))
+        return ModelSource(config, tensors, path, read_run_tokenizer_info(spec), Path(spec), checkpoint_step(path))
+    folder = _hf_folder(spec)
+    config, tensors = read_hf(folder)
+    return ModelSource(config, tensors, folder, _hf_tokenizer_record(folder, config), Path(folder))
+
+
+def _hf_folder(spec: str | os.PathLike) -> Path:
+    """The HF folder of a spec that is not a run dir: the folder itself, or a GPT-2 name's (downloaded if need be)."""
     p = Path(spec)
     if p.is_dir() and not (p / CONFIG).is_file():
         raise ValueError(f"{p} is not a gptkit run dir nor a HF model folder (no {CONFIG}); give the --out_dir of a "
                          "`gptkit train` run, a folder with config.json + model.safetensors, or a GPT-2 name")
     if not p.exists() and str(spec) not in HUB_MODELS:
         raise FileNotFoundError(f"{spec}: no such run dir or folder, and not a GPT-2 name ({', '.join(HUB_MODELS)})")
-    folder = resolve_pretrained(spec)
-    config, tensors = read_hf(folder)
+    return Path(resolve_pretrained(spec))
+
+
+def _hf_tokenizer_record(folder: Path, config: GPTConfig) -> dict:
+    """GPT-2's tokenizer for a GPT-2 of its vocabulary, else the folder's tokenizer.json, else none."""
     gpt2 = config.pos == "learned" and config.vocab_size == GPT2_VOCAB_SIZE
-    if (Path(folder) / HF_TOKENIZER).is_file() and not gpt2:
-        record = {"spec": None, "file": HF_TOKENIZER, "fingerprint": None}
-    else:
-        record = {"spec": "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None, "file": None, "fingerprint": None}
-    return ModelSource(config, tensors, folder, record, Path(folder))
+    if (folder / HF_TOKENIZER).is_file() and not gpt2:
+        return {"spec": None, "file": HF_TOKENIZER, "fingerprint": None}
+    return {"spec": "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None, "file": None, "fingerprint": None}
