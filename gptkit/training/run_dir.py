@@ -29,8 +29,6 @@ from gptkit.tokenizer.formats import TOKENIZER_FILE
 from gptkit.training.checkpoint import read_checkpoint
 
 CONFIG = "config.json"
-
-
 LAST, BEST = "ckpt.safetensors", "best.safetensors"
 
 
@@ -122,8 +120,6 @@ def read_run_data_info(run_dir: str | os.PathLike) -> dict | None:
 
 
 METRICS = "metrics.jsonl"
-
-
 PLOT = "loss.png"
 
 

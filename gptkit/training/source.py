@@ -61,8 +61,6 @@ def source_tokenizer(spec: str | os.PathLike):
 # A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
 # prepared with -t gpt2), not from its tokenizer.json (HF's rule: the same ids, another fingerprint)
 GPT2_VOCAB_SIZE = 50257
-
-
 HF_TOKENIZER = "tokenizer.json"
 
 
