@@ -156,9 +156,13 @@ class Registry:
         return self._tokenizers[model_id]
 
     def served_step(self, model_id: str) -> int | None:
-        """The step of the checkpoint a run's next request is served from (None for other models)."""
-        spec = self.ids().get(model_id)
-        path = _checkpoint(spec) if spec else None
+        """The step of the checkpoint a run's next request is served from (None for other models, and for a run with a
+        file that links out of --runs: not even a header is read through such a link)."""
+        try:
+            spec = self.spec(model_id)
+        except (UnknownModel, OutsideRuns):
+            return None
+        path = _checkpoint(spec)
         return checkpoint_step(path) if path else None
 
     def load(self, model_id: str):

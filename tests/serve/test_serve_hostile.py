@@ -139,6 +139,7 @@ def test_no_byte_of_a_file_outside_runs_is_served(served, tmp_path):
                    httpx.post(url + "/api/tokenize", json={"text": "A", "tokenizer": "linked"})]
         assert [r.status_code for r in replies] == [403, 200, 403, 403]
         assert all("123456" not in r.text for r in replies) and "linked" not in replies[1].text
+        assert "step" not in next(m for m in httpx.get(url + "/v1/models").json()["data"] if m["id"] == "linked")
         assert replies[0].json()["error"]["code"] == "outside_runs"
     finally:
         shutil.rmtree(linked)
