@@ -238,12 +238,14 @@ def test_least_recently_used_models_are_unloaded_past_max_models(tmp_path):
     ("GET", "/api/merges?tokenizer=nope", None, 404, "tokenizer", "no tokenizer 'nope'"),
     ("GET", "/api/merges?tokenizer_nam=gpt2", None, 400, "tokenizer_nam", "unknown query parameter"),
     ("GET", "/no/such/route", None, 404, None, "no route GET /no/such/route"),
+    ("POST", "/api/tokenize", "[" * 100_000 + "]" * 100_000, 400, None, "nests JSON too deeply"),  # a 500 before
 ])
 def test_mistakes_get_openai_shaped_4xx(served, method, path, body, status, param, words):
     """Items 9, 16, 20: these were plain-text 500s, FastAPI's 422 shape, silently ignored, or `param: null`."""
     if body is not None and path == "/v1/completions":
         body = {"model": "tiny", "prompt": "A", "max_tokens": 2, **body}
-    r = httpx.request(method, served["url"] + path, json=body, timeout=30)
+    raw = {"content": body} if isinstance(body, str) else {"json": body}
+    r = httpx.request(method, served["url"] + path, timeout=30, **raw)
     error = r.json()["error"]
     assert (r.status_code, error["param"]) == (status, param) and words in error["message"], error
     assert set(error) == {"message", "type", "param", "code"}
