@@ -1,10 +1,17 @@
 """The page in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium; `.ci/run` installs it).
 The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a generation streams into the page, the
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
-Screenshots of each tab are saved under the test's tmp_path."""
+The unhappy paths (issue 23): a server error shown as its message. Screenshots are saved
+under $GPTKIT_SHOTS if set, else the test's tmp_path."""
 
+import contextlib
 import json
+import os
 import shutil
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,23 +20,89 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests 
 from gptkit.cli import main
 
 CHROMIUM = "/usr/bin/chromium"
+DESKTOP = {"width": 1366, "height": 860}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def page(served):
+def browser(served):
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1366, "height": 860})
-        page.goto(served["url"] + "/")
-        yield page
+        yield browser
         browser.close()
 
 
-def test_tokenizer_tab_shows_the_ids_of_the_cli(page, served, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def page(browser, served):
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(served["url"] + "/")
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(url, viewport=DESKTOP): a fresh page, closed after the test."""
+    pages = []
+
+    def open_(url, viewport=DESKTOP):
+        pages.append(browser.new_page(viewport=viewport))
+        pages[-1].goto(url + "/")
+        return pages[-1]
+
+    yield open_
+    for p in pages:
+        p.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    d = Path(os.environ["GPTKIT_SHOTS"]) if os.environ.get("GPTKIT_SHOTS") else tmp_path
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextlib.contextmanager
+def serving(runs: Path):
+    """A second `gptkit serve` app (uvicorn in a thread) over its own runs folder: its URL."""
+    import uvicorn
+
+    from gptkit.cli.serve import make_worker_factory
+    from gptkit.serve.app import create_app
+    from gptkit.serve.registry import Registry
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Registry([], runs, make_worker_factory("cpu", batch_size=2, queue=8))),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def answering(**answer):
+    """A route handler fulfilling every request with `answer` (status, content_type, body)."""
+    return lambda route: route.fulfill(**answer)
+
+
+def visible(page, selector) -> bool:
+    return page.locator(selector).is_visible()
+
+
+def test_tokenizer_tab_shows_the_ids_of_the_cli(page, served, tmp_path, capsys, shots):
     text = "Hello world!\n  Two spaces, a tab\tand é."
     page.fill("#tok-text", text)
     page.select_option("#tok-a", "gpt2")
@@ -45,10 +118,10 @@ def test_tokenizer_tab_shows_the_ids_of_the_cli(page, served, tmp_path, capsys):
     page.keyboard.press("Enter")
     page.wait_for_selector("#merges li")
     assert "15496" in page.inner_text("#merges")  # "Hello", GPT-2 id 15496, and its parts below
-    page.screenshot(path=str(tmp_path / "tokenizer.png"), full_page=True)
+    page.screenshot(path=str(shots / "tokenizer.png"), full_page=True)
 
 
-def test_generation_streams_into_the_page(page, served, tmp_path):
+def test_generation_streams_into_the_page(page, served, shots):
     page.keyboard.press("Tab")
     page.focus("#tab-tokenizer")
     page.keyboard.press("ArrowRight")  # the keyboard reaches the Generate tab
@@ -65,10 +138,10 @@ def test_generation_streams_into_the_page(page, served, tmp_path):
                          ".json()).choices[0].text", body)
     assert page.text_content("#gen-out") == want
     assert "120 tokens" in page.text_content("#gen-stats") and "tokens/s" in page.text_content("#gen-stats")
-    page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+    page.screenshot(path=str(shots / "generate.png"), full_page=True)
 
 
-def test_runs_tab_draws_metrics_and_follows_a_training_run(page, served, tmp_path):
+def test_runs_tab_draws_metrics_and_follows_a_training_run(page, served, shots):
     page.click("#tab-runs")
     page.wait_for_selector("#run-list button")
     metrics = served["run"] / "metrics.jsonl"
@@ -77,7 +150,7 @@ def test_runs_tab_draws_metrics_and_follows_a_training_run(page, served, tmp_pat
     drawn = page.eval_on_selector_all("circle.pt-val", "els => els.map(e => [Number(e.dataset.step), "
                                       "Number(e.dataset.loss)])")
     assert drawn == [[r["step"], pytest.approx(r["val_loss"])] for r in records]
-    page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
+    page.screenshot(path=str(shots / "runs.png"), full_page=True)
     original = metrics.read_text()
     try:
         last = records[-1]
@@ -89,3 +162,44 @@ def test_runs_tab_draws_metrics_and_follows_a_training_run(page, served, tmp_pat
         assert page.locator("circle.pt-val").count() == len(records) + 1
     finally:
         metrics.write_text(original)
+
+
+# -- the unhappy paths (issue 23) ------------------------------------------------------------------------------------
+
+def test_tokenizer_tab_shows_an_error_message_not_a_parse_error(open_page, served, shots):
+    """A 4xx/5xx shows its JSON error.message (OpenAI's shape, or FastAPI's "detail"); a body that is not JSON shows
+    the HTTP status, never "Unexpected token ..." or raw JSON. The real case: the tab's own default text (a tab, an
+    emoji) under a char-level run's tokenizer."""
+    page = open_page(served["url"])
+    page.wait_for_function("document.querySelectorAll('#tokens-a .tok').length > 0")
+    default_text = page.input_value("#tok-text")  # a tab and an emoji in it
+    answers = [  # (status, content type, body) -> what the tab must say
+        (400, "application/json", json.dumps({"error": {"message": "character '\\t' is not in the vocabulary",
+                                                         "type": "invalid_request_error", "param": "text",
+                                                         "code": None}}),
+         "character '\\t' is not in the vocabulary"),
+        (500, "text/plain", "Internal Server Error", "HTTP 500 Internal Server Error"),
+        (502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>", "HTTP 502 Bad Gateway"),
+        (404, "application/json", json.dumps({"detail": "Not Found"}), "Not Found"),
+        (503, "application/json", json.dumps({"unexpected": [1, 2]}), "HTTP 503 Service Unavailable"),
+    ]
+    for status, kind, body, shown in answers:
+        page.route("**/api/tokenize", answering(status=status, content_type=kind, body=body))
+        page.fill("#tok-text", f"answer {status}")
+        page.wait_for_function("m => document.querySelector('#counts-b').textContent === m", arg=shown,
+                               timeout=5_000)
+        text = page.text_content("#counts-b")
+        assert "Unexpected token" not in text and "{" not in text
+        if status == 500:
+            page.screenshot(path=str(shots / "tokenizer-500-plain-text.png"), full_page=True)
+        page.unroute("**/api/tokenize")
+
+    page.fill("#tok-text", default_text)
+    want = page.evaluate("async () => (await (await fetch('/api/tokenize', {method: 'POST', body: JSON.stringify("
+                         "{text: document.querySelector('#tok-text').value, tokenizer: 'tiny'})})).json()).error.message")
+    page.select_option("#tok-a", "tiny")
+    page.wait_for_function("m => document.querySelector('#counts-a').textContent === m", arg=want)
+    assert page.locator("#tokens-a .tok").count() == 0
+    assert "error" in page.get_attribute("#counts-a", "class")
+    page.wait_for_function("document.querySelector('#counts-b').textContent.endsWith('bytes')")  # cl100k_base's
+    page.screenshot(path=str(shots / "tokenizer-char-run-error.png"), full_page=True)

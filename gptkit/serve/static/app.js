@@ -3,12 +3,27 @@
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 1000;
 
+// The message of a failed answer: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the HTTP status.
+async function failure(r) {
+  let data = null;
+  try { data = JSON.parse(await r.text()); } catch { /* not JSON (a proxy's page, a plain-text 500) */ }
+  const err = data && typeof data === "object" ? data.error : undefined;
+  if (err && typeof err.message === "string" && err.message) return err.message;
+  if (typeof err === "string" && err) return err;
+  const detail = data && typeof data === "object" ? data.detail : undefined;
+  if (typeof detail === "string" && detail) return detail;
+  if (Array.isArray(detail) && detail.length) return detail.map((d) => (d && d.msg) || String(d)).join("; ");
+  return `HTTP ${r.status}${r.statusText ? " " + r.statusText : ""}`;
+}
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
   const r = await fetch(path, init);
-  const data = await r.json();
-  if (!r.ok) throw new Error(data.error ? data.error.message : r.statusText);
-  return data;
+  if (!r.ok) throw new Error(await failure(r));
+  try { return await r.json(); } catch { throw new Error(`the server's answer to ${path} is not JSON`); }
+}
+function say(el, text, isError) {  // a status line: its text, styled as an error or not
+  el.textContent = text;
+  el.classList.toggle("error", Boolean(isError));
 }
 
 // -- tabs: click, or arrow keys along the tab list ------------------------------------------------------
@@ -36,12 +51,14 @@ const COLORS = ["#fde2a7", "#c9e7c5", "#c7dcf5", "#f5c9d6", "#e0d2f5", "#c4ece8"
 function visible(text) {  // whitespace made visible, the newline kept so lines still break
   return text.replace(/ /g, "\u00b7").replace(/\t/g, "\u2192").replace(/\n/g, "\u21b5\n");
 }
+const asked = {a: 0, b: 0};  // the latest request of each side: an older answer arriving late is dropped
 async function renderTokens(side) {
-  const name = $("tok-" + side).value, box = $("tokens-" + side);
+  const name = $("tok-" + side).value, box = $("tokens-" + side), n = ++asked[side];
   if (!name) return;
   try {
     const r = await api("/api/tokenize", {text: $("tok-text").value, tokenizer: name});
-    $("counts-" + side).textContent = `${r.count} tokens \u00b7 ${r.chars} characters \u00b7 ${r.bytes} bytes`;
+    if (n !== asked[side]) return;
+    say($("counts-" + side), `${r.count} tokens \u00b7 ${r.chars} characters \u00b7 ${r.bytes} bytes`);
     box.replaceChildren(...r.tokens.map((t, i) => {
       const s = document.createElement("span");
       s.className = "tok";
@@ -55,7 +72,7 @@ async function renderTokens(side) {
       s.addEventListener("keydown", (e) => { if (e.key === "Enter") show(); });
       return s;
     }));
-  } catch (e) { $("counts-" + side).textContent = e.message; box.replaceChildren(); }
+  } catch (e) { if (n === asked[side]) { say($("counts-" + side), e.message, true); box.replaceChildren(); } }
 }
 function tree(node) {
   const li = document.createElement("li");
@@ -96,7 +113,7 @@ async function generate() {
   try {
     const r = await fetch("/v1/completions", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify(body), signal: controller.signal});
-    if (!r.ok) throw new Error((await r.json()).error.message);
+    if (!r.ok) throw new Error(await failure(r));
     const reader = r.body.getReader(), decoder = new TextDecoder();
     let buf = "";
     for (;;) {
@@ -188,13 +205,16 @@ $("run-sample").addEventListener("click", async () => {
   $("run-sample-out").textContent = "\u2026";
   try {
     const r = await api("/v1/completions", {model: currentRun, prompt: "\n", max_tokens: 200, temperature: 0.8, top_k: 200, seed: 1337});
-    $("run-sample-out").textContent = r.choices[0].text;
-  } catch (e) { $("run-sample-out").textContent = e.message; }
+    say($("run-sample-out"), r.choices[0].text);
+  } catch (e) { say($("run-sample-out"), e.message, true); }
 });
 
 // -- start ----------------------------------------------------------------------------------------------
 (async () => {
-  const [toks, models] = await Promise.all([api("/api/tokenizers"), api("/v1/models")]);
+  let toks, models;
+  try {
+    [toks, models] = await Promise.all([api("/api/tokenizers"), api("/v1/models")]);
+  } catch (e) { say($("counts-a"), `The server did not answer: ${e.message}`, true); return; }
   for (const [id, pick] of [["tok-a", "gpt2"], ["tok-b", "cl100k_base"]]) {
     $(id).replaceChildren(...toks.tokenizers.map((t) => new Option(t, t, t === pick, t === pick)));
   }
