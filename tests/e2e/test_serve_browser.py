@@ -1,7 +1,8 @@
 """The page in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium; `.ci/run` installs it).
 The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a generation streams into the page, the
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
-The unhappy paths (issue 23): a server error shown as its message. Screenshots are saved
+The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
+and a bad one flagged before sending, a token count that counts tokens. Screenshots are saved
 under $GPTKIT_SHOTS if set, else the test's tmp_path."""
 
 import contextlib
@@ -203,3 +204,64 @@ def test_tokenizer_tab_shows_an_error_message_not_a_parse_error(open_page, serve
     assert "error" in page.get_attribute("#counts-a", "class")
     page.wait_for_function("document.querySelector('#counts-b').textContent.endsWith('bytes')")  # cl100k_base's
     page.screenshot(path=str(shots / "tokenizer-char-run-error.png"), full_page=True)
+
+
+def test_empty_temperature_means_the_server_default_and_bad_values_are_flagged(open_page, served, shots):
+    page = open_page(served["url"])
+    page.evaluate("""() => {
+      const orig = window.fetch.bind(window);
+      window.__sent = [];
+      window.fetch = (url, init) => {
+        if (String(url) === '/v1/completions') window.__sent.push(JSON.parse(init.body));
+        return orig(url, init);
+      };
+    }""")
+    page.click("#tab-generate")
+    page.select_option("#gen-model", "tiny")
+    page.fill("#gen-max", "5")
+    assert "default" in page.get_attribute("#gen-temperature", "placeholder")
+    page.fill("#gen-temperature", "")
+    page.click("#gen-go")
+    page.wait_for_function("document.querySelector('#gen-stats').textContent.includes('tokens in')", timeout=30_000)
+    sent = page.evaluate("window.__sent")
+    assert len(sent) == 1 and "temperature" not in sent[0] and sent[0]["max_tokens"] == 5
+
+    for typed in ["3", "-0.5", "-"]:  # out of [0, 2], and not a number ("-" alone: the field's value reads "")
+        page.fill("#gen-temperature", "")
+        page.type("#gen-temperature", typed)
+        page.click("#gen-go")
+        page.wait_for_function("document.querySelector('#gen-error').textContent.includes('Temperature')")
+        assert visible(page, "#gen-error")
+        assert page.get_attribute("#gen-temperature", "aria-invalid") == "true"
+        if typed == "3":
+            page.screenshot(path=str(shots / "generate-bad-temperature.png"), full_page=True)
+    assert len(page.evaluate("window.__sent")) == 1  # nothing sent while the field is wrong
+
+    page.fill("#gen-temperature", "0.8")
+    page.wait_for_function("!document.querySelector('#gen-error').textContent")
+    assert page.get_attribute("#gen-temperature", "aria-invalid") != "true"
+    page.click("#gen-go")
+    page.wait_for_function("window.__sent.length === 2")
+    assert page.evaluate("window.__sent[1].temperature") == 0.8
+
+
+def test_streaming_counter_counts_tokens_or_says_chunks(open_page, served):
+    """While streaming, the page cannot know tokens (a chunk's text may hold several): it says "chunks"; the final
+    usage chunk's completion_tokens gives the tokens."""
+    page = open_page(served["url"])
+    page.click("#tab-generate")
+    page.select_option("#gen-model", "tiny")
+    page.fill("#gen-max", "200")
+    page.evaluate("""() => {
+      window.__stats = [];
+      const el = document.querySelector('#gen-stats');
+      new MutationObserver((records) => {  // every text the line held, even several set in one task
+        for (const r of records) for (const n of r.addedNodes) window.__stats.push(n.textContent);
+      }).observe(el, {childList: true, characterData: true, subtree: true});
+    }""")
+    page.click("#gen-go")
+    page.wait_for_function("document.querySelector('#gen-stats').textContent.includes('tokens in')", timeout=30_000)
+    seen = [s for s in page.evaluate("window.__stats") if s]
+    live, final = seen[:-1], seen[-1]
+    assert live and all("chunks" in s and "token" not in s for s in live), live
+    assert final.startswith("200 tokens in") and "tokens/s" in final

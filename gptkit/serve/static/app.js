@@ -96,20 +96,60 @@ $("tok-a").addEventListener("change", () => renderTokens("a"));
 $("tok-b").addEventListener("change", () => renderTokens("b"));
 
 // -- generation -----------------------------------------------------------------------------------------
+// Each number field: an empty one is left out of the request (the server's default); a wrong one is flagged here
+// and nothing is sent. A number input reads "" both when empty and when what is typed is not a number (badInput).
+const FIELDS = [
+  {id: "gen-temperature", key: "temperature", name: "Temperature", rule: "a number from 0 to 2", empty: "the server's default",
+    ok: (v) => v >= 0 && v <= 2},
+  {id: "gen-topk", key: "top_k", name: "Top-k", rule: "a whole number of at least 1", empty: "off",
+    ok: (v) => Number.isInteger(v) && v >= 1},
+  {id: "gen-topp", key: "top_p", name: "Top-p", rule: "a number above 0 and at most 1", empty: "the server's default",
+    ok: (v) => v > 0 && v <= 1},
+  {id: "gen-max", key: "max_tokens", name: "Max tokens", rule: "a whole number of at least 1", empty: "the server's default",
+    ok: (v) => Number.isInteger(v) && v >= 1},
+  {id: "gen-seed", key: "seed", name: "Seed", rule: "a whole number of at least 0", empty: "a random seed",
+    ok: (v) => Number.isSafeInteger(v) && v >= 0},
+];
+function readFields() {  // {body: the fields given, bad: the inputs flagged}
+  const body = {}, bad = [], problems = [];
+  for (const f of FIELDS) {
+    const input = $(f.id), text = input.value.trim(), v = Number(text);
+    const wrong = input.validity.badInput || (text !== "" && !(Number.isFinite(v) && f.ok(v)));
+    if (wrong) {
+      bad.push(input);
+      problems.push(`${f.name} must be ${f.rule} (empty: ${f.empty}).`);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "gen-error");
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+      if (text !== "") body[f.key] = v;
+    }
+  }
+  $("gen-error").textContent = problems.join(" ");
+  return {body, bad};
+}
+for (const f of FIELDS) {
+  $(f.id).addEventListener("change", readFields);  // flagged once the field is left
+  $(f.id).addEventListener("input", () => { if ($("gen-error").textContent) readFields(); });  // and unflagged as it is fixed
+}
+
 let controller = null;
 async function generate() {
   const out = $("gen-out"), stats = $("gen-stats");
+  const {body: fields, bad} = readFields();
+  if (bad.length) { bad[0].focus(); return; }
   out.textContent = "";
-  stats.textContent = "";
-  const num = (id) => Number($(id).value);
-  const body = {model: $("gen-model").value, prompt: $("gen-prompt").value, max_tokens: num("gen-max"),
-    temperature: num("gen-temperature"), top_p: num("gen-topp"), seed: num("gen-seed"), stream: true,
+  say(stats, "");
+  const body = {model: $("gen-model").value, prompt: $("gen-prompt").value, ...fields, stream: true,
     stream_options: {include_usage: true}};
-  if ($("gen-topk").value) body.top_k = num("gen-topk");
   controller = new AbortController();
   $("gen-go").disabled = true; $("gen-stop").disabled = false;
-  const t0 = performance.now();
-  let pieces = 0;
+  const t0 = performance.now(), secs = () => (performance.now() - t0) / 1000;
+  // A chunk's text may hold several tokens (or a token's bytes wait for the rest of a character), so the count
+  // while streaming is of chunks; the tokens come with usage, in the final chunk (or in each, if a server sends it).
+  let chunks = 0, tokens = null, finished = false;
+  const rate = (n) => (n / secs()).toFixed(1);
   try {
     const r = await fetch("/v1/completions", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify(body), signal: controller.signal});
@@ -124,15 +164,25 @@ async function generate() {
       while ((cut = buf.indexOf("\n\n")) >= 0) {
         const line = buf.slice(0, cut).replace(/^data: /, "");
         buf = buf.slice(cut + 2);
-        if (line === "[DONE]") continue;
+        if (line === "[DONE]" || !line.trim()) continue;
         const ev = JSON.parse(line);
-        const secs = (performance.now() - t0) / 1000;
-        if (ev.usage) { stats.textContent = `${ev.usage.completion_tokens} tokens in ${secs.toFixed(2)} s \u00b7 ${(ev.usage.completion_tokens / secs).toFixed(1)} tokens/s`; continue; }
-        for (const c of ev.choices) { out.textContent += c.text; pieces += 1; }
-        stats.textContent = `\u2248${pieces} tokens \u00b7 ${(pieces / secs).toFixed(1)} tokens/s`;
+        if (ev.error) throw new Error(ev.error.message || "generation failed");
+        const choices = Array.isArray(ev.choices) ? ev.choices : [];
+        for (const c of choices) if (c.text) { out.textContent += c.text; chunks += 1; }
+        if (ev.usage && typeof ev.usage.completion_tokens === "number") {
+          tokens = ev.usage.completion_tokens;
+          finished = !choices.length;
+        }
+        if (finished) say(stats, `${tokens} tokens in ${secs().toFixed(2)} s \u00b7 ${rate(tokens)} tokens/s`);
+        else if (tokens !== null) say(stats, `${tokens} tokens \u00b7 ${rate(tokens)} tokens/s`);
+        else say(stats, `${chunks} chunks \u00b7 ${secs().toFixed(1)} s`);
       }
     }
-  } catch (e) { if (e.name !== "AbortError") stats.textContent = e.message; }
+    if (!finished) say(stats, `${chunks} chunks in ${secs().toFixed(2)} s`);
+  } catch (e) {
+    if (e.name === "AbortError") say(stats, `stopped after ${tokens !== null ? tokens + " tokens" : chunks + " chunks"} in ${secs().toFixed(2)} s`);
+    else say(stats, e.message, true);
+  }
   $("gen-go").disabled = false; $("gen-stop").disabled = true;
 }
 $("gen-go").addEventListener("click", generate);
