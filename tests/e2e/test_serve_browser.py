@@ -2,12 +2,14 @@
 The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a generation streams into the page, the
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
 The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
-and a bad one flagged before sending, a token count that counts tokens. Screenshots are saved
+and a bad one flagged before sending, a token count that counts tokens, no runs, a run with no evaluations yet, the
+run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles. Screenshots are saved
 under $GPTKIT_SHOTS if set, else the test's tmp_path."""
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -265,3 +267,117 @@ def test_streaming_counter_counts_tokens_or_says_chunks(open_page, served):
     live, final = seen[:-1], seen[-1]
     assert live and all("chunks" in s and "token" not in s for s in live), live
     assert final.startswith("200 tokens in") and "tokens/s" in final
+
+
+def test_runs_poll_one_request_at_a_time_only_while_the_runs_tab_shows(open_page, served):
+    page = open_page(served["url"])
+    page.evaluate("""() => {  // every /api/runs answer takes 2.5 s more
+      const orig = window.fetch.bind(window);
+      window.__net = {inflight: 0, max: 0, started: 0, delay: 2500, quietSince: 0};
+      window.fetch = async (url, init) => {
+        const n = window.__net;
+        if (!String(url).startsWith('/api/runs')) return orig(url, init);
+        n.started++; n.inflight++; n.max = Math.max(n.max, n.inflight);
+        try { await new Promise((r) => setTimeout(r, n.delay)); return await orig(url, init); }
+        finally { n.inflight--; n.quietSince = performance.now(); }
+      };
+    }""")
+    net = lambda: page.evaluate("window.__net")  # noqa: E731
+    # one poll may ask twice in a row (the list, then the run): settled is no request for 0.5 s, not a gap between
+    settled = "window.__net.inflight === 0 && performance.now() - window.__net.quietSince > 500"
+    page.click("#tab-runs")
+    page.wait_for_function("document.querySelector('#chart').dataset.points > 0", timeout=15_000)
+    page.wait_for_timeout(5_000)
+    assert net()["max"] == 1, net()  # setInterval would have had several waiting on the slow server
+
+    page.click("#tab-tokenizer")  # the Runs tab hidden: its polling stops
+    page.wait_for_function(settled, timeout=10_000)
+    before = net()["started"]
+    page.wait_for_timeout(3_000)
+    assert net()["started"] == before
+
+    page.evaluate("window.__net.delay = 0")
+    page.click("#tab-runs")
+    page.wait_for_function(f"window.__net.started > {before}", timeout=5_000)
+    page.evaluate("""() => {  // the browser tab hidden: polling backs off
+      Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+      Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+      document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    page.wait_for_function(settled, timeout=5_000)
+    before = net()["started"]
+    page.wait_for_timeout(3_000)
+    assert net()["started"] == before
+    page.evaluate("""() => {
+      delete document.hidden; delete document.visibilityState;
+      document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    page.wait_for_function(f"window.__net.started > {before}", timeout=2_000)  # and at once when it shows again
+
+
+def test_runs_tab_says_what_to_do_with_no_runs_and_no_evaluations(open_page, served, tmp_path, shots):
+    """No runs: an empty state naming the command (and the runs folder when /api/runs gives it), no Sample button.
+    A run dir appears: the list refreshes by itself. No metrics yet: say so, no empty chart; then a point appears."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with serving(runs) as url:
+        page = open_page(url)
+        page.click("#tab-runs")
+        page.wait_for_selector("#runs-empty", state="visible")
+        assert "No runs yet" in page.text_content("#runs-empty")
+        assert "gptkit train --out_dir=" in page.text_content("#runs-empty")
+        assert not visible(page, "#run-sample") and not visible(page, "#chart")
+        page.screenshot(path=str(shots / "runs-empty.png"), full_page=True)
+
+        def with_root(route):
+            answer = route.fetch()
+            route.fulfill(response=answer, json={**answer.json(), "runs_dir": "/srv/gptkit/runs"})
+
+        page.route("**/api/runs", with_root)
+        page.wait_for_function("document.querySelector('#runs-empty').textContent.includes("
+                               "'gptkit train --out_dir=/srv/gptkit/runs/NAME')", timeout=10_000)
+        page.screenshot(path=str(shots / "runs-empty-runs-dir-known.png"), full_page=True)
+        page.unroute("**/api/runs")
+
+        (runs / "fresh").mkdir()  # a run that has just started: config.json, no metrics.jsonl yet
+        shutil.copy(served["run"] / "config.json", runs / "fresh" / "config.json")
+        page.wait_for_selector("#run-list button", timeout=10_000)
+        assert not visible(page, "#runs-empty")
+        page.wait_for_selector("#chart-empty", state="visible", timeout=5_000)
+        assert "no evaluations yet" in page.text_content("#chart-empty").lower()
+        assert not visible(page, "#chart") and not visible(page, ".legend")
+        page.screenshot(path=str(shots / "runs-no-evaluations.png"), full_page=True)
+
+        (runs / "fresh" / "metrics.jsonl").write_text("")  # created, still empty
+        page.wait_for_timeout(1_500)
+        assert visible(page, "#chart-empty")
+        first = json.loads((served["run"] / "metrics.jsonl").read_text().splitlines()[0])
+        (runs / "fresh" / "metrics.jsonl").write_text(json.dumps(first) + "\n")
+        page.wait_for_function("document.querySelector('#chart').dataset.points == '1'", timeout=5_000)
+        assert visible(page, "#chart") and not visible(page, "#chart-empty")
+        page.wait_for_function("document.querySelector('#run-list button').textContent.includes('(1)')",
+                               timeout=10_000)  # the list's counts refresh too, unclicked
+
+        (runs / "later").mkdir()
+        shutil.copy(served["run"] / "config.json", runs / "later" / "config.json")
+        page.wait_for_function("document.querySelectorAll('#run-list button').length === 2", timeout=10_000)
+
+
+def test_chart_has_ticks_with_compact_numbers_and_axis_titles(open_page, served, shots):
+    page = open_page(served["url"])
+    assert page.evaluate("[102400, 1536, 3000, 999, 0, 1500000, 2e9].map(compact)") == [
+        "102.4k", "1.54k", "3k", "999", "0", "1.5M", "2B"]
+    page.click("#tab-runs")
+    page.wait_for_function("document.querySelector('#chart').dataset.points > 0")
+    page.select_option("#run-x", "tokens")
+    page.wait_for_function("document.querySelector('#chart .x-title')?.textContent === 'tokens'")
+    ticks = page.eval_on_selector_all("#chart .x-tick", "els => els.map(e => e.textContent)")
+    last = json.loads((served["run"] / "metrics.jsonl").read_text().splitlines()[-1])["tokens"]  # 3072 in the fixture
+    assert len(ticks) >= 3 and ticks[0] == "0" and all(re.fullmatch(r"\d{1,3}(\.\d{1,2})?[kMB]?", t) for t in ticks), ticks
+    assert ticks[-1].endswith("k")  # thousands of tokens, written compactly
+    assert page.text_content("#chart .y-title") == "loss"
+    assert f"{last}" not in page.text_content("#chart")  # no raw "3072 tokens" at the end any more
+    page.screenshot(path=str(shots / "runs-chart-tokens.png"), full_page=True)
+    page.select_option("#run-x", "step")
+    page.wait_for_function("document.querySelector('#chart .x-title')?.textContent === 'step'")
+    assert len(page.eval_on_selector_all("#chart .x-tick", "els => els.map(e => e.textContent)")) >= 3
