@@ -3,8 +3,8 @@ The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a genera
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
 The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
 and a bad one flagged before sending, a token count that counts tokens, no runs, a run with no evaluations yet, the
-run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles. Screenshots are saved
-under $GPTKIT_SHOTS if set, else the test's tmp_path."""
+run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles, and a tab
+bar that fits a phone. Screenshots are saved under $GPTKIT_SHOTS if set, else the test's tmp_path."""
 
 import contextlib
 import json
@@ -381,3 +381,20 @@ def test_chart_has_ticks_with_compact_numbers_and_axis_titles(open_page, served,
     page.select_option("#run-x", "step")
     page.wait_for_function("document.querySelector('#chart .x-title')?.textContent === 'step'")
     assert len(page.eval_on_selector_all("#chart .x-tick", "els => els.map(e => e.textContent)")) >= 3
+
+
+def test_tab_bar_fits_a_phone(open_page, served, shots):
+    page = open_page(served["url"], PHONE)
+    page.wait_for_function("document.querySelectorAll('#tokens-a .tok').length > 0")
+    boxes = [page.locator(f"#tab-{t}").bounding_box() for t in ("tokenizer", "generate", "runs")]
+    assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"] for b in boxes), boxes
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(shots / "phone-tokenizer.png"), full_page=True)
+    page.click("#tab-generate")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(shots / "phone-generate.png"), full_page=True)
+    page.click("#tab-runs")
+    page.wait_for_function("document.querySelector('#chart').dataset.points > 0")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(shots / "phone-runs.png"), full_page=True)
