@@ -222,17 +222,17 @@ async function pollOnce() {
 function shellWord(s) { return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`; }
 function showEmpty(root) {  // no runs: what to do, in place of the list, chart and Sample button
   const box = $("runs-empty"), code = (t) => Object.assign(document.createElement("code"), {textContent: t});
-  const head = Object.assign(document.createElement("p"), {textContent: "No runs yet: train one with "});
+  const head = Object.assign(document.createElement("p"), {textContent: "No runs yet: train one with"});
+  const out = root ? shellWord(root.replace(/\/+$/, "") + "/NAME") : "RUNS/NAME";
+  const cmd = Object.assign(document.createElement("pre"), {className: "cmd"});  // its own line: never broken at "--"
+  cmd.append(code(`gptkit train --out_dir=${out}`));
   const more = Object.assign(document.createElement("p"), {className: "hint"});
-  if (root) {
-    head.append(code(`gptkit train --out_dir=${shellWord(root.replace(/\/+$/, "") + "/NAME")}`), ".");
-  } else {
-    head.append(code("gptkit train --out_dir=RUNS/NAME"), ".");
+  if (!root) {
     more.append("RUNS is the folder this server watches: ", code("gptkit serve --runs RUNS"),
                 " (by default runs, in the folder it was started from). ");
   }
   more.append("A run shows up here by itself once it has started.");
-  box.replaceChildren(head, more);
+  box.replaceChildren(head, cmd, more);
   box.hidden = false;
   $("runs-main").hidden = true;
 }
