@@ -1,14 +1,32 @@
 // gptkit's page: three views over the server's API (tokenizer, generation, runs). Plain JS, no dependencies.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const POLL_MS = 1000;
+const POLL_MS = 1000;  // the shown run's metrics, while the Runs tab shows
+const LIST_MS = 3000;  // the run list and its counts
+const HIDDEN_MS = 15000;  // both, while the browser tab is hidden
+const SLOWEST_MS = 30000;  // the longest wait between polls after failures
 
+// The message of a failed answer: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the HTTP status.
+async function failure(r) {
+  let data = null;
+  try { data = JSON.parse(await r.text()); } catch { /* not JSON (a proxy's page, a plain-text 500) */ }
+  const err = data && typeof data === "object" ? data.error : undefined;
+  if (err && typeof err.message === "string" && err.message) return err.message;
+  if (typeof err === "string" && err) return err;
+  const detail = data && typeof data === "object" ? data.detail : undefined;
+  if (typeof detail === "string" && detail) return detail;
+  if (Array.isArray(detail) && detail.length) return detail.map((d) => (d && d.msg) || String(d)).join("; ");
+  return `HTTP ${r.status}${r.statusText ? " " + r.statusText : ""}`;
+}
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
   const r = await fetch(path, init);
-  const data = await r.json();
-  if (!r.ok) throw new Error(data.error ? data.error.message : r.statusText);
-  return data;
+  if (!r.ok) throw new Error(await failure(r));
+  try { return await r.json(); } catch { throw new Error(`the server's answer to ${path} is not JSON`); }
+}
+function say(el, text, isError) {  // a status line: its text, styled as an error or not
+  el.textContent = text;
+  el.classList.toggle("error", Boolean(isError));
 }
 
 // -- tabs: click, or arrow keys along the tab list ------------------------------------------------------
@@ -21,7 +39,8 @@ function select(tab) {
     $(t.getAttribute("aria-controls")).hidden = !on;
   }
   tab.focus();
-  if (tab.id === "tab-runs") loadRuns();
+  listAt = 0;  // a fresh list each time the Runs tab shows
+  poll(true);  // starts the Runs tab's polling, or stops it
 }
 tabs.forEach((t, i) => {
   t.addEventListener("click", () => select(t));
@@ -36,12 +55,14 @@ const COLORS = ["#fde2a7", "#c9e7c5", "#c7dcf5", "#f5c9d6", "#e0d2f5", "#c4ece8"
 function visible(text) {  // whitespace made visible, the newline kept so lines still break
   return text.replace(/ /g, "\u00b7").replace(/\t/g, "\u2192").replace(/\n/g, "\u21b5\n");
 }
+const asked = {a: 0, b: 0};  // the latest request of each side: an older answer arriving late is dropped
 async function renderTokens(side) {
-  const name = $("tok-" + side).value, box = $("tokens-" + side);
+  const name = $("tok-" + side).value, box = $("tokens-" + side), n = ++asked[side];
   if (!name) return;
   try {
     const r = await api("/api/tokenize", {text: $("tok-text").value, tokenizer: name});
-    $("counts-" + side).textContent = `${r.count} tokens \u00b7 ${r.chars} characters \u00b7 ${r.bytes} bytes`;
+    if (n !== asked[side]) return;
+    say($("counts-" + side), `${r.count} tokens \u00b7 ${r.chars} characters \u00b7 ${r.bytes} bytes`);
     box.replaceChildren(...r.tokens.map((t, i) => {
       const s = document.createElement("span");
       s.className = "tok";
@@ -55,7 +76,7 @@ async function renderTokens(side) {
       s.addEventListener("keydown", (e) => { if (e.key === "Enter") show(); });
       return s;
     }));
-  } catch (e) { $("counts-" + side).textContent = e.message; box.replaceChildren(); }
+  } catch (e) { if (n === asked[side]) { say($("counts-" + side), e.message, true); box.replaceChildren(); } }
 }
 function tree(node) {
   const li = document.createElement("li");
@@ -79,24 +100,64 @@ $("tok-a").addEventListener("change", () => renderTokens("a"));
 $("tok-b").addEventListener("change", () => renderTokens("b"));
 
 // -- generation -----------------------------------------------------------------------------------------
+// Each number field: an empty one is left out of the request (the server's default); a wrong one is flagged here
+// and nothing is sent. A number input reads "" both when empty and when what is typed is not a number (badInput).
+const FIELDS = [
+  {id: "gen-temperature", key: "temperature", name: "Temperature", rule: "a number from 0 to 2", empty: "the server's default",
+    ok: (v) => v >= 0 && v <= 2},
+  {id: "gen-topk", key: "top_k", name: "Top-k", rule: "a whole number of at least 1", empty: "off",
+    ok: (v) => Number.isInteger(v) && v >= 1},
+  {id: "gen-topp", key: "top_p", name: "Top-p", rule: "a number above 0 and at most 1", empty: "the server's default",
+    ok: (v) => v > 0 && v <= 1},
+  {id: "gen-max", key: "max_tokens", name: "Max tokens", rule: "a whole number of at least 1", empty: "the server's default",
+    ok: (v) => Number.isInteger(v) && v >= 1},
+  {id: "gen-seed", key: "seed", name: "Seed", rule: "a whole number of at least 0", empty: "a random seed",
+    ok: (v) => Number.isSafeInteger(v) && v >= 0},
+];
+function readFields() {  // {body: the fields given, bad: the inputs flagged}
+  const body = {}, bad = [], problems = [];
+  for (const f of FIELDS) {
+    const input = $(f.id), text = input.value.trim(), v = Number(text);
+    const wrong = input.validity.badInput || (text !== "" && !(Number.isFinite(v) && f.ok(v)));
+    if (wrong) {
+      bad.push(input);
+      problems.push(`${f.name} must be ${f.rule} (empty: ${f.empty}).`);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "gen-error");
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+      if (text !== "") body[f.key] = v;
+    }
+  }
+  $("gen-error").textContent = problems.join(" ");
+  return {body, bad};
+}
+for (const f of FIELDS) {
+  $(f.id).addEventListener("change", readFields);  // flagged once the field is left
+  $(f.id).addEventListener("input", () => { if ($("gen-error").textContent) readFields(); });  // and unflagged as it is fixed
+}
+
 let controller = null;
 async function generate() {
   const out = $("gen-out"), stats = $("gen-stats");
+  const {body: fields, bad} = readFields();
+  if (bad.length) { bad[0].focus(); return; }
   out.textContent = "";
-  stats.textContent = "";
-  const num = (id) => Number($(id).value);
-  const body = {model: $("gen-model").value, prompt: $("gen-prompt").value, max_tokens: num("gen-max"),
-    temperature: num("gen-temperature"), top_p: num("gen-topp"), seed: num("gen-seed"), stream: true,
+  say(stats, "");
+  const body = {model: $("gen-model").value, prompt: $("gen-prompt").value, ...fields, stream: true,
     stream_options: {include_usage: true}};
-  if ($("gen-topk").value) body.top_k = num("gen-topk");
   controller = new AbortController();
   $("gen-go").disabled = true; $("gen-stop").disabled = false;
-  const t0 = performance.now();
-  let pieces = 0;
+  const t0 = performance.now(), secs = () => (performance.now() - t0) / 1000;
+  // A chunk's text may hold several tokens (or a token's bytes wait for the rest of a character), so the count
+  // while streaming is of chunks; the tokens come with usage, in the final chunk (or in each, if a server sends it).
+  let chunks = 0, tokens = null, finished = false;
+  const rate = (n) => (n / secs()).toFixed(1);
   try {
     const r = await fetch("/v1/completions", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify(body), signal: controller.signal});
-    if (!r.ok) throw new Error((await r.json()).error.message);
+    if (!r.ok) throw new Error(await failure(r));
     const reader = r.body.getReader(), decoder = new TextDecoder();
     let buf = "";
     for (;;) {
@@ -107,97 +168,213 @@ async function generate() {
       while ((cut = buf.indexOf("\n\n")) >= 0) {
         const line = buf.slice(0, cut).replace(/^data: /, "");
         buf = buf.slice(cut + 2);
-        if (line === "[DONE]") continue;
+        if (line === "[DONE]" || !line.trim()) continue;
         const ev = JSON.parse(line);
-        const secs = (performance.now() - t0) / 1000;
-        if (ev.usage) { stats.textContent = `${ev.usage.completion_tokens} tokens in ${secs.toFixed(2)} s \u00b7 ${(ev.usage.completion_tokens / secs).toFixed(1)} tokens/s`; continue; }
-        for (const c of ev.choices) { out.textContent += c.text; pieces += 1; }
-        stats.textContent = `\u2248${pieces} tokens \u00b7 ${(pieces / secs).toFixed(1)} tokens/s`;
+        if (ev.error) throw new Error(ev.error.message || "generation failed");
+        const choices = Array.isArray(ev.choices) ? ev.choices : [];
+        for (const c of choices) if (c.text) { out.textContent += c.text; chunks += 1; }
+        if (ev.usage && typeof ev.usage.completion_tokens === "number") {
+          tokens = ev.usage.completion_tokens;
+          finished = !choices.length;
+        }
+        if (finished) say(stats, `${tokens} tokens in ${secs().toFixed(2)} s \u00b7 ${rate(tokens)} tokens/s`);
+        else if (tokens !== null) say(stats, `${tokens} tokens \u00b7 ${rate(tokens)} tokens/s`);
+        else say(stats, `${chunks} chunks \u00b7 ${secs().toFixed(1)} s`);
       }
     }
-  } catch (e) { if (e.name !== "AbortError") stats.textContent = e.message; }
+    if (!finished) say(stats, `${chunks} chunks in ${secs().toFixed(2)} s`);
+  } catch (e) {
+    if (e.name === "AbortError") say(stats, `stopped after ${tokens !== null ? tokens + " tokens" : chunks + " chunks"} in ${secs().toFixed(2)} s`);
+    else say(stats, e.message, true);
+  }
   $("gen-go").disabled = false; $("gen-stop").disabled = true;
 }
 $("gen-go").addEventListener("click", generate);
 $("gen-stop").addEventListener("click", () => controller && controller.abort());
 
 // -- runs -----------------------------------------------------------------------------------------------
-let currentRun = null, runTimer = null;
+// While the Runs tab shows, one poll at a time: the shown run's metrics every POLL_MS and the run list every LIST_MS,
+// each next poll scheduled once the last one answered (a slow server never has requests piling up), slower while the
+// browser tab is hidden, none while another tab shows.
+let currentRun = null, listAt = 0, pollTimer = null, polling = false, pollAgain = false, failures = 0, drawn = "";
+const runsShown = () => !$("view-runs").hidden;
+function poll(now) {  // now: poll at once (or as soon as the poll in flight answers); else after the usual wait
+  clearTimeout(pollTimer);
+  pollTimer = null;
+  if (!runsShown()) return;
+  if (polling) { pollAgain = pollAgain || now; return; }
+  if (!now) {
+    const wait = Math.min(SLOWEST_MS, (document.hidden ? HIDDEN_MS : POLL_MS) * 2 ** failures);
+    pollTimer = setTimeout(() => poll(true), wait);
+    return;
+  }
+  polling = true;
+  pollOnce().then(() => { failures = 0; say($("runs-status"), ""); },
+                  (e) => { failures = Math.min(failures + 1, 5); say($("runs-status"), `${e.message} (trying again)`, true); })
+    .finally(() => { polling = false; const again = pollAgain; pollAgain = false; poll(again); });
+}
+document.addEventListener("visibilitychange", () => poll(!document.hidden));
+async function pollOnce() {
+  const wait = document.hidden ? HIDDEN_MS : LIST_MS;
+  if (Date.now() - listAt >= wait) await loadRuns();  // (listAt is 0 when the Runs tab has just been shown)
+  if (currentRun && runsShown()) await refreshRun();
+}
+function shellWord(s) { return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`; }
+function showEmpty(root) {  // no runs: what to do, in place of the list, chart and Sample button
+  const box = $("runs-empty"), code = (t) => Object.assign(document.createElement("code"), {textContent: t});
+  const head = Object.assign(document.createElement("p"), {textContent: "No runs yet: train one with"});
+  const out = root ? shellWord(root.replace(/\/+$/, "") + "/NAME") : "RUNS/NAME";
+  const cmd = Object.assign(document.createElement("pre"), {className: "cmd"});  // its own line: never broken at "--"
+  cmd.append(code(`gptkit train --out_dir=${out}`));
+  const more = Object.assign(document.createElement("p"), {className: "hint"});
+  if (!root) {
+    more.append("RUNS is the folder this server watches: ", code("gptkit serve --runs RUNS"),
+                " (by default runs, in the folder it was started from). ");
+  }
+  more.append("A run shows up here by itself once it has started.");
+  box.replaceChildren(head, cmd, more);
+  box.hidden = false;
+  $("runs-main").hidden = true;
+}
 async function loadRuns() {
   const r = await api("/api/runs");
-  $("run-list").replaceChildren(...r.runs.map((run) => {
-    const li = document.createElement("li"), b = document.createElement("button");
-    b.textContent = `${run.name} (${run.records})`;
-    b.dataset.run = run.name;
-    b.addEventListener("click", () => openRun(run.name));
-    li.append(b);
-    return li;
-  }));
-  if (!currentRun && r.runs.length) openRun(r.runs[0].name);
+  listAt = Date.now();
+  const runs = Array.isArray(r.runs) ? r.runs : [];
+  if (!runs.length) { currentRun = null; drawn = ""; showEmpty(typeof r.runs_dir === "string" ? r.runs_dir : null); return; }
+  $("runs-empty").hidden = true;
+  $("runs-main").hidden = false;
+  const list = $("run-list"), have = [...list.querySelectorAll("button")].map((b) => b.dataset.run);
+  if (have.join("\n") !== runs.map((run) => run.name).join("\n")) {  // rebuilt only when the runs change, keeping focus
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.run : null;
+    list.replaceChildren(...runs.map((run) => {
+      const li = document.createElement("li"), b = document.createElement("button");
+      b.dataset.run = run.name;
+      b.addEventListener("click", () => openRun(run.name, true));
+      li.append(b);
+      return li;
+    }));
+    const again = [...list.querySelectorAll("button")].find((b) => b.dataset.run === focused);
+    if (again) again.focus();
+  }
+  runs.forEach((run, i) => {
+    const b = list.querySelectorAll("button")[i], text = `${run.name} (${run.records})`;
+    if (b.textContent !== text) b.textContent = text;
+    b.title = `${run.records} evaluation${run.records === 1 ? "" : "s"} in metrics.jsonl`;
+  });
+  if (!runs.some((run) => run.name === currentRun)) openRun(runs[0].name, false);
+  else markCurrent();
 }
-async function openRun(name) {
+function markCurrent() {
+  for (const b of document.querySelectorAll("#run-list button")) b.setAttribute("aria-current", b.dataset.run === currentRun);
+}
+function openRun(name, now) {
   currentRun = name;
-  for (const b of document.querySelectorAll("#run-list button")) b.setAttribute("aria-current", b.dataset.run === name);
+  drawn = "";
+  markCurrent();
   $("run-name").textContent = name;
   $("run-sample-out").textContent = "";
-  await refreshRun();
-  clearInterval(runTimer);
-  runTimer = setInterval(refreshRun, POLL_MS);  // live: a training run appends to metrics.jsonl
+  if (now) poll(true);
 }
 async function refreshRun() {
-  if (!currentRun) return;
-  const r = await api("/api/runs/" + currentRun.split("/").map(encodeURIComponent).join("/"));
-  $("run-config").textContent = JSON.stringify(r.config, null, 2);
-  drawChart(r.metrics, $("run-x").value);
+  const name = currentRun;
+  const r = await api("/api/runs/" + name.split("/").map(encodeURIComponent).join("/"));
+  if (name !== currentRun) return;  // another run was picked meanwhile: the next poll draws that one
+  const config = JSON.stringify(r.config, null, 2);
+  if ($("run-config").textContent !== config) $("run-config").textContent = config;
+  const metrics = Array.isArray(r.metrics) ? r.metrics : [], xKey = $("run-x").value;
+  const key = `${name}\n${xKey}\n${metrics.length}\n${JSON.stringify(metrics[metrics.length - 1])}`;
+  if (key === drawn) return;  // unchanged: no redraw (a tooltip being read stays)
+  drawn = key;
+  const none = !metrics.length;
+  $("chart-empty").hidden = !none;
+  $("chart-box").hidden = none;
+  if (none) $("chart-empty").textContent = `No evaluations yet: ${name} writes a point at each evaluation ` +
+    "(metrics.jsonl), and the chart fills in as it trains.";
+  drawChart(metrics, xKey);
 }
-$("run-x").addEventListener("change", refreshRun);
+$("run-x").addEventListener("change", () => { drawn = ""; poll(true); });
+
+// Numbers on the chart: 0, 950, 1.5k, 102.4k, 2.5M, 1B.
+function compact(v) {
+  const a = Math.abs(v);
+  for (const [unit, suffix] of [[1e9, "B"], [1e6, "M"], [1e3, "k"]]) {
+    if (a >= unit) return `${Number((v / unit).toFixed(2))}${suffix}`;
+  }
+  return String(Number(v.toFixed(2)));
+}
+function ticks(lo, hi, count, whole) {  // about `count` round values (1, 2 or 5 times a power of ten apart) in [lo, hi]
+  if (!(hi > lo)) return {values: [lo], step: 1};
+  const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw)), n = raw / mag;
+  let step = (n < 1.5 ? 1 : n < 3 ? 2 : n < 7 ? 5 : 10) * mag;
+  if (whole) step = Math.max(1, Math.round(step));
+  const values = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) values.push(Number(v.toPrecision(12)));
+  return {values, step};
+}
 function drawChart(records, xKey) {
-  const svg = $("chart"), W = 640, H = 320, L = 50, R = 15, T = 15, B = 35;
-  const pts = records.filter((m) => m[xKey] !== undefined);
+  const svg = $("chart"), W = 640, H = 320, L = 68, R = 20, T = 15, B = 52;
+  const pts = records.filter((m) => typeof m[xKey] === "number");
   const ys = pts.flatMap((m) => [m.train_loss, m.val_loss]).filter((v) => typeof v === "number");
   svg.replaceChildren();
   svg.dataset.points = pts.length;
-  if (!pts.length) return;
-  const x0 = Math.min(...pts.map((m) => m[xKey])), x1 = Math.max(...pts.map((m) => m[xKey])) || 1;
+  if (!pts.length || !ys.length) return;
+  const x0 = Math.min(...pts.map((m) => m[xKey])), x1 = Math.max(...pts.map((m) => m[xKey]));
   const pad = (Math.max(...ys) - Math.min(...ys)) * 0.05 || 0.05;
   const y0 = Math.min(...ys) - pad, y1 = Math.max(...ys) + pad;
   const sx = (v) => L + (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)) * (W - L - R);
   const sy = (v) => T + (y1 === y0 ? 0.5 : (y1 - v) / (y1 - y0)) * (H - T - B);
   const el = (tag, attrs, text) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
-  for (let i = 0; i <= 4; i++) {
-    const v = y0 + (y1 - y0) * i / 4, y = sy(v);
+  const yt = ticks(y0, y1, 5, false), decimals = Math.max(0, -Math.floor(Math.log10(yt.step)));
+  for (const v of yt.values) {
+    const y = sy(v);
     el("line", {x1: L, x2: W - R, y1: y, y2: y, class: "grid"});
-    el("text", {x: L - 6, y: y + 4, "text-anchor": "end", class: "tick"}, v.toFixed(2));
+    el("text", {x: L - 6, y, "text-anchor": "end", "dominant-baseline": "middle", class: "tick y-tick"}, v.toFixed(decimals));
+  }
+  for (const v of ticks(x0, x1, 5, true).values) {
+    const x = sx(v);
+    el("line", {x1: x, x2: x, y1: T, y2: H - B, class: "grid"});
+    el("line", {x1: x, x2: x, y1: H - B, y2: H - B + 4, class: "axis"});
+    el("text", {x, y: H - B + 6, "text-anchor": "middle", "dominant-baseline": "hanging", class: "tick x-tick"}, compact(v));
   }
   el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis"});
-  el("text", {x: L, y: H - 12, class: "tick"}, String(x0));
-  el("text", {x: W - R, y: H - 12, "text-anchor": "end", class: "tick"}, `${x1} ${xKey === "step" ? "steps" : "tokens"}`);
+  el("line", {x1: L, x2: L, y1: T, y2: H - B, class: "axis"});
+  el("text", {x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title x-title"}, xKey === "step" ? "step" : "tokens");
+  el("text", {x: 0, y: 0, "text-anchor": "middle", "dominant-baseline": "hanging", class: "axis-title y-title",
+    transform: `translate(4 ${T + (H - T - B) / 2}) rotate(-90)`}, "loss");
   for (const kind of ["train", "val"]) {
     const key = kind + "_loss", ok = pts.filter((m) => typeof m[key] === "number");
     el("polyline", {class: "line-" + kind, points: ok.map((m) => `${sx(m[xKey])},${sy(m[key])}`).join(" ")});
     for (const m of ok) {
       const c = el("circle", {cx: sx(m[xKey]), cy: sy(m[key]), r: 3, class: "pt-" + kind, "data-step": m.step, "data-loss": m[key]});
       const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
-      t.textContent = `step ${m.step}: ${kind} ${m[key].toFixed(4)}`;
+      t.textContent = `step ${m.step}${typeof m.tokens === "number" ? ` (${compact(m.tokens)} tokens)` : ""}: ${kind} loss ${m[key].toFixed(4)}`;
       c.append(t);
     }
   }
 }
 $("run-sample").addEventListener("click", async () => {
   if (!currentRun) return;
-  $("run-sample-out").textContent = "\u2026";
+  const out = $("run-sample-out");
+  say(out, "\u2026");
   try {
     const r = await api("/v1/completions", {model: currentRun, prompt: "\n", max_tokens: 200, temperature: 0.8, top_k: 200, seed: 1337});
-    $("run-sample-out").textContent = r.choices[0].text;
-  } catch (e) { $("run-sample-out").textContent = e.message; }
+    say(out, r.choices[0].text);
+  } catch (e) { say(out, e.message, true); }
 });
 
 // -- start ----------------------------------------------------------------------------------------------
 (async () => {
-  const [toks, models] = await Promise.all([api("/api/tokenizers"), api("/v1/models")]);
+  let toks, models;
+  try {
+    [toks, models] = await Promise.all([api("/api/tokenizers"), api("/v1/models")]);
+  } catch (e) { say($("counts-a"), `The server did not answer: ${e.message}`, true); return; }
   for (const [id, pick] of [["tok-a", "gpt2"], ["tok-b", "cl100k_base"]]) {
     $(id).replaceChildren(...toks.tokenizers.map((t) => new Option(t, t, t === pick, t === pick)));
   }
   $("gen-model").replaceChildren(...models.data.map((m) => new Option(m.id, m.id)));
+  if (!models.data.length) {
+    $("gen-go").disabled = true;
+    say($("gen-stats"), "No models to generate with: see the Runs tab for how to train one.");
+  }
   renderTokens("a"); renderTokens("b");
 })();
