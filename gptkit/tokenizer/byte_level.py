@@ -122,6 +122,71 @@ class TokenizerBase:
         """What else decides the ids (a tokenizer.json's merge list); empty for gptkit's own tokenizers."""
         return b""
 
+    def with_special_tokens(self, tokens: Collection[str]):
+        """This tokenizer with `tokens` added as special tokens at the next free ids, in order; itself when it has
+        them all already. Every other id and the way text splits stay as they were (the tokenizer lecture's
+        exercise). Example: GPT-2's (50,257 ids) + ["<|im_start|>", "<|im_end|>"] -> ids 50,257 and 50,258"""
+        new = [t for t in dict.fromkeys(tokens) if t not in self._special]
+        if not new:
+            return self
+        if not all(isinstance(t, str) and t for t in new):
+            raise ValueError(f"special tokens must be non-empty strings, got {new!r}")
+        return self._with_specials({**self._special, **{t: self.vocab_size + k for k, t in enumerate(new)}})
+
+    def _with_specials(self, specials: dict[str, int]):
+        raise NotImplementedError
+
+    def _special_re(self, tokens: frozenset) -> regex.Pattern:
+        cache = self.__dict__.setdefault("_special_re_cache", {})
+        pat = cache.get(tokens)
+        if pat is None:
+            alts = sorted(tokens, key=len, reverse=True)  # longest first, so a prefix never wins
+            pat = regex.compile("|".join(regex.escape(t) for t in alts))
+            cache[tokens] = pat
+        return pat
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> list[int]:
+        """Encode with tiktoken's rules for special tokens.
+
+        By default any registered special token in `text` raises ValueError. Tokens in `allowed_special`
+        ("all" or a set) become their ids; `disallowed_special=()` turns the check off so they encode
+        as ordinary text.
+        """
+        allowed = frozenset(self._special) if allowed_special == "all" else frozenset(allowed_special)
+        unknown = allowed - self._special.keys()
+        if unknown:
+            raise ValueError(f"allowed_special names {sorted(unknown)}, which are not special tokens of this tokenizer")
+        disallowed = self._special.keys() - allowed if disallowed_special == "all" else frozenset(disallowed_special)
+        if disallowed:
+            m = self._special_re(frozenset(disallowed)).search(text)
+            if m:
+                tok = m.group()
+                raise ValueError(
+                    f"Encountered text corresponding to disallowed special token {tok!r}.\n"
+                    f"If you want this text to be encoded as a special token, pass it to `allowed_special`, "
+                    f"e.g. `allowed_special={{{tok!r}, ...}}`.\n"
+                    f"If you want this text to be encoded as normal text, disable the check for this token "
+                    f"by passing `disallowed_special=(enc.special_tokens_set - {{{tok!r}}})`.\n"
+                    f"To disable this check for all special tokens, pass `disallowed_special=()`.\n"
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        out: list[int] = []
+        start = 0
+        for m in self._special_re(allowed).finditer(text):
+            out += self.encode_ordinary(text[start : m.start()])
+            out.append(self._special[m.group()])
+            start = m.end()
+        out += self.encode_ordinary(text[start:])
+        return out
+
+
 
 class Tokenizer(TokenizerBase):
     """Byte-level BPE with tiktoken's encode/decode semantics.
@@ -174,7 +239,6 @@ class Tokenizer(TokenizerBase):
             raise ValueError("a tokenizer needs at least one token")
         self._vocab_size = max(self._decoder) + 1
         self._cache: dict[str, list[int]] = {}
-        self._special_re_cache: dict[frozenset, regex.Pattern] = {}
 
     # -- the vocabulary ---------------------------------------------------------------------------
 
@@ -282,61 +346,16 @@ class Tokenizer(TokenizerBase):
             out += ids if ids is not None else encode_chunk(chunk)
         return out
 
-    def _special_re(self, tokens: frozenset) -> regex.Pattern:
-        pat = self._special_re_cache.get(tokens)
-        if pat is None:
-            alts = sorted(tokens, key=len, reverse=True)  # longest first, so a prefix never wins
-            pat = regex.compile("|".join(regex.escape(t) for t in alts))
-            self._special_re_cache[tokens] = pat
-        return pat
-
-    def encode(
-        self,
-        text: str,
-        *,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),
-        disallowed_special: Literal["all"] | Collection[str] = "all",
-    ) -> list[int]:
-        """Encode with tiktoken's rules for special tokens.
-
-        By default any registered special token in `text` raises ValueError. Tokens in `allowed_special`
-        ("all" or a set) become their ids; `disallowed_special=()` turns the check off so they encode
-        as ordinary text.
-        """
-        allowed = frozenset(self._special) if allowed_special == "all" else frozenset(allowed_special)
-        unknown = allowed - self._special.keys()
-        if unknown:
-            raise ValueError(f"allowed_special names {sorted(unknown)}, which are not special tokens of this tokenizer")
-        disallowed = self._special.keys() - allowed if disallowed_special == "all" else frozenset(disallowed_special)
-        if disallowed:
-            m = self._special_re(frozenset(disallowed)).search(text)
-            if m:
-                tok = m.group()
-                raise ValueError(
-                    f"Encountered text corresponding to disallowed special token {tok!r}.\n"
-                    f"If you want this text to be encoded as a special token, pass it to `allowed_special`, "
-                    f"e.g. `allowed_special={{{tok!r}, ...}}`.\n"
-                    f"If you want this text to be encoded as normal text, disable the check for this token "
-                    f"by passing `disallowed_special=(enc.special_tokens_set - {{{tok!r}}})`.\n"
-                    f"To disable this check for all special tokens, pass `disallowed_special=()`.\n"
-                )
-        if not allowed:
-            return self.encode_ordinary(text)
-        out: list[int] = []
-        start = 0
-        for m in self._special_re(allowed).finditer(text):
-            out += self.encode_ordinary(text[start : m.start()])
-            out.append(self._special[m.group()])
-            start = m.end()
-        out += self.encode_ordinary(text[start:])
-        return out
-
     def encode_batch(self, texts: Iterable[str], *, num_workers: int = 1, **encode_kwargs) -> list[list[int]]:
         """Encode many texts; with num_workers > 1 they are spread over worker processes."""
         texts = list(texts)
         if num_workers <= 1 or len(texts) < 2:
             return [self.encode(t, **encode_kwargs) for t in texts]
         return encode_in_workers(self, texts, num_workers, **encode_kwargs)
+
+    def _with_specials(self, specials: dict[str, int]) -> Tokenizer:
+        return Tokenizer(self._ranks, self.pattern, specials, merges=self._merges, hf_merges=self._hf_merges,
+                         ignore_merges=self._ignore_merges, normalizer=self.normalizer)
 
     def __getstate__(self):
         state = self.__dict__.copy()

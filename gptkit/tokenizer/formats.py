@@ -87,6 +87,10 @@ class Lines:
         s, _, i = self.next().rpartition(" ")
         return self.json_str(s, "a JSON string and an id"), self.ints(i, 1)[0]
 
+    def more(self) -> bool:
+        """Whether lines are left (for an optional last line)."""
+        return self.i < len(self.lines)
+
     def end(self) -> None:
         if self.i != len(self.lines):
             self.i += 1

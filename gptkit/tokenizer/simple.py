@@ -1,9 +1,11 @@
 """Character-level and word-level tokenizers with the same interface as the BPE `Tokenizer`.
 
 - `CharTokenizer`: nanoGPT's shakespeare_char: the vocabulary is the sorted set of characters of the
-  training text; a character outside it cannot be encoded (ValueError naming it).
+  training text; a character outside it cannot be encoded (ValueError naming it). Special tokens (the chat
+  tokens, added by `with_special_tokens`) take the ids after the characters, with tiktoken's rules in encode.
 - `WordTokenizer`: Raschka's SimpleTokenizerV2: words and punctuation, unknown words -> `<|unk|>`,
-  plus `<|endoftext|>`. Decoding joins words with spaces, so it does not round-trip whitespace.
+  plus `<|endoftext|>` and any special tokens added after them. Decoding joins words with spaces, so it does not
+  round-trip whitespace.
 
 Neither handles bytes that are not text; both save to the same file format as `Tokenizer` (gptkit.tokenizer.formats).
 """
@@ -69,21 +71,40 @@ class _SimpleBase(TokenizerBase):
         kwargs.pop("num_workers", None)  # encoding is a dict lookup; processes would only add overhead
         return [self.encode(t, **kwargs) for t in texts]
 
-    def encode(self, text: str, **kwargs) -> list[int]:
-        return self.encode_ordinary(text)
+def _special_lines(specials: dict[str, int], first: int) -> str:
+    """The saved form of special tokens past the built-in ones: a `specials` line, or nothing."""
+    extra = {t: i for t, i in specials.items() if i >= first}
+    return f"specials {json.dumps(extra, ensure_ascii=False)}\n" if extra else ""
+
+
+def _read_specials(lines: Lines, first: int) -> dict[str, int]:
+    """The optional `specials` line: tokens with the ids from `first` on, in order."""
+    if not lines.more():
+        return {}
+    specials = lines.json_value("specials")
+    if not isinstance(specials, dict) or sorted(specials.values()) != list(range(first, first + len(specials))) or \
+            not all(isinstance(t, str) and t for t in specials):
+        lines.fail(f"'specials' must map non-empty strings to the ids {first}, {first + 1}, ...")
+    return specials
 
 
 class CharTokenizer(_SimpleBase):
     """One token per character. Example: chars "\\n !ab" -> encode("ab!") == [3, 4, 2]"""
 
-    def __init__(self, chars: Iterable[str]) -> None:
-        self._itos = sorted(set(chars))
-        if not self._itos:
+    def __init__(self, chars: Iterable[str], specials: dict[str, int] | None = None) -> None:
+        itos = sorted(set(chars))
+        if not itos:
             raise ValueError("a char tokenizer needs at least one character; is the text empty?")
-        if any(len(c) != 1 for c in self._itos):
+        if any(len(c) != 1 for c in itos):
             raise ValueError("CharTokenizer takes single characters")
-        self._stoi = {c: i for i, c in enumerate(self._itos)}
-        self._special: dict[str, int] = {}
+        self._stoi = {c: i for i, c in enumerate(itos)}
+        self._special = dict(specials or {})
+        if sorted(self._special.values()) != list(range(len(itos), len(itos) + len(self._special))):
+            raise ValueError(f"a char tokenizer's special tokens take the ids after its {len(itos)} characters")
+        self._itos = itos + sorted(self._special, key=self._special.get)
+
+    def _with_specials(self, specials: dict[str, int]) -> CharTokenizer:
+        return CharTokenizer(self._stoi, specials)
 
     @classmethod
     def train(cls, texts: str | Iterable[str]) -> CharTokenizer:
@@ -95,7 +116,7 @@ class CharTokenizer(_SimpleBase):
 
     @property
     def chars(self) -> str:
-        return "".join(self._itos)
+        return "".join(self._itos[: len(self._stoi)])
 
     def encode_ordinary(self, text: str) -> list[int]:
         try:
@@ -111,15 +132,17 @@ class CharTokenizer(_SimpleBase):
         return "".join(self._piece(i) for i in ids)
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, f"{FORMAT_LINE}\ntype char\nchars {json.dumps(self.chars)}\n")
+        specials = _special_lines(self._special, len(self._stoi))
+        atomic_write_text(path, f"{FORMAT_LINE}\ntype char\nchars {json.dumps(self.chars)}\n{specials}")
 
     @classmethod
     def from_lines(cls, lines: Lines) -> CharTokenizer:
         chars = lines.json_value("chars")
         if not isinstance(chars, str) or not chars:
             lines.fail("'chars' must be a non-empty JSON string")
+        specials = _read_specials(lines, len(set(chars)))
         lines.end()
-        return cls(chars)
+        return cls(chars, specials)
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
@@ -129,13 +152,17 @@ class WordTokenizer(_SimpleBase):
     """Words and punctuation; unknown words -> <|unk|>. Example (vocab from "Hello, world."):
     encode("Hello, moon.") -> ids of ["Hello", ",", "<|unk|>", "."]"""
 
-    def __init__(self, words: Iterable[str]) -> None:
+    def __init__(self, words: Iterable[str], extra: Iterable[str] = ()) -> None:
         itos = sorted(set(words) - {ENDOFTEXT, UNK})
         if not itos:
             raise ValueError("a word tokenizer needs at least one word; is the text empty?")
-        self._itos = itos + [ENDOFTEXT, UNK]
+        self._itos = itos + [ENDOFTEXT, UNK] + [t for t in dict.fromkeys(extra) if t not in (ENDOFTEXT, UNK)]
         self._stoi = {w: i for i, w in enumerate(self._itos)}
-        self._special = {ENDOFTEXT: len(itos), UNK: len(itos) + 1}
+        self._special = {t: i for i, t in enumerate(self._itos) if i >= len(itos)}
+
+    def _with_specials(self, specials: dict[str, int]) -> WordTokenizer:
+        words = self._itos[: self._special[ENDOFTEXT]]
+        return WordTokenizer(words, sorted(specials, key=specials.get))
 
     @staticmethod
     def split(text: str) -> list[str]:
@@ -161,30 +188,31 @@ class WordTokenizer(_SimpleBase):
         allowed_special: str | Collection[str] = "all",
         disallowed_special: str | Collection[str] = (),
     ) -> list[int]:
-        """As in SimpleTokenizerV2, `<|endoftext|>` between documents is always its own token."""
-        parts = text.split(ENDOFTEXT)
-        out: list[int] = []
-        for k, part in enumerate(parts):
-            if k:
-                out.append(self._special[ENDOFTEXT])
-            out += self.encode_ordinary(part)
-        return out
+        """As in SimpleTokenizerV2, `<|endoftext|>` between documents (and any other special token) is always its
+        own token."""
+        out, start = [], 0
+        for m in self._special_re(frozenset(self._special)).finditer(text):
+            out += self.encode_ordinary(text[start: m.start()]) + [self._special[m.group()]]
+            start = m.end()
+        return out + self.encode_ordinary(text[start:])
 
     def decode(self, ids: Iterable[int], errors: str = "strict") -> str:
         return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(self._piece(i) for i in ids))
 
     def save(self, path: str | os.PathLike) -> None:
-        words = self._itos[: -len(self._special)]
+        words = self._itos[: self._special[ENDOFTEXT]]
         body = "\n".join(json.dumps(w) for w in words)
-        atomic_write_text(path, f"{FORMAT_LINE}\ntype word\nwords {len(words)}\n{body}\n")
+        specials = _special_lines(self._special, len(words) + 2)
+        atomic_write_text(path, f"{FORMAT_LINE}\ntype word\nwords {len(words)}\n{body}\n{specials}")
 
     @classmethod
     def from_lines(cls, lines: Lines) -> WordTokenizer:
         words = []
         for _ in range(lines.count("words")):
             words.append(lines.json_str())
+        specials = _read_specials(lines, len(set(words) - {ENDOFTEXT, UNK}) + 2)
         lines.end()
-        return cls(words)
+        return cls(words, sorted(specials, key=specials.get))
 
     def __repr__(self) -> str:
         return f"WordTokenizer(vocab_size={self.vocab_size})"
