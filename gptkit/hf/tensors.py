@@ -18,6 +18,7 @@ import math
 import mmap
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -209,9 +210,25 @@ def read_folder_tensors(folder: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{folder}: {INDEX} names tensor {missing[0]}, which no shard holds")
         return out
     if (folder / LEGACY).is_file():
-        import torch
-
-        state = torch.load(folder / LEGACY, map_location="cpu", weights_only=True)
-        return {k: v.to(torch.float32).numpy() for k, v in state.items()}
+        return read_legacy(folder / LEGACY)
     raise ValueError(f"{folder} has no {SINGLE}, {INDEX} or {LEGACY}; is it a HF model folder?")
 
+
+def read_legacy(path: Path) -> dict[str, np.ndarray]:
+    """A pytorch_model.bin's tensors as fp32, unpickled with torch's weights_only loader (tensors and plain data
+    only: a pickle can run code). A file it refuses is a one-line ValueError, which, unlike torch's, never advises
+    weights_only=False: that is the protection a file from elsewhere needs."""
+    import torch
+
+    fix = "download it again, or the model's model.safetensors instead (gptkit reads that first)"
+    with open(path, "rb") as f:  # a file gptkit may not open is an OSError of its own
+        try:
+            with warnings.catch_warnings():  # torch's warnings about such files also point at weights_only=False
+                warnings.simplefilter("ignore")
+                state = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception:  # a zip cut short, random bytes, a pickle of other objects: torch has no one error for them
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or it holds Python "
+                             f"objects besides tensors, which gptkit does not unpickle); {fix}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: a PyTorch file, but not a state dict (tensors by name); {fix}")
+    return {str(k): v.to(torch.float32).numpy() for k, v in state.items()}

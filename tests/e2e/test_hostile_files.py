@@ -1,9 +1,10 @@
 """Hostile and broken weight files: a safetensors file whose header lies (both of gptkit's readers: a HF folder's
 files, read by hand, and a run's checkpoints, read through the safetensors library) and a pytorch_model.bin cut
-short or of random bytes (the next commit), through the Python API and `gptkit sample`: one ValueError line naming the file, exit 1,
+short or of random bytes, through the Python API and `gptkit sample`: one ValueError line naming the file, exit 1,
 never a traceback nor advice to unpickle with weights_only=False."""
 
 import json
+import os
 import shutil
 import struct
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from gptkit.cli import main
+from gptkit.hf.arch import read_hf
 from gptkit.hf.tensors import read_safetensors
 from gptkit.training.checkpoint import META_KEY, read_checkpoint
 
@@ -138,3 +140,24 @@ def test_gptkit_sample_of_a_hostile_file_is_one_error_line(tmp_path, capsys, run
     _sample_fails_with_one_line(capsys, run, run / ("best.safetensors" if (run / "best.safetensors").exists()
                                                      else "last.safetensors"), words)
 
+
+def test_a_pytorch_model_bin_cut_short_or_of_random_bytes_is_one_line(tmp_path, capsys, run_and_folder):
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(run_and_folder[1], tmp_path / "hf")
+    bin_file = folder / "pytorch_model.bin"
+    torch.save(load_file(folder / "model.safetensors"), bin_file)
+    (folder / "model.safetensors").unlink()
+    want = read_hf(run_and_folder[1])[1]
+    assert all((read_hf(folder)[1][k] == v).all() for k, v in want.items())  # the .bin is read when sound
+    whole = bin_file.read_bytes()
+    for broken in (whole[: len(whole) // 2], os.urandom(len(whole)), b""):
+        bin_file.write_bytes(broken)
+        with pytest.raises(ValueError) as e:
+            read_hf(folder)
+        _one_line_naming(bin_file, str(e.value), "not a readable PyTorch checkpoint (truncated or corrupt")
+        assert "weights_only" not in str(e.value)
+        _sample_fails_with_one_line(capsys, folder, bin_file, "not a readable PyTorch checkpoint")
+    torch.save({"weight": [1, 2]}, bin_file)
+    with pytest.raises(ValueError, match="a PyTorch file, but not a state dict"):
+        read_hf(folder)
