@@ -1,7 +1,7 @@
 """Hostile and broken weight files: a safetensors file whose header lies (both of gptkit's readers: a HF folder's
-files, read by hand, and a run's checkpoints, read through the safetensors library) and a pytorch_model.bin cut
-short or of random bytes, through the Python API and `gptkit sample`: one ValueError line naming the file, exit 1,
-never a traceback nor advice to unpickle with weights_only=False."""
+files, read by hand, and a run's checkpoints, read through the safetensors library), a checkpoint without a model
+config, and a pytorch_model.bin cut short or of random bytes, through the Python API and `gptkit sample`: one
+ValueError line naming the file, exit 1, never a traceback nor advice to unpickle with weights_only=False."""
 
 import json
 import os
@@ -14,6 +14,7 @@ import torch
 from gptkit.cli import main
 from gptkit.hf.arch import read_hf
 from gptkit.hf.tensors import read_safetensors
+from gptkit.training import run_dir as rd
 from gptkit.training.checkpoint import META_KEY, read_checkpoint
 
 BROKEN = "not a readable safetensors file (truncated or corrupt?)"
@@ -134,11 +135,19 @@ def test_gptkit_sample_of_a_hostile_file_is_one_error_line(tmp_path, capsys, run
     assert main(["sample", str(folder), "--max-new-tokens", "2", "--temperature", "0"]) == 0  # a sound copy first
     _write(folder / "model.safetensors", header, body, length)
     _sample_fails_with_one_line(capsys, folder, folder / "model.safetensors", words)
-    for name in ("best.safetensors", "last.safetensors"):
-        if (run / name).exists():
-            _write(run / name, header, body, length)
-    _sample_fails_with_one_line(capsys, run, run / ("best.safetensors" if (run / "best.safetensors").exists()
-                                                     else "last.safetensors"), words)
+    for name in (rd.BEST, rd.LAST):
+        _write(run / name, header, body, length)
+    _sample_fails_with_one_line(capsys, run, run / rd.BEST, words)
+
+
+@pytest.mark.parametrize("model", [None, "nope", {"n_layer": 1, "wings": 2}])
+def test_a_checkpoint_without_a_model_config_it_can_read_is_one_line(tmp_path, capsys, run_and_folder, model):
+    from gptkit.training.checkpoint import save_checkpoint
+
+    run = shutil.copytree(run_and_folder[0], tmp_path / "run")
+    for name in (rd.BEST, rd.LAST):
+        save_checkpoint(run / name, {"model.w": torch.zeros(2).numpy()}, {} if model is None else {"model": model})
+    _sample_fails_with_one_line(capsys, run, run / rd.BEST, "model config")
 
 
 def test_a_pytorch_model_bin_cut_short_or_of_random_bytes_is_one_line(tmp_path, capsys, run_and_folder):
