@@ -90,8 +90,13 @@ def cmd_sample(args) -> int:
         if compile is not True:  # inference only, eager: oneDNN's kernel for the few rows of a decode step on a CPU
             for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)  # a target checks k + 1 tokens
         if args.draft:
-            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0])
-            tok = src.load_tokenizer()
+            draft, draft_src = load_model(args.draft, "auto", next(model.parameters()).device)
+            if draft_src.tokenizer_fingerprint() != src.tokenizer_fingerprint():  # one vocabulary size is not enough
+                raise ValueError(f"--draft {args.draft} has another tokenizer than {args.run_dir}: "
+                                 f"{draft_src.tokenizer_name()}, not {src.tokenizer_name()}; a draft must turn text "
+                                 f"into the ids its target does (train it on data prepared with the target's "
+                                 f"tokenizer)")
+            draft, tok = for_cpu_decoding(draft), src.load_tokenizer()
             _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
             return 0
         engine = Engine(model, batch, compile=compile, sync_every=sync)

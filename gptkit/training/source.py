@@ -40,6 +40,16 @@ class ModelSource:
                              f"({GPT2_VOCAB_SIZE:,} tokens)")
         return tokenizer_from_record(t, self.base)
 
+    def tokenizer_fingerprint(self) -> str:
+        """What identifies the tokenizer (equal exactly when two turn text into the same ids): the fingerprint a
+        run recorded, else the loaded tokenizer's."""
+        return self.tokenizer["fingerprint"] or self.load_tokenizer().fingerprint()
+
+    def tokenizer_name(self) -> str:
+        """The tokenizer in a few words, for messages. Example: char (fingerprint 1f0c9a2e)"""
+        t = self.tokenizer
+        return f"{t['spec'] or t['file']} (fingerprint {self.tokenizer_fingerprint()[:8]})"
+
 
 # A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
 # prepared with -t gpt2), not from its tokenizer.json (HF's rule: the same ids, another fingerprint)
