@@ -198,8 +198,12 @@ def read_folder_tensors(folder: Path) -> dict[str, np.ndarray]:
     if (folder / INDEX).is_file():
         try:
             weight_map = json.loads((folder / INDEX).read_text(encoding="utf-8"))["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ValueError(f"{folder / INDEX}: not a safetensors index (no weight_map)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
+            raise ValueError(f"{folder / INDEX}: not a safetensors index (no weight_map); download it again") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s and Path(s).name == s
+                                                       for s in weight_map.values()):
+            raise ValueError(f"{folder / INDEX}: its weight_map must map tensor names to shard file names in the "
+                             "folder; download it again")
         out = {}
         for shard in sorted(set(weight_map.values())):
             if not (folder / shard).is_file():

@@ -170,3 +170,16 @@ def test_a_pytorch_model_bin_cut_short_or_of_random_bytes_is_one_line(tmp_path, 
     torch.save({"weight": [1, 2]}, bin_file)
     with pytest.raises(ValueError, match="a PyTorch file, but not a state dict"):
         read_hf(folder)
+
+
+@pytest.mark.parametrize("index", ['{"weight_map": ["model.safetensors"]}', '{"weight_map": {"t": 5}}',
+                                   '{"weight_map": {"t": "../model.safetensors"}}', '{"weight_map": {"t": ""}}',
+                                   '[1]', '{"weight_map": {"t": "/etc/hostname"}}'])
+def test_a_hostile_shard_index_is_one_line_and_reads_nothing_outside_the_folder(tmp_path, capsys, run_and_folder,
+                                                                                index):
+    folder = shutil.copytree(run_and_folder[1], tmp_path / "hf")
+    (folder / "model.safetensors").rename(tmp_path / "model.safetensors")  # outside: what ../ would reach
+    (folder / "model.safetensors.index.json").write_text(index)
+    with pytest.raises(ValueError, match="model.safetensors.index.json: (its weight_map|not a safetensors index)"):
+        read_hf(folder)
+    _sample_fails_with_one_line(capsys, folder, folder / "model.safetensors.index.json", "download it again")
