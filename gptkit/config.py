@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -348,11 +349,37 @@ def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple =
     return RunConfig(model_cfg, TrainConfig(**train), name=path.stem)
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Sampling options as both backends take them: temperature >= 0 (0 = greedy), top_k >= 1, top_p in (0, 1]."""
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+# The sampling defaults of `gptkit sample`, `gptkit serve` (its API and its page's requests) and any front end to
+# come: OpenAI's API's. One place, so that one seed gives one text whichever of them asks.
+TEMPERATURE = 1.0
+TOP_P = 1.0  # 1 = no nucleus cut
+MAX_TEMPERATURE = 2.0  # OpenAI's limit too: past it the text is noise
+
+
+class SamplingError(ValueError):
+    """A sampling option out of its range. `option` names it as the API does (temperature, top_k, top_p,
+    max_tokens, n) and `rule` says what it must be, so that a front end can name it its own way (a flag, a field)."""
+
+    def __init__(self, option: str, rule: str, value) -> None:
+        super().__init__(f"{option} must be {rule}, got {value!r}")
+        self.option, self.rule, self.value = option, rule, value
+
+
+def check_sampling(temperature: float, top_k: int | None = None, top_p: float | None = None, max_tokens: int = 0,
+                   n: int = 1) -> None:
+    """The limits of the sampling options, one set for the engine, `gptkit sample` and `gptkit serve`: temperature a
+    finite number in [0, 2] (0 = greedy), top_k a whole number >= 1, top_p in (0, 1] (top_k, top_p: None = no cut),
+    max_tokens >= 0 and n >= 1 whole numbers. Raises SamplingError for the first one out of range."""
+    real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731 -- a table's helpers
+    whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)  # noqa: E731
+    rules = (
+        ("temperature", temperature, f"a number from 0 to {MAX_TEMPERATURE:g} (0 = greedy)",
+         lambda v: real(v) and 0 <= v <= MAX_TEMPERATURE),
+        ("top_k", top_k, "a whole number >= 1", lambda v: v is None or whole(v) and v >= 1),
+        ("top_p", top_p, "in (0, 1] (1 = no cut)", lambda v: v is None or real(v) and 0 < v <= 1),
+        ("max_tokens", max_tokens, "a whole number >= 0", lambda v: whole(v) and v >= 0),
+        ("n", n, "a whole number >= 1", lambda v: whole(v) and v >= 1),
+    )
+    for option, value, rule, ok in rules:
+        if not ok(value):
+            raise SamplingError(option, rule, value)

@@ -15,17 +15,36 @@ def add_errors(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", choices=["strict", "replace"], default="strict", help="what to do with invalid UTF-8")
 
 
-def whole_number(minimum: int):
-    """An argparse type: an integer >= minimum, or a usage error saying so. Example: whole_number(1)("0") -> error"""
+def whole_number(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer >= minimum (and <= maximum, if given), or a usage error saying so.
+
+    Example: whole_number(1)("0") -> error "must be >= 1, got 0"; whole_number(1, 9)("10") -> "must be from 1 to 9"
+    """
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
+
+    return parse
+
+
+def non_empty(what: str):
+    """An argparse type: text that is not blank, or a usage error naming `what` it should be.
+
+    Example: non_empty("a host name or address")("") -> error "must be a host name or address, got ''"
+    """
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return text
 
     return parse
 

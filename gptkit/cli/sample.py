@@ -10,8 +10,11 @@ from __future__ import annotations
 import sys
 
 from gptkit.cli.common import add_checkpoint, add_device, need_torch
+from gptkit.config import MAX_TEMPERATURE, TEMPERATURE, TOP_P, SamplingError, check_sampling
 
 MAX_BATCH = 64  # the default --batch-size at most: a bigger batch mostly costs KV-cache memory
+FLAGS = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "max_tokens": "--max-new-tokens",
+         "n": "--num-samples"}  # check_sampling's names of the options -> this command's flags
 
 
 def add_sample_command(sub) -> None:
@@ -21,12 +24,16 @@ def add_sample_command(sub) -> None:
     p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2/Llama/Qwen3 folder, or gpt2, "
                    "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", "--top_k", type=int, default=None)
-    p.add_argument("--top-p", "--top_p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=1337, help="sample k uses seed + k")
-    p.add_argument("--num-samples", "--num_samples", type=int, default=1)
+    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500, help="(default: 500)")
+    p.add_argument("--temperature", type=float, default=TEMPERATURE,
+                   help=f"0 = greedy, at most {MAX_TEMPERATURE:g} (default: {TEMPERATURE}, as gptkit serve's)")
+    p.add_argument("--top-k", "--top_k", type=int, default=None,
+                   help="sample from the K most likely tokens only (default: all)")
+    p.add_argument("--top-p", "--top_p", type=float, default=TOP_P,
+                   help=f"sample from the fewest most likely tokens that reach probability P; 1 = all "
+                        f"(default: {TOP_P}, as gptkit serve's)")
+    p.add_argument("--seed", type=int, default=1337, help="sample k uses seed + k (default: 1337)")
+    p.add_argument("--num-samples", "--num_samples", type=int, default=1, help="(default: 1)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=None,
                    help=f"samples generated at once (default: --num-samples, at most {MAX_BATCH}; 1 with --stream)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -47,11 +54,13 @@ def add_sample_command(sub) -> None:
 
 
 def cmd_sample(args) -> int:
-    from gptkit.config import check_sampling
-
-    check_sampling(args.temperature, args.top_k, args.top_p)
-    if args.max_new_tokens < 0 or args.num_samples < 1 or args.seed < 0:
-        raise ValueError("--max-new-tokens and --seed must be >= 0 and --num-samples >= 1")
+    try:
+        check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.num_samples)
+    except SamplingError as e:
+        raise ValueError(f"{FLAGS[e.option]} must be {e.rule}, got {e.value!r}") from None
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    args.top_p = args.top_p if args.top_p < 1 else None  # 1 cuts nothing: the engine's faster path without a cut
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     if any(not s for s in args.stop):
@@ -81,8 +90,13 @@ def cmd_sample(args) -> int:
         if compile is not True:  # inference only, eager: oneDNN's kernel for the few rows of a decode step on a CPU
             for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)  # a target checks k + 1 tokens
         if args.draft:
-            draft = for_cpu_decoding(load_model(args.draft, "auto", next(model.parameters()).device)[0])
-            tok = src.load_tokenizer()
+            draft, draft_src = load_model(args.draft, "auto", next(model.parameters()).device)
+            if draft_src.tokenizer_fingerprint() != src.tokenizer_fingerprint():  # one vocabulary size is not enough
+                raise ValueError(f"--draft {args.draft} has another tokenizer than {args.run_dir}: "
+                                 f"{draft_src.tokenizer_name()}, not {src.tokenizer_name()}; a draft must turn text "
+                                 f"into the ids its target does (train it on data prepared with the target's "
+                                 f"tokenizer)")
+            draft, tok = for_cpu_decoding(draft), src.load_tokenizer()
             _print_drafted(args, model, draft, tok, _prompt_ids(tok, args.prompt, src.config.block_size))
             return 0
         engine = Engine(model, batch, compile=compile, sync_every=sync)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gptkit.cli.common import add_device, need_torch, whole_number
+from gptkit.cli.common import add_device, need_torch, non_empty, whole_number
 
 
 def add_serve_command(sub) -> None:
@@ -15,8 +15,9 @@ def add_serve_command(sub) -> None:
                                    "live loss curves). Needs pip install \"gptkit[serve]\".")
     p.add_argument("models", nargs="*", metavar="MODEL", help="run dirs, HF GPT-2 folders or GPT-2 names to serve")
     p.add_argument("--runs", default="runs", help="serve every run dir under this folder too (default: runs)")
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=whole_number(1), default=8000)
+    p.add_argument("--host", type=non_empty("a host name or address, e.g. 127.0.0.1 or 0.0.0.0 (every interface)"),
+                   default="127.0.0.1", help="default 127.0.0.1 (this machine only); 0.0.0.0 for every interface")
+    p.add_argument("--port", type=whole_number(1, 65535), default=8000, help="1 to 65535 (default: 8000)")
     p.add_argument("--batch-size", "--batch_size", type=whole_number(1), default=8,
                    help="rows each model's engine runs at once (requests beyond wait for a row)")
     p.add_argument("--queue", type=whole_number(1), default=256, help="choices waiting per model before 503")

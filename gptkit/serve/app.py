@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from gptkit.config import TEMPERATURE, TOP_P, SamplingError, check_sampling
 from gptkit.generate.engine import Request
 from gptkit.serve.errors import ApiError, BodyLimit, add_error_handlers
 from gptkit.serve.registry import METRICS, PRETRAINED_TOKENIZERS, Registry
@@ -96,18 +97,23 @@ def parse_completion(body: dict, limits: Limits) -> dict:
     if model is None:
         raise ApiError(400, "'model' is required (GET /v1/models lists them)", "model")
     ints, nums = (int,), (int, float)
-    return {
+    p = {
         "model": model, "prompts": prompts, "stop": tuple(stops),
         "stream": _field(body, "stream", (bool,), False, rule="true or false"),
         "max_tokens": _field(body, "max_tokens", ints, limits.default_max_tokens,
                              lambda v: 0 <= v <= limits.max_tokens, f"an integer from 0 to {limits.max_tokens}"),
-        "temperature": float(_field(body, "temperature", nums, 1.0, lambda v: 0 <= v <= 2, "a number from 0 to 2")),
-        "top_p": float(_field(body, "top_p", nums, 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]")),
-        "top_k": _field(body, "top_k", ints, None, lambda v: v >= 1, "an integer >= 1"),
+        "temperature": _field(body, "temperature", nums, TEMPERATURE, rule="a number"),
+        "top_p": _field(body, "top_p", nums, TOP_P, rule="a number"),
+        "top_k": _field(body, "top_k", ints, None, rule="an integer"),
         "n": _field(body, "n", ints, 1, lambda v: 1 <= v <= limits.max_n, f"an integer from 1 to {limits.max_n}"),
         "seed": _field(body, "seed", ints, None, lambda v: 0 <= v < 2**63, "an integer >= 0"),
         "usage_in_stream": _field(options, "include_usage", (bool,), False, rule="true or false"),
     }
+    try:  # the limits `gptkit sample` checks too
+        check_sampling(p["temperature"], p["top_k"], p["top_p"], p["max_tokens"], p["n"])
+    except SamplingError as e:
+        raise ApiError(400, f"'{e.option}' must be {e.rule}, got {e.value!r}", e.option) from None
+    return {**p, "temperature": float(p["temperature"]), "top_p": float(p["top_p"])}
 
 
 def create_app(registry: Registry, limits: Limits = Limits()) -> FastAPI:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.files import atomic_write_bytes
+from gptkit.hf.tensors import DTYPES, read_header
 
 FORMAT = "gptkit-checkpoint"
 
@@ -24,6 +25,9 @@ VERSION = 1
 
 
 META_KEY = "gptkit"
+
+
+FIX = "copy it again, or use the run's other checkpoint (best or last)"  # what to do about a broken file
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict) -> None:
@@ -36,22 +40,29 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], met
 
 
 def read_checkpoint(path: str | os.PathLike, prefix: str = "") -> tuple[dict[str, np.ndarray], dict]:
-    """Tensors whose names start with `prefix` (prefix removed) and the meta dict of a checkpoint file."""
+    """Tensors whose names start with `prefix` (prefix removed) and the meta dict of a checkpoint file. A file that is
+    not one, whatever its bytes, is a one-line ValueError naming it (the header is checked by gptkit.hf.tensors'
+    reader before the safetensors library reads the tensors)."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    with open(path, "rb") as f:
+        _, header_meta, _ = read_header(f, path, dtypes=tuple(DTYPES), fix=FIX)
+    try:
+        meta = json.loads(header_meta.get(META_KEY, "{}"))
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{path}: not a readable checkpoint: its {META_KEY!r} metadata is not JSON; {FIX}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is a safetensors file, but not a gptkit checkpoint")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint version {meta.get('version')}, this gptkit reads {VERSION}")
     try:
         with safe_open(path, framework="numpy") as f:
-            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path} is a safetensors file, but not a gptkit checkpoint")
-            if meta.get("version") != VERSION:
-                raise ValueError(f"{path}: checkpoint version {meta.get('version')}, this gptkit reads {VERSION}")
             tensors = {name: f.get_tensor(key) for name, key in strip_prefix(prefix, {k: k for k in f.keys()}).items()}
-    except (SafetensorError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+    except SafetensorError as e:  # the file changed since its header was checked
+        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}; {FIX}") from None
     return tensors, meta
 
 

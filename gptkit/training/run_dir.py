@@ -26,7 +26,7 @@ import numpy as np
 from gptkit.config import GPTConfig, RunConfig
 from gptkit.files import atomic_write_bytes, atomic_write_text
 from gptkit.tokenizer.formats import TOKENIZER_FILE
-from gptkit.training.checkpoint import read_checkpoint
+from gptkit.training.checkpoint import FIX, read_checkpoint
 
 CONFIG = "config.json"
 LAST, BEST = "ckpt.safetensors", "best.safetensors"
@@ -64,7 +64,12 @@ def read_model_checkpoint(run_dir: str | os.PathLike, which: str = "last"
     """The model config and weights (by parameter name) of a run's checkpoint, and the file they came from."""
     path = checkpoint_path(run_dir, which)
     tensors, meta = read_checkpoint(path, prefix="model.")
-    return GPTConfig(**meta["model"]), tensors, path
+    if not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{path}: a gptkit checkpoint without its model config; {FIX}")
+    try:
+        return GPTConfig(**meta["model"]), tensors, path
+    except TypeError as e:  # a field this gptkit does not know
+        raise ValueError(f"{path}: its model config does not fit this gptkit ({e}); {FIX}") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

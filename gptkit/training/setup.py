@@ -70,7 +70,7 @@ def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ModelSource:
     block_size cropped to this config's when smaller (nanoGPT's crop_block_size). Refuses data prepared with
     another tokenizer than the source's."""
     src = read_model_source(spec, which="last")
-    want = src.tokenizer["fingerprint"] or src.load_tokenizer().fingerprint()
+    want = src.tokenizer_fingerprint()
     have = meta["tokenizer"]
     if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
         raise ValueError(

@@ -92,7 +92,7 @@ def test_sample_with_a_draft_prints_the_targets_greedy_text_and_the_acceptance(r
 @pytest.mark.parametrize("argv,message", [
     (["sample", "/nonexistent/run"], "no such run dir"),
     (["sample", "{run}", "--draft", "{run}", "--stream"], "drop --backend mlx / --stream"),
-    (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
+    (["sample", "{run}", "--temperature", "-1"], "--temperature must be a number from 0 to 2 (0 = greedy), got -1.0"),
     (["sample", "{run}", "--prompt", ""], "the prompt is empty"),
     (["sample", "{run}", "--device", "cuda"], "no CUDA GPU"),
     (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),

@@ -131,6 +131,6 @@ def test_a_refused_run_reads_no_weights(tmp_path, base_run, unreadable_source):
     finally:
         lock.close()
     assert reads == []
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
         trainer(tiny_run(tmp_path, "fresh", init_from=str(src)))
     assert reads == [str(src)] and not (tmp_path / "fresh").exists()

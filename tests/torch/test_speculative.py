@@ -4,6 +4,7 @@ into
 draws from p, sampled tokens follow the target's distribution (a chi-square test over many seeds), bad input."""
 
 import itertools
+import json
 import math
 
 import pytest
@@ -136,3 +137,32 @@ def test_bad_input_says_how_to_fix_it():
         speculative_generate(target, _random_draft().train(), [1], 3)
     with pytest.raises(ValueError, match="top_p"):
         speculative_generate(target, target, [1], 3, top_p=2.0)
+
+
+def test_gptkit_sample_refuses_a_draft_of_another_tokenizer_of_the_same_size(tmp_path, shakespeare, capsys):
+    """Two char runs of 65 tokens each, one trained on text where every 'e' is an 'é': the same vocabulary size,
+    other ids for the same text. The draft would propose tokens that mean other characters to the target."""
+    from gptkit.cli import main
+
+    def char_run(name: str, text: str):
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+        assert main(["prepare", str(tmp_path / f"{name}.txt"), "-t", "char", "-o", str(tmp_path / f"{name}-data"),
+                     "-q"]) == 0
+        assert main(["train", f"--data={tmp_path / f'{name}-data'}", "--n_layer=1", "--n_head=2", "--n_embd=16",
+                     "--block_size=16", "--batch_size=2", "--max_iters=1", "--eval_interval=1", "--eval_iters=1",
+                     "--sample_tokens=0", "--progress=false", "--peak_flops=1e12", f"--out_dir={tmp_path / name}"]) == 0
+        return tmp_path / name
+
+    text = shakespeare[:30_000]
+    assert "é" not in text
+    target, other, same = char_run("target", text), char_run("other", text.replace("e", "é")), char_run("same", text)
+    sizes = {json.loads((run / "config.json").read_text())["model"]["vocab_size"] for run in (target, other)}
+    assert len(sizes) == 1  # what the vocab-size check alone compared
+    capsys.readouterr()
+    argv = ["sample", str(target), "--max-new-tokens", "5", "--temperature", "0", "--draft"]
+    assert main([*argv, str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gptkit: error: --draft {other} has another tokenizer than {target}: char (fingerprint ")
+    assert err.count("\n") == 1 and "train it on data prepared with the target's tokenizer" in err
+    assert main([*argv, str(same)]) == 0  # another run on the same tokenizer drafts
+    assert "draft tokens accepted" in capsys.readouterr().err
