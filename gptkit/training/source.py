@@ -35,6 +35,16 @@ class ModelSource:
     def load_tokenizer(self):
         return load_recorded_tokenizer(self.tokenizer, self.base, self.path, self.config.vocab_size)
 
+    def tokenizer_fingerprint(self) -> str:
+        """What identifies the tokenizer (equal exactly when two turn text into the same ids): the fingerprint a
+        run recorded, else the loaded tokenizer's."""
+        return self.tokenizer["fingerprint"] or self.load_tokenizer().fingerprint()
+
+    def tokenizer_name(self) -> str:
+        """The tokenizer in a few words, for messages. Example: char (fingerprint 1f0c9a2e)"""
+        t = self.tokenizer
+        return f"{t['spec'] or t['file']} (fingerprint {self.tokenizer_fingerprint()[:8]})"
+
 
 def load_recorded_tokenizer(record: dict, base: Path, where, vocab_size: int):
     """The tokenizer a source's record names (see ModelSource.tokenizer), or a ValueError saying how to give one."""
@@ -56,16 +66,6 @@ def source_tokenizer(spec: str | os.PathLike):
     folder = _hf_folder(spec)
     config = config_from_hf(read_hf_config(folder))
     return load_recorded_tokenizer(_hf_tokenizer_record(folder, config), Path(folder), folder, config.vocab_size)
-
-    def tokenizer_fingerprint(self) -> str:
-        """What identifies the tokenizer (equal exactly when two turn text into the same ids): the fingerprint a
-        run recorded, else the loaded tokenizer's."""
-        return self.tokenizer["fingerprint"] or self.load_tokenizer().fingerprint()
-
-    def tokenizer_name(self) -> str:
-        """The tokenizer in a few words, for messages. Example: char (fingerprint 1f0c9a2e)"""
-        t = self.tokenizer
-        return f"{t['spec'] or t['file']} (fingerprint {self.tokenizer_fingerprint()[:8]})"
 
 
 # A HF GPT-2 folder of this vocabulary has OpenAI's GPT-2 BPE: taken by name (tiktoken's rule, the fingerprint of data
