@@ -221,7 +221,8 @@ def _add_runs_and_page(app: FastAPI, registry: Registry, limits: Limits) -> None
             except (OSError, ValueError):  # a link out of --runs, a config cut short: not listed
                 continue
             out.append({"name": name, "config": config, "records": len(registry.metrics.records(path / METRICS))})
-        return {"runs": out}
+        root = registry.runs_root  # as the command line gave it: the page's empty state names it
+        return {"runs": out, "runs_dir": None if root is None else str(root)}
 
     def one_run(name: str):
         path = registry.run_dir(name)
