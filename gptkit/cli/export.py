@@ -55,7 +55,7 @@ def tokenizer_files(tok, max_length: int) -> dict[str, str]:
     if isinstance(tok, WordTokenizer):
         raise ValueError("a word tokenizer has no exact HF equivalent (its decode drops the space before punctuation, "
                          "which no HF decoder does); export a run trained with a BPE or char tokenizer")
-    doc = char_json(list(tok.chars)) if isinstance(tok, CharTokenizer) else tok.to_tokenizer_json()
+    doc = char_json(list(tok.chars), tok.special_tokens) if isinstance(tok, CharTokenizer) else tok.to_tokenizer_json()
     eot = ENDOFTEXT if tok.eot_token is not None else None
     config = tokenizer_config(tok.special_tokens, eot, max_length)
     special_map = {"bos_token": eot, "eos_token": eot} if eot else {}

@@ -119,29 +119,40 @@ def bpe_json(pattern: str | None, ranks: dict[bytes, int], merges: list[tuple[by
     }
 
 
-def char_json(chars: list[str]) -> dict:
+def char_json(chars: list[str], specials: dict[str, int] | None = None) -> dict:
     """tokenizer.json of a character vocabulary: each character its own piece, looked up whole (WordLevel), decoded
-    by concatenation (Fuse); an unknown character is an error in HF as in gptkit (no unk token)."""
+    by concatenation (Fuse); an unknown character is an error in HF as in gptkit (no unk token). Special tokens (the
+    chat tokens) are added tokens, matched before the split, with the ids after the characters."""
+    specials = dict(specials or {})
     return {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": _added(specials), "normalizer": None,
         "pre_tokenizer": {"type": "Split", "pattern": {"Regex": r"[\s\S]"}, "behavior": "Isolated", "invert": False},
         "post_processor": None, "decoder": {"type": "Fuse"},
-        "model": {"type": "WordLevel", "vocab": {c: i for i, c in enumerate(chars)}, "unk_token": "<unk>"},
+        "model": {"type": "WordLevel", "vocab": {**{c: i for i, c in enumerate(chars)}, **specials},
+                  "unk_token": "<unk>"},
     }
 
 
-def parse_char_json(doc: dict) -> str | None:
-    """The characters, in id order, of a tokenizer.json that char_json wrote (and only such a one), else None."""
+def parse_char_json(doc: dict) -> tuple[str, dict[str, int]] | None:
+    """(the characters in id order, the special tokens) of a tokenizer.json that char_json wrote (and only such a
+    one), else None."""
     model = doc.get("model") or {}
-    if model.get("type") != "WordLevel" or doc.get("added_tokens") or doc.get("normalizer"):
+    if model.get("type") != "WordLevel" or doc.get("normalizer"):
         return None
     if doc.get("pre_tokenizer") != char_json([])["pre_tokenizer"] or doc.get("decoder") != {"type": "Fuse"}:
         return None
-    chars = [c for c, _ in sorted(model.get("vocab", {}).items(), key=lambda kv: kv[1])]
+    added = doc.get("added_tokens") or []
+    specials = {t.get("content"): t.get("id") for t in added if isinstance(t, dict)}
+    if len(specials) != len(added) or _added(specials) != added:
+        return None
+    vocab = {c: i for c, i in model.get("vocab", {}).items() if c not in specials}
+    chars = [c for c, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     if not chars or any(len(c) != 1 for c in chars) or chars != sorted(chars) or \
-            [model["vocab"][c] for c in chars] != list(range(len(chars))):
+            [vocab[c] for c in chars] != list(range(len(chars))):
         return None  # gptkit's CharTokenizer gives sorted characters ids 0, 1, ...
-    return "".join(chars)
+    if sorted(specials.values()) != list(range(len(chars), len(chars) + len(specials))):
+        return None
+    return "".join(chars), specials
 
 
 def _fail(path, what: str):

@@ -26,8 +26,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer | CharTokenizer | WordT
     Face tokenizer.json (byte-level BPE)."""
     doc = _json_doc(path)
     if doc is not None:
-        chars = parse_char_json(doc)  # what `gptkit export` writes for a char tokenizer
-        return CharTokenizer(chars) if chars else Tokenizer.from_tokenizer_json(path)
+        char = parse_char_json(doc)  # what `gptkit export` writes for a char tokenizer
+        return CharTokenizer(*char) if char else Tokenizer.from_tokenizer_json(path)
     kind, lines = read_header(path)
     if kind not in CLASSES:
         lines.fail(f"unknown tokenizer type {kind!r}; expected {', '.join(CLASSES)}")

@@ -1,6 +1,7 @@
 """What a run decides before its first step, without a framework: its config on --resume, its model shape and
---init_from weights, gradient accumulation and the learning-rate schedule, its training batches, and the run
-dir's checks and files (a fresh run never replaces another; metrics past a resumed checkpoint are dropped).
+--init_from weights (grown when the data's tokenizer adds special tokens to the source's: vocabulary extension),
+gradient accumulation and the learning-rate schedule, and its training batches. The run dir's checks and files are
+gptkit.training.run_dir's.
 
 gptkit.training.run.Run calls these in its set-up; nothing here trains. No torch, no mlx.
 """
@@ -11,7 +12,9 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from gptkit.config import RunConfig, TrainConfig, parse_overrides
+import numpy as np
+
+from gptkit.config import GPTConfig, RunConfig, TrainConfig, parse_overrides
 from gptkit.data.prepare import NAMED_DATA
 from gptkit.training.run_dir import read_run_config
 from gptkit.training.source import ModelSource, read_model_source
@@ -72,7 +75,9 @@ def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ModelSource:
     src = read_model_source(spec, which="last")
     want = src.tokenizer_fingerprint()
     have = meta["tokenizer"]
-    if have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
+    if have["fingerprint"] != want and (first := _first_added_id(src, data_dir, meta)) is not None:
+        src.config, src.tensors = grow_vocab(src.config, src.tensors, first, have["vocab_size"])
+    elif have["fingerprint"] != want or have["vocab_size"] != src.config.vocab_size:
         raise ValueError(
             f"--init_from {spec} was trained with tokenizer {src.tokenizer['spec']!r} (vocab "
             f"{src.config.vocab_size:,}), but {data_dir} was prepared with {have['spec']!r} (vocab "
@@ -87,6 +92,37 @@ def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ModelSource:
             src.tensors["wpe.weight"] = src.tensors["wpe.weight"][:block]
     src.config = replace(src.config, dropout=model_cfg.dropout, block_size=block)
     return src
+
+
+def _first_added_id(src: ModelSource, data_dir, meta: dict) -> int | None:
+    """When the data's tokenizer is the source's with special tokens appended (the chat tokens: vocabulary
+    extension), the first of their ids; else None."""
+    from gptkit.tokenizer.load import tokenizer_from_record
+
+    base, data = src.load_tokenizer(), tokenizer_from_record(meta["tokenizer"], data_dir)
+    added = sorted(data.special_tokens.keys() - base.special_tokens.keys(), key=data.special_tokens.get)
+    if not added or base.with_special_tokens(added).fingerprint() != data.fingerprint():
+        return None
+    return base.vocab_size
+
+
+def grow_vocab(config: GPTConfig, tensors: dict, first: int, vocab_size: int) -> tuple[GPTConfig, dict]:
+    """A model's config and weights for a vocabulary extended with the ids first .. vocab_size - 1: their embedding
+    rows (and an untied head's) start at the mean of the rows before `first`, and every other row stays as it was,
+    so the logits of the old ids do not change. A tensor grows only past its padded size (GPT-2's 50,257 rows padded
+    to 50,304 have room for 47 more). Example: vocab 65 -> 67, no padding: wte (65, C) -> (67, C), rows 65 and 66
+    equal to wte[:65].mean(0)."""
+    config = replace(config, vocab_size=max(config.vocab_size, vocab_size))
+    tensors = dict(tensors)
+    for name in ("wte.weight", "lm_head.weight"):  # the head is in the tensors only when untied
+        if name not in tensors:
+            continue
+        w = tensors[name]
+        grown = np.zeros((max(config.padded_vocab_size, w.shape[0]), w.shape[1]), dtype=w.dtype)
+        grown[: w.shape[0]] = w
+        grown[first:vocab_size] = w[:first].mean(axis=0, dtype=np.float64)
+        tensors[name] = grown
+    return config, tensors
 
 
 def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool) -> tuple[RunConfig, ModelSource | None]:

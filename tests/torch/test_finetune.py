@@ -7,12 +7,17 @@ import numpy as np
 import pytest
 from tests.torch.test_backend import tiny_run, trainer
 
+from gptkit import CharTokenizer
 from gptkit.cli import main
 from gptkit.torch.backend import train
 from gptkit.torch.weights import model_tensors
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import run_dir as rd
 from gptkit.training.setup import resume_config
+
+
+TINY_ARGS = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--eval_iters=1",
+             "--progress=false", "--sample_tokens=0", "--threads=1", "--dtype=float32", "--device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +139,75 @@ def test_a_refused_run_reads_no_weights(tmp_path, base_run, unreadable_source):
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         trainer(tiny_run(tmp_path, "fresh", init_from=str(src)))
     assert reads == [str(src)] and not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.parametrize("tie,pad", [(True, 1), (False, 1), (True, 64)])
+def test_init_from_with_the_chat_tokens_added_grows_the_vocabulary(tmp_path, tie, pad):
+    """Issue 24: data tokenized with the run's tokenizer plus the chat tokens finetunes the run with its embedding
+    (and untied head) grown by two rows at the mean of the others; the logits of the old ids are the old model's.
+    With padding room (65 ids padded to 128 rows) no tensor grows."""
+    import torch
+
+    from gptkit.tokenizer.chat import IM_END, IM_START
+    from gptkit.tokenizer.load import load_tokenizer
+    from gptkit.torch.weights import load_model
+
+    base = tmp_path / "base"
+    assert main(["train", *TINY_ARGS, f"--tie_weights={str(tie).lower()}", f"--pad_vocab_to={pad}", "--max_iters=2",
+                 "--eval_interval=2", f"--out_dir={base}"]) == 0
+    chat_tok = load_tokenizer(base / "tokenizer.model").with_special_tokens([IM_START, IM_END])
+    chat_tok.save(tmp_path / "chat.model")
+    assert main(["prepare", "shakespeare", "-t", str(tmp_path / "chat.model"), "-o", str(tmp_path / "data")]) == 0
+    tr = trainer(tiny_run(tmp_path, "ft", init_from=str(base), data=str(tmp_path / "data")))
+    old, _ = load_model(base, "last")
+    new = tr.backend.model.eval()
+    assert tr.cfg.model.vocab_size == 67 and new.wte.weight.shape[0] == (128 if pad == 64 else 67)
+    idx = torch.tensor([chat_tok.encode("ROMEO: hark")])
+    with torch.no_grad():
+        torch.testing.assert_close(new(idx)[0][..., :65], old(idx)[0], rtol=0, atol=0)
+        mean = old.wte.weight[:65].double().mean(0).float()
+        torch.testing.assert_close(new.wte.weight[65:67], mean.expand(2, -1), rtol=0, atol=1e-7)
+        if not tie:
+            torch.testing.assert_close(new.lm_head.weight[65:67], old.lm_head.weight[:65].double().mean(0).float()
+                                       .expand(2, -1), rtol=0, atol=1e-7)
+    assert tr.run().step == 12  # it trains on, and its checkpoint is the grown model
+    assert load_model(tmp_path / "ft", "last")[1].config.vocab_size == 67
+
+
+def test_init_from_with_other_tokens_is_still_refused(tmp_path, base_run):
+    other = CharTokenizer.train("abc").with_special_tokens(["<|im_start|>"])
+    other.save(tmp_path / "other.model")
+    (tmp_path / "t.txt").write_text("abcabc" * 2000)
+    assert main(["prepare", str(tmp_path / "t.txt"), "-t", str(tmp_path / "other.model"), "-o", str(tmp_path / "d")]) == 0
+    with pytest.raises(ValueError, match="prepare the data with the same tokenizer"):
+        trainer(tiny_run(tmp_path, "x", init_from=str(base_run.run_dir), data=str(tmp_path / "d")))
+
+
+def test_a_grown_model_exports_to_transformers_with_the_same_logits_and_ids(tmp_path):
+    """Issue 24: the HF export of a run whose vocabulary was extended with the chat tokens loads in transformers: the
+    same logits, and AutoTokenizer gives the chat tokens their ids."""
+    import torch
+    transformers = pytest.importorskip("transformers")
+
+    from gptkit.tokenizer.chat import IM_END, IM_START
+    from gptkit.tokenizer.load import load_tokenizer
+    from gptkit.torch.weights import load_model
+
+    base = tmp_path / "base"
+    assert main(["train", "shakespeare_char_gpt2", *TINY_ARGS, "--bias=true", "--max_iters=2", "--eval_interval=2",
+                 f"--out_dir={base}"]) == 0
+    chat_tok = load_tokenizer(base / "tokenizer.model").with_special_tokens([IM_START, IM_END])
+    chat_tok.save(tmp_path / "chat.model")
+    assert main(["prepare", "shakespeare", "-t", str(tmp_path / "chat.model"), "-o", str(tmp_path / "data")]) == 0
+    assert main(["train", *TINY_ARGS, "--max_iters=2", "--eval_interval=2", f"--init_from={base}",
+                 f"--data={tmp_path / 'data'}", f"--out_dir={tmp_path / 'ft'}"]) == 0
+    assert main(["export", str(tmp_path / "ft"), "-o", str(tmp_path / "hf")]) == 0
+    text = f"{IM_START}user\nhi{IM_END}\n{IM_START}a"  # within block_size 16
+    ids = chat_tok.encode(text, allowed_special="all")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok(text)["input_ids"] == ids and ids.count(65) == 2 and ids.count(66) == 1
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ours, _ = load_model(tmp_path / "ft", "last")
+    with torch.no_grad():
+        torch.testing.assert_close(hf(torch.tensor([ids])).logits, ours(torch.tensor([ids]))[0], atol=1e-5, rtol=0)
+    assert load_tokenizer(tmp_path / "hf" / "tokenizer.json").fingerprint() == chat_tok.fingerprint()
