@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 
 
@@ -63,8 +64,22 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 
 def add_tokenizer(p: argparse.ArgumentParser,
-                  help: str = "gpt2, cl100k_base, char (built from the input) or a saved file") -> None:
-    p.add_argument("--tokenizer", "-t", default="gpt2", help=help)
+                  help: str = "gpt2, cl100k_base, char (built from the input), a saved file, or a run dir or HF "
+                  "folder (its own tokenizer)") -> None:
+    p.add_argument("--tokenizer", "-t", default="gpt2", type=tokenizer_spec, help=help)
+
+
+def tokenizer_spec(spec: str) -> str:
+    """A -t value as the tokenizer layer takes it: a run dir or HF folder becomes the spec of its own tokenizer (the
+    file it lives in, or the published encoding it is), so data is tokenized the way a model was trained."""
+    if not os.path.isdir(spec):
+        return spec
+    from gptkit.training.source import source_tokenizer_spec
+
+    try:
+        return source_tokenizer_spec(spec)
+    except (ValueError, OSError) as e:
+        raise argparse.ArgumentTypeError(" ".join(str(e).split())) from None
 
 
 def add_input(p: argparse.ArgumentParser) -> None:

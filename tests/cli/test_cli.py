@@ -1,5 +1,6 @@
 """Every `gptkit tokenizer` subcommand end to end, and user mistakes as one line with exit code 1."""
 
+import json
 import subprocess
 import sys
 
@@ -156,3 +157,22 @@ def test_prepare_user_errors(capsys, argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run(capsys, *argv)
     assert rc == 1 and message in err and err.count("\n") == 1
+
+
+def test_prepare_and_tokenize_with_a_run_dirs_or_hf_folders_own_tokenizer(tmp_path, capsys, tiny_gpt2_folder):
+    """Issue 24: `gptkit prepare --tokenizer runs/x` answered "[Errno 21] Is a directory"; a run dir or HF folder
+    now gives its own tokenizer, so new data is tokenized the way the model was trained (and --init_from takes it)."""
+    run = tmp_path / "run"
+    assert main(["train", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=1", "--eval_interval=1",
+                 "--progress=false", "--sample_tokens=0", "--eval_iters=1", f"--out_dir={run}"]) == 0
+    assert main(["prepare", "shakespeare", "-t", str(run), "-o", str(tmp_path / "d")]) == 0
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert meta["tokenizer"]["fingerprint"] == json.loads((run / "config.json").read_text())["tokenizer"]["fingerprint"]
+    assert main(["prepare", "shakespeare", "-t", str(tiny_gpt2_folder), "-o", str(tmp_path / "g")]) == 0
+    assert json.loads((tmp_path / "g" / "meta.json").read_text())["tokenizer"]["spec"] == "gpt2"  # GPT-2's, by name
+    capsys.readouterr()
+    assert main(["tokenizer", "encode", "-t", str(run), "--text", "ab"]) == 0
+    assert capsys.readouterr().out.split() == ["39", "40"]  # the char run's ids
+    with pytest.raises(SystemExit):  # a folder that is neither: a usage error naming it
+        main(["prepare", "shakespeare", "-t", str(tmp_path), "-o", str(tmp_path / "x")])
+    assert "config.json" in capsys.readouterr().err
