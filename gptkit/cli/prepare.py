@@ -24,6 +24,11 @@ def add_prepare_command(sub) -> None:
                    help="tokens per shard file, e.g. 100M (build-nanogpt's shards); 0: one file per split")
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
     p.add_argument("--workers", type=whole_number(1), default=None, help="tokenizing processes (default: all cores)")
+    p.add_argument("--chat", action="store_true",
+                   help="the sources are conversations (JSONL: OpenAI's messages, or prompt/completion pairs): ChatML "
+                   "tokens with an assistant-only loss mask, for supervised finetuning")
+    p.add_argument("--skip-bad", action="store_true", help="with --chat: leave malformed rows out (counted) instead of "
+                   "stopping at the first")
     add_errors(p)
     add_quiet(p)
     p.set_defaults(func=cmd_prepare)
@@ -44,6 +49,10 @@ def _count(text: str) -> int:
 def cmd_prepare(args) -> int:
     from gptkit.data.prepare import prepare
 
+    if args.chat:
+        return _prepare_chat(args)
+    if args.skip_bad:
+        raise ValueError("--skip-bad goes with --chat (text has no rows to skip)")
     meta = prepare(
         args.sources, args.tokenizer, args.output, val_fraction=args.val_fraction, field=args.field,
         shard_tokens=args.shard_tokens, dtype=args.dtype, num_workers=args.workers, errors=args.errors,
@@ -52,4 +61,17 @@ def cmd_prepare(args) -> int:
     s = meta["splits"]
     print(f"wrote {args.output}: train {s['train']['tokens']:,} tokens, val {s['val']['tokens']:,} tokens "
           f"({meta['dtype']}, vocab {meta['tokenizer']['vocab_size']:,}) in {meta['seconds']:.1f} s")
+    return 0
+
+
+def _prepare_chat(args) -> int:
+    from gptkit.data.chat import prepare_chat
+
+    meta = prepare_chat(args.sources, args.tokenizer, args.output, val_fraction=args.val_fraction,
+                        skip_bad=args.skip_bad, command=" ".join(["gptkit", *args.argv]))
+    c, s = meta["chat"], meta["splits"]
+    skipped = f"; {c['skipped']} bad rows left out (first: {c['first_skipped'][0]})" if c["skipped"] else ""
+    print(f"wrote {args.output}: {c['conversations']['train']:,} conversations ({s['train']['tokens']:,} tokens) for "
+          f"train, {c['conversations']['val']:,} ({s['val']['tokens']:,}) for val, ChatML, vocab "
+          f"{meta['tokenizer']['vocab_size']:,}{skipped}")
     return 0

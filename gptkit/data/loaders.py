@@ -8,6 +8,9 @@
   in turn; `state_dict()` / `load_state_dict()` resume at the identical next batch.
 - `AdditionTask`: the lecture's exercise, "a+b=c" with c's digits reversed, prompt targets masked -1.
 
+Conversations (`gptkit prepare --chat`) have a loss mask beside each token file: the random and sequential
+loaders set a target to -1 (skipped by both backends' losses) where the mask says it is not the assistant's.
+
 All iterators carry their state explicitly (a seed or a position), never a global RNG. No torch.
 """
 
@@ -35,6 +38,21 @@ def split_files(data_dir: str | os.PathLike, split: str) -> tuple[list[Path], li
     return paths, [f["tokens"] for f in files], dtype
 
 
+def split_masks(data_dir: str | os.PathLike, split: str) -> list[Path | None]:
+    """The loss-mask file beside each token file of a split (chat data), or None for each (text data)."""
+    return [Path(data_dir) / f["mask"] if f.get("mask") else None
+            for f in load_meta(data_dir)["splits"][split]["files"]]
+
+
+def masked_targets(y: np.ndarray, mask_path: Path | None, starts) -> np.ndarray:
+    """Targets y (B, T) read from offsets starts + 1, with -1 where the mask file says 0 (not the assistant's)."""
+    if mask_path is None:
+        return y
+    mask = np.memmap(mask_path, dtype=np.uint8, mode="r")
+    keep = np.stack([mask[i + 1 : i + 1 + y.shape[1]] for i in starts]).astype(bool)
+    return np.where(keep, y, -1)
+
+
 def _too_small(split: str, n: int, need: int, what: str) -> ValueError:
     return ValueError(
         f"the {split} split has {n:,} tokens, fewer than the {need:,} that {what} needs; "
@@ -47,6 +65,7 @@ class RandomBatches:
 
     def __init__(self, data_dir, split: str, batch_size: int, block_size: int, seed: int = 0) -> None:
         self.paths, self.sizes, self.dtype = split_files(data_dir, split)
+        self.masks = split_masks(data_dir, split)
         self.B, self.T = batch_size, block_size
         usable = [max(n - block_size, 0) for n in self.sizes]  # valid start offsets per file
         if sum(usable) == 0:
@@ -63,7 +82,7 @@ class RandomBatches:
         ix = self.rng.integers(0, self.sizes[k] - self.T, size=self.B)
         x = np.stack([data[i : i + self.T] for i in ix]).astype(np.int64)
         y = np.stack([data[i + 1 : i + 1 + self.T] for i in ix]).astype(np.int64)
-        return x, y
+        return x, masked_targets(y, self.masks[k], ix)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -123,11 +142,11 @@ class ShardedLoader:
         paths, sizes, self.dtype = split_files(data_dir, split)
         self.B, self.T, self.rank, self.world = batch_size, block_size, rank, world_size
         need = batch_size * block_size * world_size + 1
-        keep = [(p, n) for p, n in zip(paths, sizes) if n >= need]
+        keep = [(p, n, m) for p, n, m in zip(paths, sizes, split_masks(data_dir, split)) if n >= need]
         if not keep:
             what = f"one step of batch {batch_size} x block {block_size} x {world_size} ranks"
             raise _too_small(split, max(sizes, default=0), need, what)
-        self.paths, self.sizes = [p for p, _ in keep], [n for _, n in keep]
+        self.paths, self.sizes, self.masks = [p for p, _, _ in keep], [n for _, n, _ in keep], [m for *_, m in keep]
         self.shard, self.pos = 0, self.B * self.T * rank
 
     def __iter__(self):
@@ -138,6 +157,7 @@ class ShardedLoader:
         data = np.memmap(self.paths[self.shard], dtype=self.dtype, mode="r")
         buf = data[self.pos : self.pos + B * T + 1].astype(np.int64)
         x, y = buf[:-1].reshape(B, T), buf[1:].reshape(B, T)
+        y = masked_targets(y, self.masks[self.shard], range(self.pos, self.pos + B * T, T))
         self.pos += B * T * self.world
         base = self.pos - B * T * self.rank  # rank 0's position: every rank takes the same decision
         if base + B * T * self.world + 1 > self.sizes[self.shard]:

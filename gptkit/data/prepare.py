@@ -131,8 +131,9 @@ def _documents(src: Source, field: str, errors: str) -> Iterator[Iterator[str]]:
                                  f"{value!r:.40}, not text; pass --field NAME for the field that holds the documents")
             if not isinstance(value, str):
                 fields = sorted(obj) if isinstance(obj, dict) else "-"
-                raise ValueError(f"{src.path}:{lineno}: no string field {field!r} (fields: {fields}); "
-                                 "pass --field NAME")
+                chat = isinstance(obj, dict) and ("messages" in obj or "completion" in obj)
+                raise ValueError(f"{src.path}:{lineno}: no string field {field!r} (fields: {fields}); " + (
+                    "these are conversations: `gptkit prepare --chat`" if chat else "pass --field NAME"))
             yield iter([value])
 
 

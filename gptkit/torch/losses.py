@@ -69,7 +69,7 @@ def _losses(h, weight, targets, vocab_size: int, softcap: float, grads: tuple | 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, targets, vocab_size: int, softcap: float):
-        count = (targets != -1).sum()  # a tensor: no host sync; 0 gives nan, as F.cross_entropy
+        count = (targets != -1).sum().clamp_min(1)  # a tensor: no host sync; a batch with no target has loss 0
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = _losses(h, weight, targets, vocab_size, softcap, (grad_h, grad_w))
@@ -89,5 +89,5 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
     """Mean cross-entropy of softcap(h @ weight[:vocab_size].T) against targets (-1 = ignored), chunked (see the
     module docstring). h (N, C), weight (V_padded, C), targets (N,). Padded rows of weight get zero gradient."""
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
-        return _losses(h, weight, targets, vocab_size, softcap, None) / (targets != -1).sum()
+        return _losses(h, weight, targets, vocab_size, softcap, None) / (targets != -1).sum().clamp_min(1)
     return _LinearCrossEntropy.apply(h, weight, targets, vocab_size, softcap)

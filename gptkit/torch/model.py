@@ -231,7 +231,9 @@ class Block(nn.Module):
 def _loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
     if targets is None:
         return None
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+    targets = targets.reshape(-1)  # a batch with no target (a chat window of the user's words only) has loss 0
+    summed = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets, ignore_index=-1, reduction="sum")
+    return summed / (targets != -1).sum().clamp_min(1)
 
 
 class GPT(nn.Module):

@@ -27,6 +27,7 @@ RUN = {
     "gptkit prepare shakespeare -t char -o data/shakespeare_char": [],
     "gptkit prepare shakespeare -t gpt2 -o data/shakespeare": [],
     "gptkit prepare corpus/ more/*.txt docs.jsonl --field text -t gpt2 --shard-tokens 100M -o data/web": [],
+    "gptkit prepare --chat my_chats.jsonl -t runs/shakespeare_char -o data/my_chats": [],
     "gptkit train --list": [],
     "gptkit train shakespeare_char_long": ["--max-iters=2", "--eval-iters=1"],
     "gptkit train --max-iters=500 --n-layer=6 --lr=3e-3 --out-dir=runs/mine": ["--max-iters=3", "--eval-iters=1"],
@@ -122,6 +123,9 @@ def _inputs(root: Path, data_dir: Path) -> None:
     (root / "more" / "b.txt").write_text(verdict[5000:10000])
     (root / "docs.jsonl").write_text("".join(json.dumps({"text": verdict[i:i + 500]}) + "\n"
                                              for i in range(10000, 15000, 500)))
+    (root / "my_chats.jsonl").write_text("".join(json.dumps({"messages": [  # characters of tiny Shakespeare only
+        {"role": "user", "content": f"Who art thou, {name}?"}, {"role": "assistant", "content": f"I am {name}."}]})
+        + "\n" for name in ("Romeo", "Juliet", "Hamlet", "Lear")))
 
 
 def test_the_readme_commands_run(tmp_path, monkeypatch, data_dir, capsys):

@@ -46,8 +46,16 @@ def test_without_grad_and_all_ignored():
     h, w, targets = _inputs()
     with torch.no_grad():
         torch.testing.assert_close(linear_cross_entropy(h, w, targets, 70).double(), _reference(h, w, targets, 70, 0).double())
-    # every target ignored: nan, as F.cross_entropy gives (a mean over nothing)
-    assert torch.isnan(linear_cross_entropy(h, w, torch.full_like(targets, -1), 70))
+    # every target ignored (a chat window of only the user's words): loss 0 and no gradient, as in MLX, not
+    # F.cross_entropy's nan (a mean over nothing), which would stop a finetuning run as diverged
+    none = torch.full_like(targets, -1)
+    assert linear_cross_entropy(h, w, none, 70).item() == 0.0
+    loss = linear_cross_entropy(h, w, none, 70)
+    loss.backward()
+    assert not h.grad.any() and not w.grad.any()
+    model = GPT(TINY)
+    _, plain = model(torch.zeros(1, 4, dtype=torch.long), torch.full((1, 4), -1))
+    assert plain.item() == 0.0
 
 
 TINY = GPTConfig(vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=32, pad_vocab_to=64, logit_softcap=10.0)
