@@ -4,6 +4,7 @@ The reference files come from $GPTKIT_DATA (CI sets it to ../shared/data), else 
 the repository. Tests that need them fail, not skip, when they are missing.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -137,12 +138,6 @@ def served(tmp_path_factory):
     """A `gptkit serve` app on a free loopback port (uvicorn in a thread) over a runs folder holding one tiny char
     run, "tiny" (trained 6 steps), with small limits so the limits can be tested: batch 4, 32 choices waiting."""
     pytest.importorskip("fastapi", reason='the server is optional: pip install "gptkit[serve]"')
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from gptkit.cli import main
     from gptkit.cli.serve import make_worker_factory
     from gptkit.serve.app import Limits, create_app
@@ -152,20 +147,34 @@ def served(tmp_path_factory):
     assert main(["train", "--n_layer=1", "--n_embd=32", "--n_head=2", "--block_size=32", f"--out_dir={runs / 'tiny'}",
                  "--max_iters=6", "--eval_interval=3", "--eval_iters=2", "--progress=false", "--sample_tokens=0"]) == 0
     registry = Registry([], runs, make_worker_factory("cpu", batch_size=4, queue=32))
+    with serving(create_app(registry, Limits(max_tokens=300, max_n=8))) as url:
+        yield {"url": url, "runs": runs, "run": runs / "tiny", "registry": registry}
+
+
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn in a thread on a free loopback port, until the block ends: its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, Limits(max_tokens=300, max_n=8)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "run": runs / "tiny", "registry": registry}
-    server.should_exit = True
-    thread.join(timeout=10)
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -6,19 +6,17 @@ and a bad one flagged before sending, a token count that counts tokens, no runs,
 run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles, and a tab
 bar that fits a phone. Screenshots are saved under $GPTKIT_SHOTS if set, else the test's tmp_path."""
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (a dev dependency)")
+
+from tests.conftest import serving as serve_app
 
 from gptkit.cli import main
 
@@ -69,31 +67,13 @@ def shots(tmp_path) -> Path:
     return d
 
 
-@contextlib.contextmanager
 def serving(runs: Path):
-    """A second `gptkit serve` app (uvicorn in a thread) over its own runs folder: its URL."""
-    import uvicorn
-
+    """A second `gptkit serve` app over its own runs folder: its URL, while the block runs."""
     from gptkit.cli.serve import make_worker_factory
     from gptkit.serve.app import create_app
     from gptkit.serve.registry import Registry
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(Registry([], runs, make_worker_factory("cpu", batch_size=2, queue=8))),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_app(create_app(Registry([], runs, make_worker_factory("cpu", batch_size=2, queue=8))))
 
 
 def answering(**answer):

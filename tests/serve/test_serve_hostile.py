@@ -7,13 +7,14 @@ import contextlib
 import json
 import shutil
 import socket
-import threading
 import time
 
 import httpx
 import pytest
 
 pytest.importorskip("fastapi", reason='the server is optional: pip install "gptkit[serve]"')
+
+from tests.conftest import serving as serve_app
 
 from gptkit.cli import main
 from gptkit.cli.serve import make_worker_factory
@@ -25,25 +26,9 @@ TINY = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--block_size=32", "--eval_i
         "--sample_tokens=0"]
 
 
-@contextlib.contextmanager
 def serving(registry, limits=Limits(max_tokens=300, max_n=8)):
     """A uvicorn server of `registry` on a free loopback port, for one test."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, limits), host="127.0.0.1", port=port,
-                                           log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_app(create_app(registry, limits))
 
 
 def _train(out, *argv):
