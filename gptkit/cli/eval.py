@@ -19,8 +19,10 @@ def add_eval_command(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows of block_size per forward pass")
     p.add_argument("--hellaswag", metavar="FILE.jsonl|val",
                    help="HellaSwag jsonl (published format), or val: the published val split (downloaded if absent)")
+    p.add_argument("--chat", metavar="TASK",
+                   help="a built-in chat task (reverse): exact-match accuracy on its held-out conversations, greedy")
     p.add_argument("--limit", type=whole_number(0), default=0,
-                   help="score only the first N HellaSwag examples (0: all)")
+                   help="score only the first N HellaSwag examples or chat conversations (0: all)")
     add_device(p)
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (autocast)")
     add_checkpoint(p, help="for a run dir; default: best if the run has one")
@@ -36,8 +38,8 @@ def cmd_eval(args) -> int:
     from gptkit.torch.runtime import pick_device, pick_dtype
     from gptkit.torch.weights import load_model
 
-    if not args.data and not args.hellaswag:
-        raise ValueError("nothing to evaluate: give --data DATA_DIR and/or --hellaswag FILE.jsonl (or val)")
+    if not args.data and not args.hellaswag and not args.chat:
+        raise ValueError("nothing to evaluate: give --data DATA_DIR, --hellaswag FILE.jsonl (or val), or --chat TASK")
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     model, src = load_model(args.model, args.checkpoint or "auto", device)
@@ -58,6 +60,8 @@ def cmd_eval(args) -> int:
         examples = load_examples(find_file(args.hellaswag), args.limit)
         got = hellaswag(model, tok, examples, device, dtype, progress=not args.quiet)
         report["hellaswag"] = {k: got[k] for k in ("acc", "acc_norm", "examples")}
+    if args.chat:
+        report["chat"] = _chat(model, tok, args)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -69,4 +73,18 @@ def cmd_eval(args) -> int:
     if args.hellaswag:
         h = report["hellaswag"]
         print(f"hellaswag: acc {h['acc']:.4f}, acc_norm {h['acc_norm']:.4f} ({h['examples']:,} examples)")
+    if args.chat:
+        c = report["chat"]
+        print(f"chat {args.chat}: exact match {c['accuracy']:.1%}, ended by itself {c['ended']:.1%} "
+              f"({c['conversations']:,} held-out conversations)")
     return 0
+
+
+def _chat(model, tok, args) -> dict:
+    from gptkit.data.tasks import held_out
+    from gptkit.torch.evaluate import chat_accuracy
+
+    rows = held_out(args.chat)
+    if args.chat == "dialogue":
+        raise ValueError("the dialogue task has no single right answer to score; evaluate --chat reverse")
+    return chat_accuracy(model, tok, rows[: args.limit or None], batch_size=args.batch_size)

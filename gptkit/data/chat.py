@@ -82,13 +82,22 @@ def _rows(paths: list[Path], skip_bad: bool, bad: list[str], tok) -> Iterator[tu
 
 
 def chat_sources(specs: list[str]) -> list[Path]:
-    """The JSONL files of --chat sources (files, or folders of *.jsonl), or ValueError saying what to give."""
+    """The JSONL files of --chat sources (files, folders of *.jsonl, or a built-in task's name: written once into
+    the user cache), or ValueError saying what to give."""
+    from gptkit.data.tasks import TASKS, write_task
+    from gptkit.files import cache_dir
+
     paths = []
     for spec in specs:
         p = Path(spec)
+        if spec in TASKS and not p.exists():
+            target = cache_dir() / "chat" / f"{spec}.jsonl"
+            paths.append(target if target.is_file() else write_task(spec, target))
+            continue
         found = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
         if not found or not all(f.is_file() for f in found):
-            raise FileNotFoundError(f"{spec}: no such JSONL file, or a folder without *.jsonl")
+            raise FileNotFoundError(f"{spec}: no such JSONL file, folder of them, or built-in task "
+                                    f"({', '.join(TASKS)})")
         paths += found
     return paths
 

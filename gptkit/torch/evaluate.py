@@ -138,3 +138,35 @@ def hellaswag(model, tok, examples: list[dict], device: str | torch.device = "cp
         right_norm += pn == ex["label"]
     n = len(examples)
     return {"acc": right / n, "acc_norm": right_norm / n, "examples": n, "preds": preds, "preds_norm": preds_norm}
+
+
+def chat_accuracy(model, tok, rows: list[dict], batch_size: int = 16) -> dict:
+    """Exact-match accuracy of a chat model on conversations whose last turn is the assistant's right answer: each
+    conversation before that turn, ChatML with the assistant's header, generated greedily through the engine (batched),
+    compared with the answer; and how often the reply ended by itself with <|im_end|> (not cut at the length limit).
+    Example: rows of the built-in `reverse` task -> {"accuracy": 0.93, "ended": 1.0, "conversations": 500}"""
+    from gptkit.generate.engine import Request, generate_ids
+    from gptkit.tokenizer.chat import IM_END, ChatFormat, encode_chat
+    from gptkit.torch.cpu import for_cpu_decoding
+    from gptkit.torch.generate import Engine
+
+    if IM_END not in tok.special_tokens:
+        raise ValueError("this model's tokenizer has no chat tokens; finetune it on `gptkit prepare --chat` data first")
+    end, fmt = tok.special_tokens[IM_END], ChatFormat.chatml()
+    requests = []
+    for r in rows:
+        prompt, answer = r["messages"][:-1], r["messages"][-1]["content"]
+        ids, _ = encode_chat(tok, fmt, prompt, add_generation_prompt=True)
+        limit = 2 * len(tok.encode(answer)) + 8  # room to go wrong, and to say where the reply ends
+        requests.append(Request(tuple(ids), limit, temperature=0.0, stop_tokens=(end,)))
+    outs = generate_ids(Engine(for_cpu_decoding(model, batch_size), batch_size), requests)
+    return score_replies(tok, rows, outs, [r.max_new_tokens for r in requests])
+
+
+def score_replies(tok, rows: list[dict], outs: list[list[int]], limits: list[int]) -> dict:
+    """Exact match of each reply (ids without the end-of-turn token) with its row's last turn, and the share that
+    ended before their length limit (by the end-of-turn token)."""
+    right = sum(tok.decode(out) == r["messages"][-1]["content"] for out, r in zip(outs, rows))
+    ended = sum(len(out) < limit for out, limit in zip(outs, limits))
+    n = max(len(rows), 1)
+    return {"accuracy": right / n, "ended": ended / n, "conversations": len(rows)}
