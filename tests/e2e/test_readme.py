@@ -28,6 +28,10 @@ RUN = {
     "gptkit prepare shakespeare -t gpt2 -o data/shakespeare": [],
     "gptkit prepare corpus/ more/*.txt docs.jsonl --field text -t gpt2 --shard-tokens 100M -o data/web": [],
     "gptkit prepare --chat my_chats.jsonl -t runs/shakespeare_char -o data/my_chats": [],
+    "gptkit prepare --chat reverse -t runs/shakespeare_char -o data/reverse": [],
+    "gptkit train --init_from=runs/shakespeare_char --data=data/reverse --out_dir=runs/sft --max_iters=1500 "
+    "--eval_interval=250 --lr=3e-3 --warmup_iters=50": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
+    "gptkit eval runs/sft --chat reverse --batch-size 64": ["--limit=8"],
     "gptkit train --list": [],
     "gptkit train shakespeare_char_long": ["--max-iters=2", "--eval-iters=1"],
     "gptkit train --max-iters=500 --n-layer=6 --lr=3e-3 --out-dir=runs/mine": ["--max-iters=3", "--eval-iters=1"],
