@@ -178,7 +178,7 @@ def test_cli_eval_data_and_hellaswag(tmp_path, capsys, tiny_gpt2_folder):
     assert doc["val"]["tokens"] == 1999 and doc["val"]["loss"] > 10  # random weights: about ln(50257) = 10.8
     assert doc["hellaswag"]["examples"] == 3 and 0 <= doc["hellaswag"]["acc_norm"] <= 1
     rc = main(["eval", str(tiny_gpt2_folder)])
-    assert rc == 1 and "give --data DATA_DIR and/or --hellaswag" in capsys.readouterr().err
+    assert rc == 1 and "give --data DATA_DIR, --hellaswag FILE.jsonl (or val), or --chat TASK" in capsys.readouterr().err
     rc = main(["eval", str(tiny_gpt2_folder), "--data", "shakespeare_char", "-q"])
     assert rc == 1 and "prepared with tokenizer 'char' (vocab 65), which differs from the model's tokenizer ('gpt2')" \
         in capsys.readouterr().err
