@@ -56,7 +56,7 @@ class MLXBackend(Backend):
         state = [self.model.state, mx.random.state]
         return partial(mx.compile, inputs=state, outputs=state)(fn)
 
-    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> mx.array:
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float, weights=None) -> mx.array:
         total, acc = 0.0, None
         for micro, (x, y) in enumerate(batches):
             # dropout's randomness is a function of (seed, step, micro-step), so a resumed run draws the same masks
@@ -64,6 +64,8 @@ class MLXBackend(Backend):
             mx.random.seed((self.seed0 * 1_000_003 + step * 1_009 + micro) % 2**32)
             loss, grads = self._grad(mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32)))
             grads = dict(tree_flatten(grads))
+            if weights is not None:  # chat data: each micro-batch counts by its assistant tokens
+                loss, grads = loss * weights[micro], {k: g * weights[micro] for k, g in grads.items()}
             acc = grads if acc is None else {k: acc[k] + g for k, g in grads.items()}
             total = total + loss
         grads = {k: g / len(batches) for k, g in acc.items()}

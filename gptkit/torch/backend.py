@@ -79,7 +79,7 @@ class TorchBackend(Backend):
             x = x.pin_memory()
         return x.to(self.device, non_blocking=True)
 
-    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> torch.Tensor:
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float, weights=None) -> torch.Tensor:
         for name, opt in self.optimizers.items():  # one schedule, each optimizer at its own peak
             for g in opt.param_groups:
                 g["lr"] = self.peak_lr[name] * lr / self.lr
@@ -90,6 +90,8 @@ class TorchBackend(Backend):
             with autocast(self.device, self.dtype):
                 _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=self.return_logits)
             loss = loss / len(batches)  # the mean over micro-batches, as one big batch would give
+            if weights is not None:  # chat data: each micro-batch counts by its assistant tokens
+                loss = loss * weights[micro]
             total += loss.detach()
             self.scaler.scale(loss).backward()
         if self.grad_clip > 0:
@@ -175,6 +177,13 @@ class TorchBackend(Backend):
         out = [None] * self.world_size if self.dist.is_main else None
         torch.distributed.gather_object(obj, out, dst=0)
         return out
+
+    def total(self, count: int) -> int:
+        if not self.dist.enabled:
+            return count
+        t = torch.tensor([count], device=self.device)
+        torch.distributed.all_reduce(t)
+        return int(t.item())
 
     def agree(self, code: int) -> int:
         if not self.dist.enabled:

@@ -56,10 +56,11 @@ class Backend(ABC):
         optimizer, wrapped for training however the framework wants (compiled, distributed)."""
 
     @abstractmethod
-    def train_step(self, step: int, batches: Sequence[Batch], lr: float) -> Any:
+    def train_step(self, step: int, batches: Sequence[Batch], lr: float, weights: Sequence[float] | None = None) -> Any:
         """One optimizer step at learning rate lr over micro-batches (gradients accumulated; `step` counts the steps
-        done before this one). Returns the mean loss where it was computed (a device scalar, not a float): reading
-        it back waits for the device, so the Run does that only when it logs (see `to_floats`)."""
+        done before this one): the mean over micro-batches of each one's loss times its weight (default 1: see
+        Run.token_weights). Returns that loss where it was computed (a device scalar, not a float): reading it back
+        waits for the device, so the Run does that only when it logs (see `to_floats`)."""
 
     def to_floats(self, losses: list) -> list[float]:
         """Losses returned by train_step as floats, in one transfer (averaged over ranks when distributed)."""
@@ -104,6 +105,10 @@ class Backend(ABC):
     def agree(self, code: int) -> int:
         """The largest code over the ranks: every rank stops at the same step, or the next collective hangs."""
         return code
+
+    def total(self, count: int) -> int:
+        """count summed over the ranks."""
+        return count
 
     def barrier(self) -> None:
         """Wait until every rank gets here."""

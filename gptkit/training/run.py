@@ -102,6 +102,7 @@ class Run:
         self.data_dir = self._data_dir(t.data)
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
+        self.masked = "chat" in meta  # conversations: the loss counts the assistant's tokens only (see token_weights)
         self.run_dir = cfg.run_dir
         self.accum = setup.accumulation_steps(t, cfg.model.block_size, backend.world_size)  # block_size is final
         new_dir = not self.run_dir.exists()
@@ -195,9 +196,22 @@ class Run:
     def train_step(self):
         """One optimizer step over `accum` micro-batches; returns the backend's loss (still on the device)."""
         batches = [next(self.batches) for _ in range(self.accum)]
-        loss = self.backend.train_step(self.step, batches, setup.lr_at(self.step, self.cfg.train))
+        lr = setup.lr_at(self.step, self.cfg.train)
+        if self.masked:  # weights only for chat data, so a backend that never trains on it need not take them
+            loss = self.backend.train_step(self.step, batches, lr, self.token_weights(batches))
+        else:
+            loss = self.backend.train_step(self.step, batches, lr)
         self.step += 1
         return loss
+
+    def token_weights(self, batches) -> list[float]:
+        """Chat data: the weight of each micro-batch's mean loss so that the step's loss is the mean over every
+        assistant token of the step, on every rank together (micro-batches hold different numbers of them), not a
+        mean of means: count x micro-batches x ranks / the step's total count. With equal counts, each is 1."""
+        counts = [int((y != -1).sum()) for _, y in batches]
+        total = self.backend.total(sum(counts))  # the same on every rank: one collective per step
+        n = len(batches) * self.backend.world_size
+        return [c * n / total if total else 0.0 for c in counts]
 
     def _stop_reason(self, interrupt: Interrupt) -> StopReason | None:
         """INTERRUPTED (Ctrl-C on any rank), TIME (max_seconds of this invocation, so a resumed run gets its own

@@ -62,3 +62,18 @@ def test_an_sft_run_resumes_bit_for_bit(tmp_path, chat_data):
     assert first.losses + rest.losses == whole.losses
     records = [json.loads(x) for x in (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_loss"] for r in records] == [e["val_loss"] for e in whole.evals]
+
+
+def test_mlx_accumulation_over_unequal_assistant_counts_equals_one_big_batch(tmp_path, chat_data):
+    def run(name, **kw):
+        cfg = _chat_run(tmp_path, name, chat_data, loader="sequential", grad_clip=0.0, **kw)
+        return replace(cfg, train=replace(cfg.train, backend="mlx"))
+
+    big = mlx_trainer(run("big", batch_size=8))
+    acc = mlx_trainer(run("acc", batch_size=4, total_batch_tokens=128))
+    mw.load_weights(acc.backend.model, mw.model_tensors(big.backend.model))
+    assert acc.accum == 2
+    assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
+    a, b = mw.model_tensors(acc.backend.model), mw.model_tensors(big.backend.model)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)

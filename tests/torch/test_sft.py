@@ -1,0 +1,50 @@
+"""Supervised finetuning's loss is the mean over every assistant token of a step (issue 24): gradient accumulation
+over micro-batches holding different numbers of them equals one big batch, and 2 gloo ranks equal one process."""
+
+import numpy as np
+import pytest
+import torch
+from tests.torch.test_backend import tiny_run, trainer
+from tests.torch.test_ddp import _train
+
+from gptkit import CharTokenizer
+from gptkit.cli import main
+from gptkit.training import checkpoint as ckpt
+from gptkit.training import run_dir as rd
+
+
+@pytest.fixture(scope="module")
+def chat_data(tmp_path_factory, shakespeare):
+    tmp = tmp_path_factory.mktemp("chat")
+    CharTokenizer.train(shakespeare).save(tmp / "char.model")
+    assert main(["prepare", "--chat", "reverse", "-t", str(tmp / "char.model"), "-o", str(tmp / "d")]) == 0
+    return tmp / "d"
+
+
+def test_accumulation_over_unequal_assistant_counts_equals_one_big_batch(tmp_path, chat_data):
+    kw = dict(data=str(chat_data), loader="sequential", grad_clip=0.0, warmup_iters=0)
+    big = trainer(tiny_run(tmp_path, "big", batch_size=8, **kw))
+    acc = trainer(tiny_run(tmp_path, "acc", batch_size=4, total_batch_tokens=128, **kw))
+    acc.backend.model.load_state_dict(big.backend.model.state_dict())
+    first = [next(iter(acc.batches)) for _ in range(2)]
+    acc.batches.load_state_dict({"shard": 0, "pos": 0})
+    counts = [int((y != -1).sum()) for _, y in first]
+    assert acc.accum == 2 and counts[0] != counts[1]  # a mean of the two means would differ from one big batch
+    for tr in (acc, big):  # keep the gradients: no update, no zeroing
+        for opt in tr.backend.optimizers.values():
+            opt.step = lambda *a, **k: None
+            opt.zero_grad = lambda *a, **k: None
+    la, lb = float(acc.train_step()), float(big.train_step())
+    for (name, pa), pb in zip(acc.backend.model.named_parameters(), big.backend.model.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-5, msg=name)
+    assert la == pytest.approx(lb, rel=1e-6)
+
+
+def test_two_gloo_ranks_equal_one_process_on_conversations(tmp_path, chat_data):
+    extra = [f"--data={chat_data}", "--loader=sequential", "--optimizer=adamw"]
+    _train(tmp_path / "ddp", [*extra, "--batch_size=4"], nproc=2)
+    _train(tmp_path / "one", [*extra, "--batch_size=8"])
+    a, _ = ckpt.read_checkpoint(tmp_path / "ddp" / rd.LAST, prefix="model.")
+    b, _ = ckpt.read_checkpoint(tmp_path / "one" / rd.LAST, prefix="model.")
+    for k in b:
+        np.testing.assert_allclose(a[k], b[k], atol=2e-6, rtol=1e-5, err_msg=k)
