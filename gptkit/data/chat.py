@@ -7,9 +7,11 @@ tokenizer gets the ChatML tokens appended when it lacks them (vocabulary extensi
 `gptkit train --init_from MODEL --data DIR` grows the model to match.
 
 A data dir holds what `gptkit prepare` writes (`train.bin`, `val.bin`, meta.json) plus `train.mask` / `val.mask`:
-one uint8 per token, 1 where the token is part of an assistant reply (its content and end-of-turn token). The
-loaders turn a 0 into a target of -1, which both backends' losses skip. The last `val_fraction` of the conversations
-(whole ones) is the validation split. Two passes over the sources (count and check, then write), in bounded memory.
+one uint8 per token, 1 where the token is part of an assistant reply (its content and end-of-turn token), and
+`train.idx` / `val.idx`: where each conversation starts (uint64), for gptkit.data.packing's rows of whole
+conversations. The loaders turn a 0 into a target of -1, which both backends' losses skip. The last `val_fraction` of
+the conversations (whole ones) is the validation split. Two passes over the sources (count and check, then write), in
+bounded memory.
 
 A malformed row (not JSON, no messages, an unknown role, content that is no non-empty string, no assistant turn) is
 an error naming its file and line; with skip_bad it is counted and left out instead. Nothing is dropped silently.
@@ -30,7 +32,8 @@ from gptkit.files import atomic_write_text
 from gptkit.tokenizer.chat import IM_END, IM_START, ChatFormat, check_messages, encode_chat
 from gptkit.tokenizer.formats import TOKENIZER_FILE
 
-MASK_SUFFIX = ".mask"
+MASK_SUFFIX, INDEX_SUFFIX = ".mask", ".idx"  # beside each token file: the loss mask, each conversation's start
+EXTENSIONS = (".bin", MASK_SUFFIX, INDEX_SUFFIX)
 
 
 def conversation(obj, where: str) -> list[dict]:
@@ -121,12 +124,13 @@ def prepare_chat(sources: list[str], tokenizer: str, out_dir: str | os.PathLike,
     (out / META).unlink(missing_ok=True)  # until the new meta.json is written, the dir is unfinished
     n_val = max(1, round(total * val_fraction)) if val_fraction and total > 1 else 0
     counts = {"train": [0, 0], "val": [0, 0]}  # conversations, tokens
-    files = {s: [open(out / f".{s}{ext}.tmp", "wb") for ext in (".bin", MASK_SUFFIX)] for s in counts}
+    files = {s: [open(out / f".{s}{ext}.tmp", "wb") for ext in EXTENSIONS] for s in counts}
     try:
         for k, (ids, mask) in enumerate(_rows(paths, skip_bad, [], tok)):  # pass 2: write
             split = "val" if k >= total - n_val else "train"
             np.asarray(ids, dtype=dtype).tofile(files[split][0])
             np.asarray(mask, dtype=np.uint8).tofile(files[split][1])
+            np.asarray([counts[split][1]], dtype=np.uint64).tofile(files[split][2])  # where it starts
             counts[split][0] += 1
             counts[split][1] += len(ids)
     finally:
@@ -134,7 +138,7 @@ def prepare_chat(sources: list[str], tokenizer: str, out_dir: str | os.PathLike,
             for f in pair:
                 f.close()
     for split in counts:
-        for ext in (".bin", MASK_SUFFIX):
+        for ext in EXTENSIONS:
             os.replace(out / f".{split}{ext}.tmp", out / f"{split}{ext}")
     tok.save(out / TOKENIZER_FILE)
     meta = {
@@ -142,8 +146,8 @@ def prepare_chat(sources: list[str], tokenizer: str, out_dir: str | os.PathLike,
         "tokenizer": {"spec": tokenizer, "file": TOKENIZER_FILE, "vocab_size": tok.vocab_size,
                       "eot_token": tok.eot_token, "fingerprint": tok.fingerprint()},
         "dtype": dtype, "val_fraction": val_fraction,
-        "splits": {s: {"tokens": n, "files": [{"name": f"{s}.bin", "tokens": n, "mask": f"{s}{MASK_SUFFIX}"}]}
-                   for s, (_, n) in counts.items()},
+        "splits": {s: {"tokens": n, "files": [{"name": f"{s}.bin", "tokens": n, "mask": f"{s}{MASK_SUFFIX}",
+                                               "index": f"{s}{INDEX_SUFFIX}"}]} for s, (_, n) in counts.items()},
         "chat": {"format": "chatml", "conversations": {s: c for s, (c, _) in counts.items()}, "skipped": len(bad),
                  "first_skipped": bad[:5]},
         "sources": [{"path": str(p), "bytes": p.stat().st_size} for p in paths],

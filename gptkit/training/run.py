@@ -257,12 +257,10 @@ class Run:
     def evaluate(self) -> dict[str, float]:
         """Mean loss over eval_iters fixed batches (seed EVAL_SEED: the same at every evaluation, in every
         backend) of each split."""
-        from gptkit.data.loaders import RandomBatches
-
-        t, T = self.cfg.train, self.cfg.model.block_size
+        t = self.cfg.train
         out = {}
         for split in ("train", "val"):
-            batches = RandomBatches(self.data_dir, split, t.batch_size, T, seed=EVAL_SEED)
+            batches = setup.eval_batches(self.data_dir, split, self.cfg, EVAL_SEED)
             out[split] = self.backend.eval_loss([next(batches) for _ in range(t.eval_iters)])
         return out
 

@@ -135,13 +135,38 @@ def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool) -> tupl
 
 
 def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
-    """The training batches of a rank: nanoGPT's random windows (seed + rank) or build-nanogpt's shard strides."""
+    """The training batches of a rank: nanoGPT's random windows (seed + rank), build-nanogpt's shard strides, or,
+    for conversations with the default loader, rows of whole conversations (gptkit.data.packing)."""
     from gptkit.data.loaders import RandomBatches, ShardedLoader
 
     t, T = cfg.train, cfg.model.block_size
     if t.loader == "sequential":
         return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
+    if is_chat(data_dir):
+        from gptkit.data.packing import PackedRows
+
+        return PackedRows(data_dir, "train", t.batch_size, T, seed=t.seed, rank=rank, world_size=world_size)
     return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
+
+
+def eval_batches(data_dir, split: str, cfg: RunConfig, seed: int):
+    """The fixed batches of an evaluation: random windows, or for conversations rows of whole ones."""
+    from gptkit.data.loaders import RandomBatches
+
+    t, T = cfg.train, cfg.model.block_size
+    if is_chat(data_dir):
+        from gptkit.data.packing import PackedRows
+
+        return PackedRows(data_dir, split, t.batch_size, T, seed=seed)
+    return RandomBatches(data_dir, split, t.batch_size, T, seed=seed)
+
+
+def is_chat(data_dir) -> bool:
+    """Data from `gptkit prepare --chat` (with conversation indexes)."""
+    from gptkit.data.prepare import load_meta
+
+    meta = load_meta(data_dir)
+    return "chat" in meta and bool(meta["splits"]["train"]["files"][0].get("index"))
 
 
 def check_splits(data_dir, cfg: RunConfig) -> None:

@@ -121,8 +121,8 @@ def test_the_wrong_command_says_which_to_use(tmp_path, chat_file, capsys, data_d
 
 def test_finetuning_a_run_on_conversations_grows_it_and_trains(tmp_path, chat_file):
     run = tmp_path / "base"
-    tiny = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--eval_iters=2", "--progress=false",
-            "--sample_tokens=0"]
+    tiny = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=64", "--eval_iters=2", "--progress=false",
+            "--sample_tokens=0"]  # a row of 65 tokens holds a whole conversation of this file (the longest: 50)
     assert main(["train", *tiny, "--max_iters=2", "--eval_interval=2", f"--out_dir={run}"]) == 0
     assert main(["prepare", "--chat", str(chat_file), "-t", str(run), "-o", str(tmp_path / "chat")]) == 0
     assert main(["train", *tiny, "--max_iters=30", "--eval_interval=30", f"--init_from={run}",
