@@ -128,6 +128,8 @@ class Run:
         if Path(t.data).is_dir():  # a path, not a named dataset: kept absolute, so --resume works from anywhere
             self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(self.data_dir.resolve())))
         setup.check_splits(self.data_dir, self.cfg)
+        if self.masked and self.is_main:
+            setup.check_conversations(self.data_dir, self.cfg)
         self.tokens_per_step = t.batch_size * self.cfg.model.block_size * backend.world_size * self.accum
         backend.seed(t.seed)  # the same initial weights on every rank
         backend.build(self.cfg.model, t, init.tensors if init else None, str(init.path) if init else "")

@@ -161,6 +161,23 @@ def eval_batches(data_dir, split: str, cfg: RunConfig, seed: int):
     return RandomBatches(data_dir, split, t.batch_size, T, seed=seed)
 
 
+def check_conversations(data_dir, cfg: RunConfig) -> None:
+    """Warn when conversations are longer than a row (block_size + 1 tokens): they are cropped, and their replies
+    may be lost from training."""
+    import warnings
+
+    from gptkit.data.packing import conversation_starts
+    from gptkit.data.prepare import load_meta
+
+    starts = conversation_starts(data_dir, "train")
+    lengths = np.diff(np.append(starts, load_meta(data_dir)["splits"]["train"]["tokens"]))
+    long = int((lengths > cfg.model.block_size + 1).sum())
+    if long:
+        warnings.warn(f"{long:,} of {len(lengths):,} training conversations are longer than block_size + 1 = "
+                      f"{cfg.model.block_size + 1} tokens (the longest: {int(lengths.max()):,}); they are cropped, and "
+                      "the replies past the crop are not learned. Train with a larger --block_size", stacklevel=2)
+
+
 def is_chat(data_dir) -> bool:
     """Data from `gptkit prepare --chat` (with conversation indexes)."""
     from gptkit.data.prepare import load_meta

@@ -130,3 +130,17 @@ def test_finetuning_a_run_on_conversations_grows_it_and_trains(tmp_path, chat_fi
     records = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["val_loss"] < records[0]["val_loss"]  # it learns the replies
     assert json.loads((tmp_path / "sft" / "config.json").read_text())["model"]["vocab_size"] == 67
+
+
+def test_conversations_longer_than_a_row_are_warned_about(tmp_path, chat_file, capsys):
+    run = tmp_path / "base"
+    tiny = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--eval_iters=1", "--progress=false",
+            "--sample_tokens=0"]
+    assert main(["train", *tiny, "--max_iters=1", "--eval_interval=1", f"--out_dir={run}"]) == 0
+    assert main(["prepare", "--chat", str(chat_file), "-t", str(run), "-o", str(tmp_path / "chat")]) == 0
+    capsys.readouterr()
+    assert main(["train", *tiny, "--max_iters=1", "--eval_interval=1", f"--init_from={run}",
+                 f"--data={tmp_path / 'chat'}", f"--out_dir={tmp_path / 'sft'}"]) == 0
+    err = capsys.readouterr().err
+    assert "gptkit: warning: " in err and "of 40 training conversations are longer than block_size + 1 = 33" in err
+
