@@ -197,3 +197,16 @@ def start_training():
         return proc
 
     return start
+
+
+@pytest.fixture(scope="session")
+def chat_data(tmp_path_factory, shakespeare) -> Path:
+    """The built-in `reverse` chat task prepared with tiny Shakespeare's char tokenizer (+ the ChatML tokens: 67 ids)."""
+    from gptkit import CharTokenizer
+    from gptkit.cli import main
+
+    tmp = tmp_path_factory.mktemp("chat")
+    CharTokenizer.train(shakespeare).save(tmp / "char.model")
+    assert main(["prepare", "--chat", "reverse", "-t", str(tmp / "char.model"), "-o", str(tmp / "d")]) == 0
+    return tmp / "d"
+

@@ -1,30 +1,27 @@
 """Supervised finetuning's loss is the mean over every assistant token of a step (issue 24): gradient accumulation
 over micro-batches holding different numbers of them equals one big batch, and 2 gloo ranks equal one process."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from tests.torch.test_backend import tiny_run, trainer
 from tests.torch.test_ddp import _train
 
-from gptkit import CharTokenizer
-from gptkit.cli import main
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import run_dir as rd
 
 
-@pytest.fixture(scope="module")
-def chat_data(tmp_path_factory, shakespeare):
-    tmp = tmp_path_factory.mktemp("chat")
-    CharTokenizer.train(shakespeare).save(tmp / "char.model")
-    assert main(["prepare", "--chat", "reverse", "-t", str(tmp / "char.model"), "-o", str(tmp / "d")]) == 0
-    return tmp / "d"
+def _chat(cfg):
+    """Rows of 65 tokens: a whole conversation of the reverse task (at most 46)."""
+    return replace(cfg, model=replace(cfg.model, block_size=64))
 
 
 def test_accumulation_over_unequal_assistant_counts_equals_one_big_batch(tmp_path, chat_data):
     kw = dict(data=str(chat_data), loader="sequential", grad_clip=0.0, warmup_iters=0)
-    big = trainer(tiny_run(tmp_path, "big", batch_size=8, **kw))
-    acc = trainer(tiny_run(tmp_path, "acc", batch_size=4, total_batch_tokens=128, **kw))
+    big = trainer(_chat(tiny_run(tmp_path, "big", batch_size=8, **kw)))
+    acc = trainer(_chat(tiny_run(tmp_path, "acc", batch_size=4, total_batch_tokens=512, **kw)))
     acc.backend.model.load_state_dict(big.backend.model.state_dict())
     first = [next(iter(acc.batches)) for _ in range(2)]
     acc.batches.load_state_dict({"shard": 0, "pos": 0})
