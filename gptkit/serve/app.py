@@ -135,10 +135,10 @@ def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
 
     @app.get("/v1/models")
     async def models():
-        ids = await run_in_threadpool(registry.ids)
-        steps = await run_in_threadpool(lambda: {m: registry.served_step(m) for m in ids})
+        steps = await run_in_threadpool(registry.served_steps)
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit",
-                                            **({"step": steps[m]} if steps[m] is not None else {})} for m in ids]}
+                                            **({"step": step} if step is not None else {})}
+                                           for m, step in steps.items()]}
 
     @app.post("/v1/completions")
     async def completions(request: HttpRequest):
@@ -213,10 +213,10 @@ def _user_text(param: str, fn, *args, **kwargs):
 
 def _add_runs_and_page(app: FastAPI, registry: Registry, limits: Limits) -> None:
     def run_list():
-        out = []
-        for name, path in registry.runs().items():
+        out, runs = [], registry.runs()
+        for name in runs:
             try:
-                path = registry.run_dir(name)
+                path = registry.run_dir(name, runs)
                 config = json.loads((path / "config.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):  # a link out of --runs, a config cut short: not listed
                 continue

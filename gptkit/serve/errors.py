@@ -93,23 +93,21 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await self._refuse(send)
-        seen, refused = 0, False
+        seen = 0
 
         async def limited():
-            nonlocal seen, refused
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    refused = True
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
-            if refused:
-                await self._refuse(send)
+        except _TooLarge:  # raised by `limited` alone
+            await self._refuse(send)
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"error": {"message": f"the request body is over {self.limit:,} bytes; send less (a "

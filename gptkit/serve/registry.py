@@ -115,29 +115,31 @@ class Registry:
     def runs(self) -> dict[str, Path]:
         return find_runs(self.runs_root) if self.runs_root else {}
 
-    def ids(self) -> dict[str, str]:
-        """Every model id -> the spec that loads it (command-line ones first)."""
+    def ids(self, runs: dict[str, Path] | None = None) -> dict[str, str]:
+        """Every model id -> the spec that loads it (command-line ones first). `runs`: a scan of --runs already made
+        (each method that takes one scans the folder once, not once per run)."""
         out = {s: s for s in self.specs}
-        for name, path in self.runs().items():
+        for name, path in (self.runs() if runs is None else runs).items():
             out.setdefault(name, os.fspath(path))
         return out
 
-    def run_dir(self, name: str) -> Path:
+    def run_dir(self, name: str, runs: dict[str, Path] | None = None) -> Path:
         """The run dir `name` (an id from /api/runs), every file in it checked to stay inside --runs."""
-        runs = self.runs()
+        runs = self.runs() if runs is None else runs
         if name not in runs:
             raise UnknownModel(f"no run {name!r} under --runs; GET /api/runs lists them")
         for f in runs[name].iterdir():
             inside_runs(self.runs_root, f)
         return runs[name]
 
-    def spec(self, model_id: str) -> str:
+    def spec(self, model_id: str, runs: dict[str, Path] | None = None) -> str:
         """The spec of a served id; a run under --runs is checked file by file (see run_dir)."""
-        ids = self.ids()
+        runs = self.runs() if runs is None else runs
+        ids = self.ids(runs)
         if model_id not in ids:
             raise UnknownModel(f"the model {model_id!r} does not exist; GET /v1/models lists the models served")
         if model_id not in self.specs:
-            self.run_dir(model_id)
+            self.run_dir(model_id, runs)
         return ids[model_id]
 
     def loaded(self) -> dict:
@@ -155,15 +157,20 @@ class Registry:
             self._tokenizers[model_id] = source_tokenizer(self.spec(model_id))
         return self._tokenizers[model_id]
 
-    def served_step(self, model_id: str) -> int | None:
+    def served_step(self, model_id: str, runs: dict[str, Path] | None = None) -> int | None:
         """The step of the checkpoint a run's next request is served from (None for other models, and for a run with a
         file that links out of --runs: not even a header is read through such a link)."""
         try:
-            spec = self.spec(model_id)
+            spec = self.spec(model_id, runs)
         except (UnknownModel, OutsideRuns):
             return None
         path = _checkpoint(spec)
         return checkpoint_step(path) if path else None
+
+    def served_steps(self) -> dict[str, int | None]:
+        """served_step of every model id, from one scan of --runs."""
+        runs = self.runs()
+        return {m: self.served_step(m, runs) for m in self.ids(runs)}
 
     def load(self, model_id: str):
         """The worker of model_id: loaded on its first request, again when its run's checkpoint changed since."""

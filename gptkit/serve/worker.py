@@ -39,21 +39,29 @@ class Worker:
     def __init__(self, engine, tok, model_config, queue_limit: int) -> None:
         self.engine, self.tok, self.config, self.queue_limit = engine, tok, model_config, queue_limit
         self.waiting: deque = deque()  # jobs with choices not yet in the engine, in turn
-        self.queued = 0  # choices waiting, all jobs together
         self.running: dict = {}  # engine key -> job
         self.closed = False
         self.lock, self.wake = threading.Lock(), threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="gptkit-engine")
         self.thread.start()
 
+    @property
+    def queued(self) -> int:
+        """Choices waiting, all jobs together."""
+        with self.lock:
+            return self._queued()
+
+    def _queued(self) -> int:
+        return sum(len(job.requests) - job.next for job in self.waiting)  # a cancelled job until its turn comes
+
     def submit(self, job: Job) -> None:
         with self.lock:
-            if self.queued + len(job.requests) > self.queue_limit:
-                raise Overloaded(f"the server is busy ({self.queued} choices waiting); try again shortly")
+            queued = self._queued()
+            if queued + len(job.requests) > self.queue_limit:
+                raise Overloaded(f"the server is busy ({queued} choices waiting); try again shortly")
             job.left = len(job.requests)
             job.next = 0  # the next of its choices to admit
             self.waiting.append(job)
-            self.queued += len(job.requests)
         self.wake.set()
 
     def cancel(self, job: Job) -> None:
@@ -95,9 +103,7 @@ class Worker:
             while self.waiting and self.engine.free > len(joining):
                 job = self.waiting.popleft()  # one choice of the job whose turn it is, then the next job's
                 i, job.next = job.next, job.next + 1
-                self.queued -= 1
                 if job.cancelled:
-                    self.queued -= len(job.requests) - job.next
                     continue
                 if job.next < len(job.requests):
                     self.waiting.append(job)
