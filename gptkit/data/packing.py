@@ -19,9 +19,10 @@ from gptkit.data.loaders import split_files
 from gptkit.data.prepare import load_meta
 
 
-def conversation_starts(data_dir, split: str) -> np.ndarray:
-    """The token offset where each conversation of a chat split starts (from its .idx file)."""
-    entry = load_meta(data_dir)["splits"][split]["files"][0]
+def conversation_starts(data_dir, split: str, entry: dict | None = None) -> np.ndarray:
+    """The token offset where each conversation of a chat split starts (from its .idx file; `entry`: the split's file
+    in meta.json, when the caller has read it)."""
+    entry = entry or load_meta(data_dir)["splits"][split]["files"][0]
     if not entry.get("index"):
         raise ValueError(f"{data_dir} has no conversation index for {split}; prepare it with `gptkit prepare --chat`")
     return np.fromfile(Path(data_dir) / entry["index"], dtype=np.uint64).astype(np.int64)
@@ -35,7 +36,7 @@ class PackedRows:
         (path,), (n,), self.dtype = split_files(data_dir, split)
         entry = load_meta(data_dir)["splits"][split]["files"][0]
         self.tokens, self.mask = path, Path(data_dir) / entry["mask"]
-        starts = conversation_starts(data_dir, split)
+        starts = conversation_starts(data_dir, split, entry)
         if not len(starts):
             raise ValueError(f"the {split} split of {data_dir} holds no conversation")
         self.starts, self.ends = starts, np.append(starts[1:], n)
@@ -46,30 +47,26 @@ class PackedRows:
     def _shuffled(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.starts))
 
-    def _next_conversation(self) -> tuple[int, int]:
+    def _peek(self) -> tuple[int, int]:
+        """The token span of the next conversation (a new epoch's order begins when the last one is done)."""
         if self.pos == len(self._order):
             self.epoch, self.pos = self.epoch + 1, 0
             self._order = self._shuffled(self.epoch)
         k = self._order[self.pos]
-        self.pos += 1
         return int(self.starts[k]), int(self.ends[k])
 
     def _row(self, tokens, mask) -> tuple[np.ndarray, np.ndarray]:
         """T + 1 tokens of whole conversations (the first cropped if longer), padded; and their loss mask."""
         ids, keep, size, used = [], [], self.T + 1, 0
-        while True:
-            state = (self.epoch, self.pos, self._order)
-            a, b = self._next_conversation()
-            if not ids or b - a <= size - used:
-                b = min(b, a + size - used)
-                ids.append(tokens[a:b])
-                keep.append(mask[a:b])
-                used += b - a
-                if used < size:
-                    continue
-            else:  # it does not fit: it starts the next row
-                self.epoch, self.pos, self._order = state
-            break
+        while used < size:
+            a, b = self._peek()
+            if ids and b - a > size - used:  # it does not fit: it starts the next row
+                break
+            self.pos += 1
+            b = min(b, a + size - used)
+            ids.append(tokens[a:b])
+            keep.append(mask[a:b])
+            used += b - a
         row, m = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=bool)
         got = np.concatenate(ids).astype(np.int64)
         row[: len(got)], m[: len(got)] = got, np.concatenate(keep).astype(bool)

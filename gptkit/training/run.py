@@ -102,7 +102,7 @@ class Run:
         self.data_dir = self._data_dir(t.data)
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
-        self.masked = "chat" in meta  # conversations: the loss counts the assistant's tokens only (see token_weights)
+        self.masked = setup.is_chat(meta)  # conversations: the loss counts the assistant's tokens only (token_weights)
         self.run_dir = cfg.run_dir
         self.accum = setup.accumulation_steps(t, cfg.model.block_size, backend.world_size)  # block_size is final
         new_dir = not self.run_dir.exists()
@@ -129,12 +129,12 @@ class Run:
             self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(self.data_dir.resolve())))
         setup.check_splits(self.data_dir, self.cfg)
         if self.masked and self.is_main:
-            setup.check_conversations(self.data_dir, self.cfg)
+            setup.check_conversations(self.data_dir, self.cfg, meta)
         self.tokens_per_step = t.batch_size * self.cfg.model.block_size * backend.world_size * self.accum
         backend.seed(t.seed)  # the same initial weights on every rank
         backend.build(self.cfg.model, t, init.tensors if init else None, str(init.path) if init else "")
         del init  # the source's weights are in the model now; hold them once
-        self.batches = setup.train_batches(self.data_dir, self.cfg, backend.rank, backend.world_size)
+        self.batches = setup.train_batches(self.data_dir, self.cfg, backend.rank, backend.world_size, self.masked)
         self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
         self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
         if resume:
@@ -262,7 +262,7 @@ class Run:
         t = self.cfg.train
         out = {}
         for split in ("train", "val"):
-            batches = setup.eval_batches(self.data_dir, split, self.cfg, EVAL_SEED)
+            batches = setup.eval_batches(self.data_dir, split, self.cfg, EVAL_SEED, self.masked)
             out[split] = self.backend.eval_loss([next(batches) for _ in range(t.eval_iters)])
         return out
 

@@ -134,7 +134,7 @@ def run_model_config(cfg: RunConfig, data_dir, meta: dict, resume: bool) -> tupl
     return replace(cfg, model=replace(cfg.model, vocab_size=meta["tokenizer"]["vocab_size"])), None
 
 
-def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
+def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1, chat: bool = False):
     """The training batches of a rank: nanoGPT's random windows (seed + rank), build-nanogpt's shard strides, or,
     for conversations with the default loader, rows of whole conversations (gptkit.data.packing)."""
     from gptkit.data.loaders import RandomBatches, ShardedLoader
@@ -142,35 +142,35 @@ def train_batches(data_dir, cfg: RunConfig, rank: int = 0, world_size: int = 1):
     t, T = cfg.train, cfg.model.block_size
     if t.loader == "sequential":
         return ShardedLoader(data_dir, "train", t.batch_size, T, rank=rank, world_size=world_size)
-    if is_chat(data_dir):
+    if chat:
         from gptkit.data.packing import PackedRows
 
         return PackedRows(data_dir, "train", t.batch_size, T, seed=t.seed, rank=rank, world_size=world_size)
     return RandomBatches(data_dir, "train", t.batch_size, T, seed=t.seed + rank)
 
 
-def eval_batches(data_dir, split: str, cfg: RunConfig, seed: int):
+def eval_batches(data_dir, split: str, cfg: RunConfig, seed: int, chat: bool = False):
     """The fixed batches of an evaluation: random windows, or for conversations rows of whole ones."""
     from gptkit.data.loaders import RandomBatches
 
     t, T = cfg.train, cfg.model.block_size
-    if is_chat(data_dir):
+    if chat:
         from gptkit.data.packing import PackedRows
 
         return PackedRows(data_dir, split, t.batch_size, T, seed=seed)
     return RandomBatches(data_dir, split, t.batch_size, T, seed=seed)
 
 
-def check_conversations(data_dir, cfg: RunConfig) -> None:
+def check_conversations(data_dir, cfg: RunConfig, meta: dict) -> None:
     """Warn when conversations are longer than a row (block_size + 1 tokens): they are cropped, and their replies
     may be lost from training."""
     import warnings
 
     from gptkit.data.packing import conversation_starts
-    from gptkit.data.prepare import load_meta
 
-    starts = conversation_starts(data_dir, "train")
-    lengths = np.diff(np.append(starts, load_meta(data_dir)["splits"]["train"]["tokens"]))
+    train = meta["splits"]["train"]
+    starts = conversation_starts(data_dir, "train", train["files"][0])
+    lengths = np.diff(np.append(starts, train["tokens"]))
     long = int((lengths > cfg.model.block_size + 1).sum())
     if long:
         warnings.warn(f"{long:,} of {len(lengths):,} training conversations are longer than block_size + 1 = "
@@ -178,12 +178,9 @@ def check_conversations(data_dir, cfg: RunConfig) -> None:
                       "the replies past the crop are not learned. Train with a larger --block_size", stacklevel=2)
 
 
-def is_chat(data_dir) -> bool:
-    """Data from `gptkit prepare --chat` (with conversation indexes)."""
-    from gptkit.data.prepare import load_meta
-
-    meta = load_meta(data_dir)
-    return "chat" in meta and bool(meta["splits"]["train"]["files"][0].get("index"))
+def is_chat(meta: dict) -> bool:
+    """Whether a data dir's meta.json is of conversations (`gptkit prepare --chat`): masked targets, packed rows."""
+    return "chat" in meta
 
 
 def check_splits(data_dir, cfg: RunConfig) -> None:
