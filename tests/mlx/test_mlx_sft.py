@@ -15,7 +15,7 @@ if os.environ.get("GPTKIT_REQUIRE_MLX") == "1":
     import mlx.core  # noqa: F401 (CI: a missing mlx must fail, not skip)
 mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
 
-from tests.mlx.test_mlx_train import mlx_trainer  # noqa: E402
+from tests.mlx.test_mlx_train import assert_one_step_like_one_big_batch, mlx_trainer  # noqa: E402
 from tests.torch.test_backend import tiny_run, trainer  # noqa: E402
 
 from gptkit.mlx import weights as mw  # noqa: E402
@@ -62,9 +62,4 @@ def test_mlx_accumulation_over_unequal_assistant_counts_equals_one_big_batch(tmp
 
     big = mlx_trainer(run("big", batch_size=8))
     acc = mlx_trainer(run("acc", batch_size=4, total_batch_tokens=512))
-    mw.load_weights(acc.backend.model, mw.model_tensors(big.backend.model))
-    assert acc.accum == 2
-    assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
-    a, b = mw.model_tensors(acc.backend.model), mw.model_tensors(big.backend.model)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
+    assert_one_step_like_one_big_batch(acc, big, atol=1e-5)

@@ -53,12 +53,17 @@ def test_accumulation_equals_one_big_batch(tmp_path, optimizer):
     kw = dict(loader="sequential", grad_clip=0.0, optimizer=optimizer)
     big = mlx_trainer(_mlx_run(tmp_path, "big", batch_size=8, **kw))
     acc = mlx_trainer(_mlx_run(tmp_path, "acc", batch_size=4, total_batch_tokens=128, **kw))
+    assert_one_step_like_one_big_batch(acc, big, atol=1e-6)
+
+
+def assert_one_step_like_one_big_batch(acc, big, atol: float) -> None:
+    """From the same weights, one step of `acc` (2 micro-steps) gives the loss and weights of one of `big`."""
     mw.load_weights(acc.backend.model, mw.model_tensors(big.backend.model))
     assert acc.accum == 2
     assert float(acc.train_step()) == pytest.approx(float(big.train_step()), rel=1e-5)
     a, b = mw.model_tensors(acc.backend.model), mw.model_tensors(big.backend.model)
     for k in a:
-        np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(a[k], b[k], atol=atol, err_msg=k)
 
 
 def test_resume_continues_with_the_same_losses(tmp_path):
