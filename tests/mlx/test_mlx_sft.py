@@ -8,19 +8,16 @@ import json
 import os
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 if os.environ.get("GPTKIT_REQUIRE_MLX") == "1":
     import mlx.core  # noqa: F401 (CI: a missing mlx must fail, not skip)
 mx = pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
 
-from tests.mlx.test_mlx_train import assert_one_step_like_one_big_batch, mlx_trainer  # noqa: E402
+from tests.mlx.test_mlx_train import assert_one_step_like_one_big_batch, assert_steps_agree, mlx_trainer  # noqa: E402
 from tests.torch.test_backend import tiny_run, trainer  # noqa: E402
 
-from gptkit.mlx import weights as mw  # noqa: E402
 from gptkit.torch.backend import train  # noqa: E402
-from gptkit.torch.weights import model_tensors  # noqa: E402
 from gptkit.training.setup import resume_config  # noqa: E402
 
 
@@ -34,13 +31,7 @@ def test_a_masked_step_is_the_same_in_mlx_and_torch(tmp_path, chat_data):
     kw = dict(loader="sequential", grad_clip=1.0, lr=3e-3, warmup_iters=0)
     tt = trainer(_chat_run(tmp_path, "torch", chat_data, **kw))
     cfg = _chat_run(tmp_path, "mlx", chat_data, **kw)
-    xt = mlx_trainer(replace(cfg, train=replace(cfg.train, backend="mlx")))
-    mw.load_weights(xt.backend.model, model_tensors(tt.backend.model))
-    for _ in range(3):
-        assert float(xt.train_step()) == pytest.approx(float(tt.train_step()), rel=1e-5)
-    want, got = model_tensors(tt.backend.model), mw.model_tensors(xt.backend.model)
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], atol=2e-5, rtol=0, err_msg=k)
+    assert_steps_agree(tt, mlx_trainer(replace(cfg, train=replace(cfg.train, backend="mlx"))))
 
 
 def test_an_sft_run_resumes_bit_for_bit(tmp_path, chat_data):
