@@ -14,7 +14,7 @@ import json
 import math
 import numbers
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # the shipped presets (package data)
@@ -145,6 +145,8 @@ class TrainConfig:
     batch_size: int = 12  # sequences per micro-step per rank
     total_batch_tokens: int = 0  # tokens per optimizer step over all ranks; 0 = one micro-step per rank
     max_iters: int = 2000  # optimizer steps
+    epochs: float = 0.0  # > 0: max_iters is this many passes over the training split (conversations for chat data);
+    #                      a --max_iters override wins over it
     max_seconds: float = 0.0  # also stop (eval + checkpoint) after this many seconds of this invocation; 0 = none
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-4  # the cosine decays to this
@@ -171,7 +173,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("total_batch_tokens", "warmup_iters", "lr_decay_iters", "sample_tokens", "threads",
-                     "max_seconds", "weight_decay", "grad_clip", "peak_flops"):
+                     "max_seconds", "weight_decay", "grad_clip", "peak_flops", "epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:
@@ -323,26 +325,64 @@ def _put(table: str, name: str, value, model: dict, train: dict, where: str) -> 
 
 
 def load_run_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple = ()) -> RunConfig:
-    """A preset (a name under configs/ or a .toml path) with `--key=value` overrides applied."""
+    """A preset (a name under configs/ or a .toml path) with `--key=value` overrides applied; for a preset of two
+    stages (load_stages), its first."""
+    return load_stages(preset, overrides)[0]
+
+
+STAGE_FIELDS = ("data", "init_from", "out_dir")  # what each stage of a two-stage preset has of its own
+
+
+def load_stages(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple = ()) -> list[RunConfig]:
+    """The runs a preset makes, in order: one, or two for a preset with a `[finetune]` table (train fields of a second
+    run, e.g. supervised finetuning on a chat task, started from the first run's weights).
+
+    Of two stages, the second writes the run dir (out_dir, else runs/<preset>) and the first the same name + "_base";
+    the second's train fields are the first's (less data, init_from and out_dir) with [finetune]'s over them. A bare
+    or `--train.` override applies to both stages (data, init_from and out_dir aside), `--finetune.FIELD=VALUE` to the
+    second only. Example: load_stages("chat", ["--seed=2", "--finetune.lr=1e-3"]) -> [runs/chat_base, seed 2;
+    runs/chat, seed 2, lr 1e-3, init_from runs/chat_base]
+    """
     path = find_preset(preset)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML ({e})") from None
-    unknown = set(doc) - {"model", "train"}
+    unknown = set(doc) - {"model", "train", "finetune"}
     if unknown:
-        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; a preset has [model] and [train]")
-    model_doc = dict(doc.get("model", {}))
+        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; a preset has [model], [train] and [finetune]")
+    second = [f"--train.{o[len('--finetune.'):]}" for o in overrides if o.startswith("--finetune.")]
+    shared = [o for o in overrides if not o.startswith("--finetune.")]
+    if second and "finetune" not in doc:
+        raise ValueError(f"{second[0].replace('--train.', '--finetune.')}: the preset {preset} has one stage (no "
+                         "[finetune] table); drop the finetune. prefix")
+    first = _assemble(path, doc.get("model", {}), doc.get("train", {}), shared)
+    if "finetune" not in doc:
+        return [first]
+    train = {k: v for k, v in doc.get("train", {}).items() if k not in STAGE_FIELDS} | doc["finetune"]
+    own = [o for o in shared if parse_overrides([o])[1].keys() & set(STAGE_FIELDS)]
+    out = first.run_dir
+    last = _assemble(path, doc.get("model", {}), train, [o for o in shared if o not in own] + second)
+    base = out.with_name(out.name + "_base")
+    return [replace(first, train=replace(first.train, out_dir=str(base))),
+            replace(last, train=replace(last.train, init_from=str(base), out_dir=str(out)))]
+
+
+def _assemble(path: Path, model_doc: dict, train_doc: dict, overrides: list[str]) -> RunConfig:
+    """A RunConfig from a preset's [model] and train fields with overrides over them."""
+    model_doc = dict(model_doc)
     base = model_doc.pop("preset", None)
     model, train = {}, {}
     for name, value in model_doc.items():
         _put("model", name, value, model, train, where=str(path))
-    for name, value in doc.get("train", {}).items():
+    for name, value in train_doc.items():
         _put("train", name, value, model, train, where=str(path))
     m_over, t_over = parse_overrides(list(overrides))
     if "lr" in t_over and "min_lr" not in t_over:  # keep the preset's decay ratio: --lr=1e-4 alone stays valid
         base_lr, base_min = train.get("lr", TrainConfig.lr), train.get("min_lr", TrainConfig.min_lr)
         t_over["min_lr"] = t_over["lr"] * base_min / base_lr
+    if "max_iters" in t_over:  # a --max_iters given outright wins over epochs (HF Trainer's max_steps does too)
+        t_over["epochs"] = 0.0
     model.update(m_over)
     train.update(t_over)
     model_cfg = GPTConfig.from_preset(base, **model) if base else GPTConfig(**model)

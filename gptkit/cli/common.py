@@ -65,8 +65,9 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_tokenizer(p: argparse.ArgumentParser,
                   help: str = "gpt2, cl100k_base, char (built from the input), a saved file, or a run dir or HF "
-                  "folder (its own tokenizer)") -> None:
-    p.add_argument("--tokenizer", "-t", default="gpt2", type=tokenizer_spec, help=help)
+                  "folder (its own tokenizer)", convert: bool = True) -> None:
+    """-t/--tokenizer; with convert=False the value stays as given (a caller that reads a folder's other files)."""
+    p.add_argument("--tokenizer", "-t", default="gpt2", type=tokenizer_spec if convert else str, help=help)
 
 
 def tokenizer_spec(spec: str) -> str:

@@ -1,7 +1,10 @@
-"""`gptkit eval`: loss, perplexity and bits per byte of a data split, and HellaSwag accuracy.
+"""`gptkit eval`: loss, perplexity and bits per byte of a data split, HellaSwag accuracy, and a chat model's exact
+match on conversations with one right answer.
 """
 
 from __future__ import annotations
+
+import os
 
 from gptkit.cli.common import add_checkpoint, add_device, add_quiet, need_torch, whole_number
 
@@ -19,8 +22,9 @@ def add_eval_command(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows of block_size per forward pass")
     p.add_argument("--hellaswag", metavar="FILE.jsonl|val",
                    help="HellaSwag jsonl (published format), or val: the published val split (downloaded if absent)")
-    p.add_argument("--chat", metavar="TASK",
-                   help="a built-in chat task (reverse): exact-match accuracy on its held-out conversations, greedy")
+    p.add_argument("--chat", metavar="TASK|FILE",
+                   help="a built-in chat task (reverse), or a JSONL/parquet file of conversations that end with the "
+                   "right answer: exact-match accuracy of the model's greedy replies")
     p.add_argument("--limit", type=whole_number(0), default=0,
                    help="score only the first N HellaSwag examples or chat conversations (0: all)")
     add_device(p)
@@ -61,7 +65,7 @@ def cmd_eval(args) -> int:
         got = hellaswag(model, tok, examples, device, dtype, progress=not args.quiet)
         report["hellaswag"] = {k: got[k] for k in ("acc", "acc_norm", "examples")}
     if args.chat:
-        report["chat"] = _chat(model, tok, args)
+        report["chat"] = _chat(model, tok, src.chat_format(), args)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -80,11 +84,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _chat(model, tok, args) -> dict:
-    from gptkit.data.tasks import held_out
+def _chat(model, tok, fmt, args) -> dict:
+    """A built-in task's held-out conversations, or a file's (JSONL or parquet: each conversation's last turn is the
+    assistant's right answer)."""
+    from gptkit.data.tasks import TASKS, held_out
     from gptkit.torch.evaluate import chat_accuracy
 
-    rows = held_out(args.chat)
     if args.chat == "dialogue":
         raise ValueError("the dialogue task has no single right answer to score; evaluate --chat reverse")
-    return chat_accuracy(model, tok, rows[: args.limit or None], batch_size=args.batch_size)
+    if args.chat in TASKS and not os.path.exists(args.chat):
+        rows = held_out(args.chat)
+    elif os.path.isfile(args.chat):
+        from gptkit.data.chat import read_conversations
+
+        rows = read_conversations(args.chat)
+        last = next((k for k, r in enumerate(rows, 1) if r["messages"][-1]["role"] != "assistant"), None)
+        if last:
+            raise ValueError(f"{args.chat}: conversation {last} does not end with the assistant's answer to score")
+    else:
+        raise ValueError(f"--chat {args.chat}: not a built-in task ({', '.join(TASKS)}) nor a JSONL or parquet file")
+    return chat_accuracy(model, tok, rows[: args.limit or None], fmt, batch_size=args.batch_size)

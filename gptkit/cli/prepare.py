@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from gptkit.cli.common import add_errors, add_quiet, add_tokenizer, whole_number
+from gptkit.cli.common import add_errors, add_quiet, add_tokenizer, tokenizer_spec, whole_number
 
 # -- gptkit prepare ---------------------------------------------------------------------------------
 
@@ -16,7 +17,8 @@ def add_prepare_command(sub) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="text, .jsonl or .parquet files (a web corpus such as FineWeb-Edu), folders of them, globs, "
                    "or a named dataset (shakespeare)")
-    add_tokenizer(p, help="char, gpt2, cl100k_base, or a saved tokenizer file")
+    add_tokenizer(p, help="char, gpt2, cl100k_base, a saved tokenizer file, or a run dir or HF folder (its own "
+                  "tokenizer; with --chat also its own chat template)", convert=False)
     p.add_argument("-o", "--output", required=True, help="the data dir to write")
     p.add_argument("--val-fraction", type=float, default=0.1, help="last fraction of the characters kept for val")
     p.add_argument("--field", default="text", help="the JSONL field or parquet column holding the text")
@@ -49,8 +51,9 @@ def _count(text: str) -> int:
 def cmd_prepare(args) -> int:
     from gptkit.data.prepare import prepare
 
+    folder, args.tokenizer = args.tokenizer, _tokenizer_spec(args.tokenizer)
     if args.chat:
-        return _prepare_chat(args)
+        return _prepare_chat(args, folder)
     if args.skip_bad:
         raise ValueError("--skip-bad goes with --chat (text has no rows to skip)")
     meta = prepare(
@@ -64,14 +67,29 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def _prepare_chat(args) -> int:
+def _tokenizer_spec(value: str) -> str:
+    try:
+        return tokenizer_spec(value)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--tokenizer {value}: {e}") from None
+
+
+def _prepare_chat(args, folder: str) -> int:
+    """Conversations: in the chat format of the model whose folder -t names (a run finetuned on chat, an HF folder
+    with a chat template), else in ChatML."""
     from gptkit.data.chat import prepare_chat
 
+    fmt = None
+    if os.path.isdir(folder):
+        from gptkit.training.source import source_chat_format
+
+        fmt = source_chat_format(folder)
     meta = prepare_chat(args.sources, args.tokenizer, args.output, val_fraction=args.val_fraction,
-                        skip_bad=args.skip_bad, command=" ".join(["gptkit", *args.argv]))
+                        skip_bad=args.skip_bad, fmt=fmt, command=" ".join(["gptkit", *args.argv]))
     c, s = meta["chat"], meta["splits"]
     skipped = f"; {c['skipped']} bad rows left out (first: {c['first_skipped'][0]})" if c["skipped"] else ""
     print(f"wrote {args.output}: {c['conversations']['train']:,} conversations ({s['train']['tokens']:,} tokens) for "
-          f"train, {c['conversations']['val']:,} ({s['val']['tokens']:,}) for val, ChatML, vocab "
+          f"train, {c['conversations']['val']:,} ({s['val']['tokens']:,}) for val, "
+          f"{'ChatML' if c['format'] == 'chatml' else 'the chat template of ' + folder}, vocab "
           f"{meta['tokenizer']['vocab_size']:,}{skipped}")
     return 0

@@ -3,7 +3,7 @@
 Every GPTConfig and TrainConfig field is a real option of the `train` parser, in four spellings that all mean the
 same: `--max_iters`, `--max-iters`, `--train.max_iters`, `--train.max-iters`, each taking `VALUE` or `=VALUE`.
 The options record what was given as `--table.field=value` strings in `args.overrides`, in command-line order;
-typing and checking stay in `gptkit.config` (`parse_overrides`), which `load_run_config` and `resume_config`
+typing and checking stay in `gptkit.config` (`parse_overrides`), which `load_stages` and `resume_config`
 apply. There is no second parser: an unknown `--flag` is argparse's usage error, with the closest field named.
 Not done: a bare boolean flag (`--compile` alone); say `--compile=true`. A value that starts with "-" and is not a
 number needs the `=` form (`--sample_prompt=--`), as with any argparse option.
@@ -17,7 +17,7 @@ import os
 import re
 
 from gptkit.cli.common import need_torch
-from gptkit.config import (CONFIGS_DIR, MODEL_FIELDS, TRAIN_FIELDS, GPTConfig, TrainConfig, load_run_config,
+from gptkit.config import (CONFIGS_DIR, MODEL_FIELDS, TRAIN_FIELDS, GPTConfig, TrainConfig, load_stages,
                            unknown_field)
 
 _TABLES = (("model", GPTConfig, MODEL_FIELDS), ("train", TrainConfig, TRAIN_FIELDS))
@@ -62,6 +62,9 @@ def add_config_fields(p: argparse.ArgumentParser) -> None:
             group.add_argument(f"--{name}", metavar=_METAVARS[typ], help=helps.get(name, "").replace("%", "%%"), **kw)
             aliases = {f"--{name.replace('_', '-')}", f"--{table}.{name}", f"--{table}.{name.replace('_', '-')}"}
             group.add_argument(*sorted(aliases - {f"--{name}"}), help=argparse.SUPPRESS, **kw)
+            if table == "train":  # a two-stage preset's second run (config.load_stages)
+                group.add_argument(*sorted({f"--finetune.{name}", f"--finetune.{name.replace('_', '-')}"}),
+                                   help=argparse.SUPPRESS, **{**kw, "dest": f"finetune.{name}"})
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -112,22 +115,24 @@ def cmd_train(args) -> int:
                          "--vocab_size, or prepare the data with another tokenizer")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite erases one; pass one of them")
-    if args.resume:
-        run_dir = args.resume
-        if not isinstance(run_dir, str):  # bare --resume: the run dir the preset (and --out_dir) would use
-            run_dir = load_run_config(args.preset, args.overrides).run_dir
-        cfg = resume_config(run_dir, args.overrides)
+    stages = [] if isinstance(args.resume, str) else load_stages(args.preset, args.overrides)
+    if args.resume and len(stages) < 2:
+        # bare --resume: the run dir the preset (and --out_dir) would use
+        cfg = resume_config(args.resume if isinstance(args.resume, str) else stages[0].run_dir, args.overrides)
     else:
-        cfg = load_run_config(args.preset, args.overrides)
+        cfg = stages[-1]
     if cfg.train.backend == "mlx":
         from gptkit.mlx import require_mlx
 
         require_mlx()
     else:
         need_torch("train")
-    from gptkit.training.run import train  # the run's backend is picked there, as for a Python caller
+    from gptkit.training.run import train, train_stages  # the run's backend is picked there, as for a Python caller
 
-    result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    if len(stages) > 1:
+        result = train_stages(stages, resume=bool(args.resume), overwrite=args.overwrite, overrides=args.overrides)
+    else:
+        result = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     rc = 128 + result.signal if result.signal else 0  # 130 after Ctrl-C, 143 after SIGTERM: `&&` stops there
     if os.environ.get("RANK", "0") != "0":
         return rc  # under torchrun only rank 0 reports

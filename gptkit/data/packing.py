@@ -55,6 +55,17 @@ class PackedRows:
         k = self._order[self.pos]
         return int(self.starts[k]), int(self.ends[k])
 
+    def rows_per_epoch(self) -> int:
+        """How many rows one pass over the conversations makes (in the first epoch's order; the others differ by
+        a row or two at most)."""
+        lengths, size = (self.ends - self.starts)[self._shuffled(0)], self.T + 1
+        rows, used = 0, size
+        for n in lengths.tolist():
+            if used + n > size:  # it starts a row (cropped to it when longer)
+                rows, used = rows + 1, 0
+            used += min(n, size)
+        return rows
+
     def _row(self, tokens, mask) -> tuple[np.ndarray, np.ndarray]:
         """T + 1 tokens of whole conversations (the first cropped if longer), padded; and their loss mask."""
         ids, keep, size, used = [], [], self.T + 1, 0

@@ -64,6 +64,48 @@ class ChatFormat:
     def chatml(cls) -> ChatFormat:
         return cls(None, IM_END)
 
+    def record(self) -> dict:
+        """The format as JSON, as data and run dirs record it. Example: ChatML -> {"template": None, "end_of_turn":
+        "<|im_end|>", "variables": {}}"""
+        return {"template": self.template, "end_of_turn": self.end_of_turn, "variables": dict(self.variables)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> ChatFormat:
+        return cls(record.get("template"), record["end_of_turn"], tuple(sorted(record.get("variables", {}).items())))
+
+    @classmethod
+    def from_hf_folder(cls, folder) -> ChatFormat | None:
+        """The chat format a Hugging Face folder ships, or None: its `chat_template.jinja` (where transformers 4.43+
+        saves it), else tokenizer_config.json's `chat_template` (a string, or a list of named ones: "default"); the
+        end of a turn is the tokenizer's eos_token, and the special tokens are the template's variables."""
+        from pathlib import Path
+
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            config = {}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{folder}/tokenizer_config.json: not readable JSON ({e})") from None
+        template = config.get("chat_template") if isinstance(config, dict) else None
+        if (folder / "chat_template.jinja").is_file():
+            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        if isinstance(template, list):
+            template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
+                            None)
+        if not isinstance(template, str) or not template.strip():
+            return None
+        variables = {}
+        for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(name)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                variables[name] = value
+        if "eos_token" not in variables:
+            raise ValueError(f"{folder}: the chat template's turns need an end, but tokenizer_config.json names no "
+                             "eos_token")
+        return cls(template, variables["eos_token"], tuple(sorted(variables.items())))
+
     def render(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
         """The conversation as text (with the assistant's header at the end when add_generation_prompt)."""
         if self.template is None:

@@ -140,19 +140,24 @@ def hellaswag(model, tok, examples: list[dict], device: str | torch.device = "cp
     return {"acc": right / n, "acc_norm": right_norm / n, "examples": n, "preds": preds, "preds_norm": preds_norm}
 
 
-def chat_accuracy(model, tok, rows: list[dict], batch_size: int = 16) -> dict:
+def chat_accuracy(model, tok, rows: list[dict], fmt, batch_size: int = 16) -> dict:
     """Exact-match accuracy of a chat model on conversations whose last turn is the assistant's right answer: each
-    conversation before that turn, ChatML with the assistant's header, generated greedily through the engine (batched),
-    compared with the answer; and how often the reply ended by itself with <|im_end|> (not cut at the length limit).
+    conversation before that turn, rendered in the model's chat format `fmt` with the assistant's header, generated
+    greedily through the engine (batched), compared with the answer; and how often the reply ended by itself with
+    the end-of-turn token (not cut at the length limit).
     Example: rows of the built-in `reverse` task -> {"accuracy": 0.93, "ended": 1.0, "conversations": 500}"""
     from gptkit.generate.engine import Request, generate_ids
-    from gptkit.tokenizer.chat import IM_END, ChatFormat, encode_chat
+    from gptkit.tokenizer.chat import encode_chat
     from gptkit.torch.cpu import for_cpu_decoding
     from gptkit.torch.generate import Engine
 
-    if IM_END not in tok.special_tokens:
-        raise ValueError("this model's tokenizer has no chat tokens; finetune it on `gptkit prepare --chat` data first")
-    end, fmt = tok.special_tokens[IM_END], ChatFormat.chatml()
+    if fmt is None:
+        raise ValueError("this model has no chat format (a base model); finetune it on conversations first: "
+                         "`gptkit train --init_from MODEL --data reverse` (docs/data.md)")
+    end = tok.encode(fmt.end_of_turn, allowed_special="all")
+    if len(end) != 1:
+        raise ValueError(f"the chat format's end of turn {fmt.end_of_turn!r} is not one token of this tokenizer")
+    end = end[0]
     requests = []
     for r in rows:
         prompt, answer = r["messages"][:-1], r["messages"][-1]["content"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import signal
 import sys
 import threading
@@ -23,8 +24,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gptkit.config import DEFAULT_PRESET, RunConfig, load_run_config
-from gptkit.data.prepare import data_tokenizer, load_meta, resolve_data_dir
+from gptkit.config import DEFAULT_PRESET, RunConfig, TrainConfig, STAGE_FIELDS, load_stages, parse_overrides
+from gptkit.data.prepare import NAMED_DATA, data_tokenizer, load_meta
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import setup
 from gptkit.training.backend import Backend
@@ -99,7 +100,7 @@ class Run:
         self.backend = backend
         backend.setup(t)  # device, threads, process group: rank and world_size are known from here on
         self.is_main = backend.rank == 0
-        self.data_dir = self._data_dir(t.data)
+        self.data_dir = self._data_dir(t)
         meta = load_meta(self.data_dir)
         self.tok = data_tokenizer(self.data_dir)
         self.masked = setup.is_chat(meta)  # conversations: the loss counts the assistant's tokens only (token_weights)
@@ -125,7 +126,8 @@ class Run:
         else:
             check_fresh(self.run_dir, overwrite)
         self.cfg, init = setup.run_model_config(cfg, self.data_dir, meta, resume)  # reads --init_from weights
-        if Path(t.data).is_dir():  # a path, not a named dataset: kept absolute, so --resume works from anywhere
+        # a path or a chat task's dir is kept absolute, so --resume works from anywhere
+        if t.data not in NAMED_DATA or Path(t.data).is_dir():
             self.cfg = replace(self.cfg, train=replace(self.cfg.train, data=str(self.data_dir.resolve())))
         setup.check_splits(self.data_dir, self.cfg)
         if self.masked and self.is_main:
@@ -135,6 +137,9 @@ class Run:
         backend.build(self.cfg.model, t, init.tensors if init else None, str(init.path) if init else "")
         del init  # the source's weights are in the model now; hold them once
         self.batches = setup.train_batches(self.data_dir, self.cfg, backend.rank, backend.world_size, self.masked)
+        if t.epochs and not resume:  # --epochs sets max_iters (a resumed run keeps its own, or --max_iters)
+            steps = setup.epoch_steps(t, self.batches, self.tokens_per_step, self.data_dir)
+            self.cfg = replace(self.cfg, train=replace(self.cfg.train, max_iters=steps))
         self.step, self.best_val, self.elapsed0 = 0, math.inf, 0.0
         self.last_eval = None  # the step last evaluated (a resumed run's first step was, by the run that saved it)
         if resume:
@@ -144,12 +149,12 @@ class Run:
         if self.is_main:
             start_run_dir(self.run_dir, self.cfg, self.data_dir, meta, overwrite)
 
-    def _data_dir(self, spec: str) -> Path:
+    def _data_dir(self, t: TrainConfig) -> Path:
         """The data dir; a named one is prepared on first use by rank 0 while the other ranks wait."""
         if self.is_main:
-            path = resolve_data_dir(spec)
+            path = setup.resolve_data(t)
         self.backend.barrier()
-        return path if self.is_main else resolve_data_dir(spec)
+        return path if self.is_main else setup.resolve_data(t)
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
@@ -359,7 +364,8 @@ BACKENDS = {"torch": ("gptkit.torch.backend", "TorchBackend", "pip install torch
 def train(cfg: RunConfig | str = DEFAULT_PRESET, resume: bool = False, overwrite: bool = False,
           **overrides) -> TrainResult:
     """Train the run `cfg` describes (a RunConfig, or a preset name or .toml path with field overrides) on the
-    backend it names (`backend = "torch" | "mlx"`); with resume=True, continue it from its last checkpoint.
+    backend it names (`backend = "torch" | "mlx"`); with resume=True, continue it from its last checkpoint. A preset
+    of two stages (a [finetune] table, e.g. "chat") runs both (train_stages); the result is the last one's.
 
     Example: train("shakespeare_char", max_iters=100, out_dir="runs/quick") is `gptkit train --max_iters=100
     --out_dir=runs/quick`, and train(cfg, resume=True) is `gptkit train --resume` for cfg's run dir.
@@ -367,7 +373,11 @@ def train(cfg: RunConfig | str = DEFAULT_PRESET, resume: bool = False, overwrite
     import importlib
 
     if isinstance(cfg, str):
-        cfg = load_run_config(cfg, [f"--{k}={v}" for k, v in overrides.items()])
+        given = [f"--{k}={v}" for k, v in overrides.items()]
+        stages = load_stages(cfg, given)
+        if len(stages) > 1:
+            return train_stages(stages, resume=resume, overwrite=overwrite, overrides=given)
+        cfg = stages[0]
     elif overrides:
         raise ValueError("field overrides go with a preset name; for a RunConfig, change it with dataclasses.replace")
     module, name, install = BACKENDS[cfg.train.backend]
@@ -378,3 +388,27 @@ def train(cfg: RunConfig | str = DEFAULT_PRESET, resume: bool = False, overwrite
             raise
         raise ValueError(f"the {cfg.train.backend} backend needs {e.name.split('.')[0]}: {install}") from None
     return train_with(backend, cfg, resume=resume, overwrite=overwrite)
+
+
+def train_stages(stages: list[RunConfig], resume: bool = False, overwrite: bool = False,
+                 overrides: list[str] | tuple = ()) -> TrainResult:
+    """Run the stages of a preset one after the other (each from the one before: its init_from); returns the last
+    stage's result, or the first that did not finish (Ctrl-C, max_seconds). A fresh start checks every stage's run
+    dir first, so no stage trains for a later one to be refused. With resume, a stage whose dir holds a run continues
+    it as it was saved, with those of `overrides` (the command's `--key=value`s) that a resume may change (a
+    finished one has nothing to do), and a stage not started starts as `stages` says."""
+    if not resume:
+        for cfg in stages:
+            check_fresh(cfg.run_dir, overwrite)
+    again_with = [o for o in overrides if not (set(parse_overrides([o])[0]) | set(parse_overrides([o])[1]))
+                  - (setup.RESUMABLE - set(STAGE_FIELDS))]
+    for k, cfg in enumerate(stages, 1):
+        if cfg.train.progress and os.environ.get("RANK", "0") == "0":
+            print(f"stage {k} of {len(stages)}: {cfg.run_dir}" + (f" (from {cfg.train.init_from})" if k > 1 else ""),
+                  file=sys.stderr)
+        again = resume and (cfg.run_dir / LAST).is_file()
+        result = train(setup.resume_config(cfg.run_dir, again_with) if again else cfg, resume=again,
+                       overwrite=overwrite)
+        if result.stopped is not StopReason.DONE:
+            break
+    return result

@@ -102,13 +102,15 @@ def write_run_config(run_dir: str | os.PathLike, cfg: RunConfig, tokenizer: dict
 
 
 def save_run_tokenizer(run_dir: str | os.PathLike, data_dir: str | os.PathLike, meta: dict) -> dict:
-    """Copy a data dir's tokenizer file into the run dir; returns what config.json records about it."""
+    """Copy a data dir's tokenizer file into the run dir; returns what config.json records about it (with the chat
+    format of conversation data: the run speaks it)."""
     t = meta["tokenizer"]
+    chat = {"chat": meta["chat"]["chat_format"]} if "chat_format" in meta.get("chat", {}) else {}  # the run's format
     if t["file"]:
         src = Path(data_dir) / t["file"]
         atomic_write_bytes(Path(run_dir) / TOKENIZER_FILE, src.read_bytes())
-        return {"spec": t["spec"], "file": TOKENIZER_FILE, "fingerprint": t["fingerprint"]}
-    return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"]}
+        return {"spec": t["spec"], "file": TOKENIZER_FILE, "fingerprint": t["fingerprint"], **chat}
+    return {"spec": t["spec"], "file": None, "fingerprint": t["fingerprint"], **chat}
 
 
 def read_run_tokenizer_info(run_dir: str | os.PathLike) -> dict:

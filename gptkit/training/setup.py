@@ -65,7 +65,40 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
     if "data" not in train_over and data not in NAMED_DATA and not Path(data).is_dir():
         raise ValueError(f"the run's data dir {data} is gone; if it moved, resume with --data=NEW_DIR (accepted when "
                          "its meta.json matches the run's: same tokenizer, same token counts)")
-    return replace(saved, train=replace(saved.train, out_dir=str(run_dir), **train_over))
+    return replace(saved, train=replace(saved.train, **{**train_over, "out_dir": str(run_dir)}))
+
+
+def resolve_data(t: TrainConfig) -> Path:
+    """The data dir of a run: a dir from `gptkit prepare`, a named text set (prepared on first use), or a built-in
+    chat task's name (`--data=reverse`), prepared on first use with the tokenizer of --init_from, whose model it
+    finetunes."""
+    from gptkit.data.prepare import resolve_data_dir
+    from gptkit.data.tasks import TASKS
+
+    if t.data not in TASKS or Path(t.data).exists():
+        return resolve_data_dir(t.data)
+    if not t.init_from:
+        raise ValueError(f"--data={t.data} is a chat task, learned by finetuning a model: pass --init_from (a run dir, "
+                         "an HF folder or a GPT-2 name), whose tokenizer the task is prepared with")
+    from gptkit.data.chat import task_data_dir
+    from gptkit.hf.hub import HUB_MODELS
+    from gptkit.training.source import source_tokenizer_spec
+
+    spec = "gpt2" if t.init_from in HUB_MODELS and not Path(t.init_from).exists() else t.init_from
+    if not Path(spec).is_dir() and spec != "gpt2":
+        raise ValueError(f"--init_from {spec}: no such run dir or HF folder")
+    return task_data_dir(t.data, source_tokenizer_spec(spec) if spec != "gpt2" else spec)
+
+
+def epoch_steps(t: TrainConfig, batches, tokens_per_step: int, data_dir) -> int:
+    """The optimizer steps of `t.epochs` passes over the training split (rounded up): over its conversations for
+    packed rows, over its tokens otherwise. Example: 2 epochs of 900 rows at 16 rows a step -> 113 steps"""
+    if hasattr(batches, "rows_per_epoch"):
+        rows_per_step = tokens_per_step // batches.T  # rows of block_size tokens over ranks and micro-steps
+        return max(1, math.ceil(t.epochs * batches.rows_per_epoch() / rows_per_step))
+    from gptkit.data.prepare import load_meta
+
+    return max(1, math.ceil(t.epochs * load_meta(data_dir)["splits"]["train"]["tokens"] / tokens_per_step))
 
 
 def init_source(spec: str, model_cfg, data_dir, meta: dict) -> ModelSource:

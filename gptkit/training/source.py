@@ -40,10 +40,37 @@ class ModelSource:
         run recorded, else the loaded tokenizer's."""
         return self.tokenizer["fingerprint"] or self.load_tokenizer().fingerprint()
 
+    def chat_format(self):
+        """The chat format the model speaks, or None for a base model (see recorded_chat_format)."""
+        return recorded_chat_format(self.tokenizer, self.base, self.load_tokenizer)
+
     def tokenizer_name(self) -> str:
         """The tokenizer in a few words, for messages. Example: char (fingerprint 1f0c9a2e)"""
         t = self.tokenizer
         return f"{t['spec'] or t['file']} (fingerprint {self.tokenizer_fingerprint()[:8]})"
+
+
+def recorded_chat_format(record: dict, base: Path, load_tokenizer):
+    """The chat format (gptkit.tokenizer.chat.ChatFormat) of a model whose tokenizer `record` describes, or None for
+    a base model: what a run finetuned on conversations recorded, an HF folder's own chat template, else ChatML where
+    the tokenizer has its two tokens (a run finetuned before runs recorded their format)."""
+    from gptkit.tokenizer.chat import IM_END, IM_START, ChatFormat
+
+    if record.get("chat"):
+        return ChatFormat.from_record(record["chat"])
+    if not is_run_dir(base) and (own := ChatFormat.from_hf_folder(base)):
+        return own
+    specials = load_tokenizer().special_tokens
+    return ChatFormat.chatml() if IM_START in specials and IM_END in specials else None
+
+
+def source_chat_format(spec: str | os.PathLike):
+    """The chat format of a model source, without reading its weights (recorded_chat_format)."""
+    if is_run_dir(spec):
+        return recorded_chat_format(read_run_tokenizer_info(spec), Path(spec), lambda: source_tokenizer(spec))
+    folder = _hf_folder(spec)
+    record = _hf_tokenizer_record(folder, config_from_hf(read_hf_config(folder)))
+    return recorded_chat_format(record, folder, lambda: source_tokenizer(spec))
 
 
 def load_recorded_tokenizer(record: dict, base: Path, where, vocab_size: int):

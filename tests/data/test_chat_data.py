@@ -144,3 +144,40 @@ def test_conversations_longer_than_a_row_are_warned_about(tmp_path, chat_file, c
     err = capsys.readouterr().err
     assert "gptkit: warning: " in err and "of 40 training conversations are longer than block_size + 1 = 33" in err
 
+
+
+def test_parquet_rows_in_smoltalks_layout_equal_the_jsonl_lines(tmp_path, chat_file, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [r if "messages" in r else {"messages": [{"role": "user", "content": r["prompt"]},
+                                                    {"role": "assistant", "content": r["completion"]}]} for r in ROWS]
+    folder = tmp_path / "smoltalk"  # SmolTalk's columns: messages (list of role/content structs) and source
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([{**r, "source": "handmade"} for r in rows]), folder / "train.parquet")
+    char = str(tmp_path / "char.model")
+    assert main(["prepare", "--chat", str(chat_file), "-t", char, "-o", str(tmp_path / "j")]) == 0
+    assert main(["prepare", "--chat", str(folder), "-t", char, "-o", str(tmp_path / "p")]) == 0
+    for name in ("train.bin", "train.mask", "train.idx", "val.bin", "val.mask", "val.idx"):
+        assert (tmp_path / "p" / name).read_bytes() == (tmp_path / "j" / name).read_bytes(), name
+    pq.write_table(pa.Table.from_pylist([{"messages": [{"role": "user", "content": "hi"}]}] * 3), folder / "bad.parquet")
+    assert main(["prepare", "--chat", str(folder / "bad.parquet"), "-t", char, "-o", str(tmp_path / "b")]) == 1
+    assert f"{folder / 'bad.parquet'}: row 1: no assistant turn" in capsys.readouterr().err
+
+
+def test_a_failure_while_writing_leaves_no_temp_files(tmp_path, chat_file, monkeypatch):
+    from gptkit.data import chat
+
+    calls = []
+
+    def stop(*a, **k):  # pass 1 checks every row, pass 2 reaches its tenth conversation: Ctrl-C
+        calls.append(1)
+        if len(calls) == len(ROWS) + 10:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    original = chat.encode_chat
+    monkeypatch.setattr(chat, "encode_chat", stop)
+    with pytest.raises(KeyboardInterrupt):
+        chat.prepare_chat([str(chat_file)], str(tmp_path / "char.model"), tmp_path / "d", fmt=None)
+    assert len(calls) == len(ROWS) + 10 and sorted(p.name for p in (tmp_path / "d").iterdir()) == []

@@ -51,7 +51,7 @@ def test_gptkit_eval_chat_runs_the_held_out_task_through_the_engine(tmp_path, ca
     assert main(["train", *tiny, "--max_iters=1", "--eval_interval=1", f"--out_dir={tmp_path / 'base'}"]) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "base"), "--chat", "reverse", "--limit", "4"]) == 1
-    assert "no chat tokens" in capsys.readouterr().err
+    assert "has no chat format (a base model)" in capsys.readouterr().err
     assert main(["prepare", "--chat", "reverse", "-t", str(tmp_path / "base"), "-o", str(tmp_path / "d")]) == 0
     assert main(["train", *tiny, "--max_iters=2", "--eval_interval=2", f"--init_from={tmp_path / 'base'}",
                  f"--data={tmp_path / 'd'}", f"--out_dir={tmp_path / 'sft'}"]) == 0

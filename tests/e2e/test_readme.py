@@ -29,9 +29,10 @@ RUN = {
     "gptkit prepare corpus/ more/*.txt docs.jsonl --field text -t gpt2 --shard-tokens 100M -o data/web": [],
     "gptkit prepare --chat my_chats.jsonl -t runs/shakespeare_char -o data/my_chats": [],
     "gptkit prepare --chat reverse -t runs/shakespeare_char -o data/reverse": [],
-    "gptkit train --init_from=runs/shakespeare_char --data=data/reverse --out_dir=runs/sft --max_iters=1500 "
-    "--eval_interval=250 --lr=3e-3 --warmup_iters=50": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
-    "gptkit eval runs/sft --chat reverse --batch-size 64": ["--limit=8"],
+    "gptkit train chat": ["--max-iters=2", "--eval-iters=1"],  # both stages
+    "gptkit eval runs/chat --chat reverse --batch-size 64": ["--limit=8"],
+    "gptkit train --init_from=runs/shakespeare_char --data=reverse --epochs=5 --lr=3e-3 --warmup_iters=50 "
+    "--eval_interval=250 --out_dir=runs/sft": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
     "gptkit train --list": [],
     "gptkit train shakespeare_char_long": ["--max-iters=2", "--eval-iters=1"],
     "gptkit train --max-iters=500 --n-layer=6 --lr=3e-3 --out-dir=runs/mine": ["--max-iters=3", "--eval-iters=1"],
@@ -74,6 +75,8 @@ SKIPPED = {
     "gptkit train --init_from path/to/Qwen3-0.6B --data DIR ...": "a synopsis with placeholders, and a downloaded "
     "HF folder; tests/hf/test_arch.py finetunes built folders",
     "gptkit sample gpt2 --device cuda --compile yes --max-new-tokens 1000": GPT2_WEIGHTS + " (and a CUDA GPU)",
+    "gptkit chat runs/chat --system \"Answer briefly.\"": "interactive: it reads turns from the terminal; "
+    "tests/cli/test_chat_cli.py feeds it turns and checks each reply",
     "gptkit serve": "a server that runs until stopped; tests/serve/test_serve.py starts it and calls it",
     "gptkit serve gpt2 path/to/hf_folder --runs runs --port 8000 --batch-size 8": "a server, and OpenAI's GPT-2 "
     "weights (network)",

@@ -387,6 +387,44 @@ def test_cli_samples_evaluates_and_finetunes_a_llama_folder(llama_folder, capsys
                  f"--out_dir={tmp_path / 'ft'}"]) == 0
 
 
+# Zephyr's chat format (its model card's), written here: role tags as plain text, each turn closed by the eos token.
+ZEPHYR = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + "
+          "eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + "
+          "eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}"
+          "\n{% endfor %}")
+
+
+def test_a_folders_own_chat_template_prepares_finetunes_and_stays_with_the_run(llama_folder, tmp_path, capsys):
+    from gptkit.cli import main
+    from gptkit.training.source import source_chat_format
+
+    root = llama_folder[0]
+    folder = tmp_path / "zephyr-like"
+    folder.mkdir()
+    for f in (root / "hf").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": ZEPHYR, "eos_token": "<|endoftext|>"}))
+    rows = [[{"role": "user", "content": f"Say {w}."}, {"role": "assistant", "content": f"{w}!"}]
+            for w in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    assert main(["prepare", "--chat", str(tmp_path / "c.jsonl"), "-t", str(folder), "-o", str(tmp_path / "d")]) == 0
+    assert f"for val, the chat template of {folder}, vocab 300" in capsys.readouterr().out  # no token added
+    hf_tok = transformers.AutoTokenizer.from_pretrained(folder)
+    want = [i for r in rows[:9] for i in hf_tok.apply_chat_template(r, tokenize=True, return_dict=False)]
+    assert np.fromfile(tmp_path / "d" / "train.bin", dtype=np.uint16).tolist() == want
+    mask = np.fromfile(tmp_path / "d" / "train.mask", dtype=np.uint8)
+    eos = hf_tok.convert_tokens_to_ids("<|endoftext|>")
+    assert hf_tok.decode([i for i, m in zip(want, mask) if m]) == "".join(f"{r[1]['content']}<|endoftext|>"
+                                                                          for r in rows[:9])
+    assert want.count(eos) == 18 and sum(mask[np.array(want) == eos]) == 9  # the user's eos is not the reply's
+    assert main(["train", "shakespeare_char", "--init_from", str(folder), f"--data={tmp_path / 'd'}",
+                 "--block_size=32", "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--batch_size=2",
+                 "--sample_tokens=0", "--progress=false", "--optimizer=adamw", f"--out_dir={tmp_path / 'ft'}"]) == 0
+    assert source_chat_format(folder) == source_chat_format(tmp_path / "ft")  # the run speaks its folder's format
+    assert source_chat_format(folder).template == ZEPHYR and source_chat_format(root / "hf") is None
+
+
 def test_mlx_samples_a_qwen3_folder_as_torch_does(tmp_path, capsys, llama_folder):
     pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
     from gptkit.cli import main
