@@ -210,3 +210,18 @@ def chat_data(tmp_path_factory, shakespeare) -> Path:
     assert main(["prepare", "--chat", "reverse", "-t", str(tmp / "char.model"), "-o", str(tmp / "d")]) == 0
     return tmp / "d"
 
+
+
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory) -> Path:
+    """A tiny chat run (context 128 tokens: two turns of `reverse`): a char base run of 1 step, finetuned 30 steps on
+    the built-in `reverse` task (ChatML, vocab 67). Its replies are not good, but they are what every chat front end must agree on."""
+    from gptkit.cli import main
+
+    tmp = tmp_path_factory.mktemp("chat-run")
+    tiny = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=128", "--eval_iters=1", "--progress=false",
+            "--sample_tokens=0"]
+    assert main(["train", *tiny, "--max_iters=1", "--eval_interval=1", f"--out_dir={tmp / 'base'}"]) == 0
+    assert main(["train", *tiny, "--max_iters=30", "--eval_interval=30", "--data=reverse", "--lr=3e-3",
+                 f"--init_from={tmp / 'base'}", f"--out_dir={tmp / 'chat'}"]) == 0
+    return tmp / "chat"

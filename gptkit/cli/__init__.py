@@ -17,6 +17,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from gptkit.cli.chat import add_chat_command
 from gptkit.cli.common import SubcommandParser
 from gptkit.cli.eval import add_eval_command
 from gptkit.cli.export import add_export_command
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tokenizer_command(sub)
     add_train_command(sub)
     add_sample_command(sub)
+    add_chat_command(sub)
     add_serve_command(sub)
     add_eval_command(sub)
     add_export_command(sub)

@@ -1,7 +1,7 @@
 """`gptkit export RUN_DIR --format hf -o DIR`: a run's checkpoint as a Hugging Face folder that transformers loads
 unchanged (AutoModelForCausalLM, AutoTokenizer, pipeline): the model (gptkit.hf.arch picks GPT-2, Llama or Qwen3 and
-refuses what none represents) and its tokenizer (gptkit.tokenizer.hf_json), everything checked before anything is
-written, the folder written whole or not at all.
+refuses what none represents) and its tokenizer (gptkit.tokenizer.hf_json) with, for a chat run, its chat template
+and end-of-turn token as eos; everything checked before anything is written, the folder written whole or not at all.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from pathlib import Path
 
 from gptkit.cli.common import add_checkpoint
 from gptkit.files import atomic_dir
+from gptkit.generate.chat import stop_tokens
 from gptkit.hf.arch import arch_for, write_hf
 from gptkit.tokenizer.encodings import ENDOFTEXT
 from gptkit.tokenizer.hf_json import char_json, tokenizer_config
 from gptkit.tokenizer.load import tokenizer_from_record
 from gptkit.tokenizer.simple import CharTokenizer, WordTokenizer
 from gptkit.training.run_dir import is_run_dir, read_model_checkpoint, read_run_tokenizer_info
+from gptkit.training.source import recorded_chat_format
 
 # What an HF export writes: the only files --overwrite may replace (a folder with anything else is never deleted).
 HF_EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
@@ -48,10 +50,14 @@ def cmd_export(args) -> int:
     return 0
 
 
-def tokenizer_files(tok, max_length: int) -> dict[str, str]:
+def tokenizer_files(tok, max_length: int, fmt=None) -> dict[str, str]:
     """{file name: text} of a tokenizer for AutoTokenizer: tokenizer.json (byte-level BPE, or a char vocabulary as
     WordLevel), tokenizer_config.json, special_tokens_map.json. A word tokenizer is refused: its decode drops the
-    space before punctuation, which no HF decoder does."""
+    space before punctuation, which no HF decoder does. With a chat format `fmt` (gptkit.tokenizer.chat.ChatFormat),
+    tokenizer_config.json carries it as `chat_template` (ChatML as CHATML_TEMPLATE) with its special tokens, and its
+    end of turn is the eos token: what apply_chat_template and pipeline("text-generation") read."""
+    from gptkit.tokenizer.chat import CHATML_TEMPLATE
+
     if isinstance(tok, WordTokenizer):
         raise ValueError("a word tokenizer has no exact HF equivalent (its decode drops the space before punctuation, "
                          "which no HF decoder does); export a run trained with a BPE or char tokenizer")
@@ -59,6 +65,10 @@ def tokenizer_files(tok, max_length: int) -> dict[str, str]:
     eot = ENDOFTEXT if tok.eot_token is not None else None
     config = tokenizer_config(tok.special_tokens, eot, max_length)
     special_map = {"bos_token": eot, "eos_token": eot} if eot else {}
+    if fmt is not None:
+        chat = {**dict(fmt.variables), "eos_token": fmt.end_of_turn}
+        config.update(chat, chat_template=fmt.template or CHATML_TEMPLATE)
+        special_map.update(chat)
     return {"tokenizer.json": json.dumps(doc, ensure_ascii=False) + "\n",
             "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False) + "\n",
             "special_tokens_map.json": json.dumps(special_map, indent=2) + "\n"}
@@ -73,11 +83,14 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, which: str = 
     if is_run_dir(out) or out.resolve() == Path(run_dir).resolve():
         raise ValueError(f"{out} is a gptkit run dir; export into a new folder, e.g. -o {out.name}-hf")
     arch_for(config)  # refuses a model HF cannot represent, before anything is written
-    tok = tokenizer_from_record(read_run_tokenizer_info(run_dir), run_dir)
-    files = tokenizer_files(tok, config.block_size)  # refuses a tokenizer HF cannot represent exactly
+    info = read_run_tokenizer_info(run_dir)
+    tok = tokenizer_from_record(info, run_dir)
+    fmt = recorded_chat_format(info, Path(run_dir), lambda: tok)  # a chat run's format goes with it
+    files = tokenizer_files(tok, config.block_size, fmt)  # refuses a tokenizer HF cannot represent exactly
+    eos = stop_tokens(tok, fmt)[0] if fmt else tok.eot_token  # a chat model's generation ends with its turn
     # complete or absent, never half-written; --overwrite replaces an earlier HF export and nothing else
     with atomic_dir(out, overwrite=overwrite, replaceable=HF_EXPORT_FILES) as tmp:
-        cls = write_hf(config, tensors, tmp, dtype, eos_token_id=tok.eot_token)
+        cls = write_hf(config, tensors, tmp, dtype, eos_token_id=eos)
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
     return cls, path

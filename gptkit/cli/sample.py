@@ -24,15 +24,7 @@ def add_sample_command(sub) -> None:
     p.add_argument("run_dir", metavar="MODEL", help="a `gptkit train` run dir, a HF GPT-2/Llama/Qwen3 folder, or gpt2, "
                    "gpt2-medium, gpt2-large, gpt2-xl (HF cache, else downloaded)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500, help="(default: 500)")
-    p.add_argument("--temperature", type=float, default=TEMPERATURE,
-                   help=f"0 = greedy, at most {MAX_TEMPERATURE:g} (default: {TEMPERATURE}, as gptkit serve's)")
-    p.add_argument("--top-k", "--top_k", type=int, default=None,
-                   help="sample from the K most likely tokens only (default: all)")
-    p.add_argument("--top-p", "--top_p", type=float, default=TOP_P,
-                   help=f"sample from the fewest most likely tokens that reach probability P; 1 = all "
-                        f"(default: {TOP_P}, as gptkit serve's)")
-    p.add_argument("--seed", type=int, default=1337, help="sample k uses seed + k (default: 1337)")
+    add_sampling(p, max_new_tokens=500, seed_help="sample k uses seed + k (default: 1337)")
     p.add_argument("--num-samples", "--num_samples", type=int, default=1, help="(default: 1)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=None,
                    help=f"samples generated at once (default: --num-samples, at most {MAX_BATCH}; 1 with --stream)")
@@ -53,14 +45,34 @@ def add_sample_command(sub) -> None:
     p.set_defaults(func=cmd_sample)
 
 
-def cmd_sample(args) -> int:
+def add_sampling(p, max_new_tokens: int, seed_help: str) -> None:
+    """The sampling flags of `gptkit sample` and `gptkit chat`, with serve's defaults."""
+    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=max_new_tokens,
+                   help=f"(default: {max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=TEMPERATURE,
+                   help=f"0 = greedy, at most {MAX_TEMPERATURE:g} (default: {TEMPERATURE}, as gptkit serve's)")
+    p.add_argument("--top-k", "--top_k", type=int, default=None,
+                   help="sample from the K most likely tokens only (default: all)")
+    p.add_argument("--top-p", "--top_p", type=float, default=TOP_P,
+                   help=f"sample from the fewest most likely tokens that reach probability P; 1 = all "
+                        f"(default: {TOP_P}, as gptkit serve's)")
+    p.add_argument("--seed", type=int, default=1337, help=seed_help)
+
+
+def check_sampling_flags(args, n: int = 1) -> None:
+    """The sampling flags checked (a ValueError naming the flag); top_p 1 becomes None, the engine's path without
+    a cut."""
     try:
-        check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.num_samples)
+        check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, n)
     except SamplingError as e:
         raise ValueError(f"{FLAGS[e.option]} must be {e.rule}, got {e.value!r}") from None
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    args.top_p = args.top_p if args.top_p < 1 else None  # 1 cuts nothing: the engine's faster path without a cut
+    args.top_p = args.top_p if args.top_p < 1 else None
+
+
+def cmd_sample(args) -> int:
+    check_sampling_flags(args, args.num_samples)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     if any(not s for s in args.stop):

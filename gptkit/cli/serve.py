@@ -43,7 +43,8 @@ def make_worker_factory(device: str, batch_size: int, queue: int, compile="auto"
         model, src = load_model(spec, "auto", device)
         if compile is not True:  # eager on a CPU: oneDNN's kernel for the few rows of a decode step
             for_cpu_decoding(model, batch_size)
-        return Worker(Engine(model, batch_size, compile=compile), src.load_tokenizer(), src.config, queue)
+        return Worker(Engine(model, batch_size, compile=compile), src.load_tokenizer(), src.config, queue,
+                      src.chat_format())
 
     return make
 

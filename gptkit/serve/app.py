@@ -4,12 +4,18 @@
   top_k (an extension), n, stop, seed, stream with server-sent events ending in `data: [DONE]`,
   stream_options.include_usage), errors in OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 a bad
   request (the prompt too long: code context_length_exceeded), 404 an unknown model, 503 a full waiting room.
+- POST /v1/chat/completions: the same for a conversation (messages: system or developer, user, assistant; content a
+  string or text parts; max_completion_tokens or max_tokens, default the rest of the context), rendered in the
+  model's chat format (gptkit.generate.chat); chunks of chat.completion.chunk (the role first, then content deltas);
+  400 for a model with no chat format, unsupported options (tools, logprobs, response_format ...) by name, and a
+  conversation the format refuses or the context cannot hold.
 - POST /api/tokenize, /api/detokenize, GET /api/merges (the merges that built a token), /api/tokenizers;
   GET /api/runs, /api/runs/{name} (config and metrics.jsonl, readable while the run trains); GET /health.
 - GET / the page (gptkit/serve/static).
 
 Choice k of a request with seed S samples with seed S + k, so it gives the text of `gptkit sample --seed S`'s
-sample k; a request without a seed gets a random one. Nothing here writes a file.
+sample k (and choice 0 of a chat request `gptkit chat --seed S`'s reply); a request without a seed gets a random one.
+Nothing here writes a file.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,23 +92,76 @@ def parse_completion(body: dict, limits: Limits) -> dict:
         raise ApiError(400, "'prompt' must be a string or a non-empty list of strings", "prompt")
     if len(prompts) > limits.max_prompts:
         raise ApiError(400, f"at most {limits.max_prompts} prompts per request", "prompt")
+    _refuse(body, UNSUPPORTED)
+    max_tokens = _field(body, "max_tokens", (int,), limits.default_max_tokens, lambda v: 0 <= v <= limits.max_tokens,
+                        f"an integer from 0 to {limits.max_tokens}")
+    return {**_sampling(body, limits, max_tokens), "prompts": prompts}
+
+
+# Fields of OpenAI's chat completions API gptkit does not implement (tools, structured output, log-probabilities,
+# audio ...): refused by name unless set to their no-op value. Fields about billing or storage (user, metadata,
+# store, service_tier) change no reply and are ignored.
+CHAT_UNSUPPORTED = {"tools": ([],), "tool_choice": ("none",), "functions": ([],), "function_call": ("none",),
+                    "parallel_tool_calls": (), "logprobs": (False,), "top_logprobs": (0,),
+                    "response_format": ({"type": "text"},), "audio": (), "modalities": (["text"],), "prediction": (),
+                    "web_search_options": (), "reasoning_effort": (), "frequency_penalty": (0, 0.0),
+                    "presence_penalty": (0, 0.0), "logit_bias": ({},)}
+CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def parse_chat(body: dict, limits: Limits) -> dict:
+    """The checked settings of a chat completions request: its messages as gptkit's (developer is system; content a
+    string or a list of text parts), and the sampling settings; each mistake a 400 naming the field."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list of {\"role\", \"content\"} objects", "messages")
+    out = []
+    for k, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role not in CHAT_ROLES:
+            raise ApiError(400, f"messages[{k}]: role {role!r} is not supported (system, developer, user, assistant; "
+                           "gptkit serve has no tools)", f"messages[{k}].role")
+        content = m.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise ApiError(400, f"messages[{k}]: only text parts ({{\"type\": \"text\", \"text\": ...}}) are "
+                               "supported", f"messages[{k}].content")
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str) or not content:
+            raise ApiError(400, f"messages[{k}] ({role}) has no text: content must be a non-empty string or text "
+                           "parts", f"messages[{k}].content")
+        out.append({"role": CHAT_ROLES[role], "content": content})
+    if out[-1]["role"] == "assistant":
+        raise ApiError(400, "the conversation ends with the assistant's turn; end it with a user message for the "
+                       "model to answer", "messages")
+    _refuse(body, CHAT_UNSUPPORTED)
+    asked = [n for n in ("max_completion_tokens", "max_tokens") if body.get(n) is not None]
+    max_tokens = _field(body, asked[0], (int,), None, lambda v: 0 <= v <= limits.max_tokens,
+                        f"an integer from 0 to {limits.max_tokens}") if asked else None
+    return {**_sampling(body, limits, max_tokens), "messages": out}
+
+
+def _refuse(body: dict, unsupported: dict) -> None:
+    for name, no_op in unsupported.items():
+        if body.get(name) is not None and body[name] not in no_op:
+            raise ApiError(400, f"'{name}' is not supported by gptkit serve (leave it out)", name)
+
+
+def _sampling(body: dict, limits: Limits, max_tokens: int | None) -> dict:
+    """The fields completions and chat completions share, checked: model, stop, stream, the sampling settings."""
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else (stop or [])
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
         raise ApiError(400, "'stop' must be a non-empty string or a list of at most 4 of them", "stop")
-    for name, no_op in UNSUPPORTED.items():
-        if body.get(name) is not None and body[name] not in no_op:
-            raise ApiError(400, f"'{name}' is not supported by gptkit serve (leave it out)", name)
     options = _field(body, "stream_options", (dict,), {}, rule='an object like {"include_usage": true}')
     model = _field(body, "model", (str,), rule="a model id (GET /v1/models)")
     if model is None:
         raise ApiError(400, "'model' is required (GET /v1/models lists them)", "model")
     ints, nums = (int,), (int, float)
     p = {
-        "model": model, "prompts": prompts, "stop": tuple(stops),
+        "model": model, "stop": tuple(stops), "max_tokens": max_tokens,
         "stream": _field(body, "stream", (bool,), False, rule="true or false"),
-        "max_tokens": _field(body, "max_tokens", ints, limits.default_max_tokens,
-                             lambda v: 0 <= v <= limits.max_tokens, f"an integer from 0 to {limits.max_tokens}"),
         "temperature": _field(body, "temperature", nums, TEMPERATURE, rule="a number"),
         "top_p": _field(body, "top_p", nums, TOP_P, rule="a number"),
         "top_k": _field(body, "top_k", ints, None, rule="an integer"),
@@ -110,7 +170,7 @@ def parse_completion(body: dict, limits: Limits) -> dict:
         "usage_in_stream": _field(options, "include_usage", (bool,), False, rule="true or false"),
     }
     try:  # the limits `gptkit sample` checks too
-        check_sampling(p["temperature"], p["top_k"], p["top_p"], p["max_tokens"], p["n"])
+        check_sampling(p["temperature"], p["top_k"], p["top_p"], p["max_tokens"] or 0, p["n"])
     except SamplingError as e:
         raise ApiError(400, f"'{e.option}' must be {e.rule}, got {e.value!r}", e.option) from None
     return {**p, "temperature": float(p["temperature"]), "top_p": float(p["top_p"])}
@@ -145,6 +205,15 @@ def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
         p = parse_completion(await _body(request), limits)
         worker = await run_in_threadpool(registry.load, p["model"])
         return await _complete(request, worker, p)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: HttpRequest):
+        p = parse_chat(await _body(request), limits)
+        worker = await run_in_threadpool(registry.load, p["model"])
+        p["default_max"] = p["max_tokens"] is None
+        if p["default_max"]:
+            p["max_tokens"] = limits.max_tokens
+        return await _chat(request, worker, p)
 
 
 def _add_tokenizer_routes(app: FastAPI, registry: Registry, limits: Limits) -> None:
@@ -280,6 +349,7 @@ def _encode_prompts(tok, prompts: list[str]) -> list[list[int]]:
 
 
 async def _complete(request: HttpRequest, worker, p: dict):
+    """/v1/completions: each prompt's text continued, n choices each."""
     tok, block = worker.tok, worker.config.block_size
     prompt_ids = await run_in_threadpool(_encode_prompts, tok, p["prompts"])  # never on the event loop
     for ids in prompt_ids:
@@ -288,8 +358,60 @@ async def _complete(request: HttpRequest, worker, p: dict):
         if len(ids) > block:
             raise ApiError(400, f"the prompt is {len(ids)} tokens; this model's context is {block} tokens",
                            "prompt", "context_length_exceeded")
-    seed = p["seed"] if p["seed"] is not None else secrets.randbelow(2**31)
     stop_tokens = () if tok.eot_token is None else (tok.eot_token,)
+    return await _respond(request, worker, p, prompt_ids, stop_tokens, COMPLETION)
+
+
+async def _chat(request: HttpRequest, worker, p: dict):
+    """/v1/chat/completions: the conversation in the model's chat format, the assistant's reply n times."""
+    from gptkit.generate.chat import NO_FORMAT, ContextFull, chat_prompt, stop_tokens
+
+    if worker.chat_format is None:
+        raise ApiError(400, f"the model {p['model']!r} {NO_FORMAT}; or call /v1/completions", "model")
+    tok, fmt, block = worker.tok, worker.chat_format, worker.config.block_size
+    try:
+        ids, _ = await run_in_threadpool(chat_prompt, tok, fmt, p["messages"], block, 1, False)
+        stops = stop_tokens(tok, fmt)
+    except ContextFull as e:
+        raise ApiError(400, str(e), "messages", "context_length_exceeded") from None
+    except ValueError as e:  # the template refused the conversation (roles out of turn, say)
+        raise ApiError(400, str(e), "messages") from None
+    if p["default_max"]:  # OpenAI's default: up to the end of the context, at most --max-tokens
+        p = {**p, "max_tokens": min(p["max_tokens"], max(1, block - len(ids)))}
+    return await _respond(request, worker, p, [ids], stops, CHAT)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How an endpoint's replies look: the id's prefix, the object names of a whole reply and of a streamed chunk,
+    a choice in each (index, text, finish reason -> dict), and what a stream says first of each choice (or None)."""
+
+    prefix: str
+    whole: str
+    chunk: str
+    choice: Callable
+    delta: Callable
+    first: Callable | None = None
+
+
+def _text_choice(i: int, text: str, why: str | None) -> dict:
+    return {"text": text, "index": i, "logprobs": None, "finish_reason": why}
+
+
+COMPLETION = Shape("cmpl", "text_completion", "text_completion", _text_choice, _text_choice)
+CHAT = Shape("chatcmpl", "chat.completion", "chat.completion.chunk",
+             lambda i, text, why: {"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                                   "logprobs": None, "finish_reason": why},
+             lambda i, text, why: {"index": i, "delta": {"content": text} if text else {}, "logprobs": None,
+                                   "finish_reason": why},
+             first=lambda i: {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                              "finish_reason": None})
+
+
+async def _respond(request: HttpRequest, worker, p: dict, prompt_ids: list[list[int]], stop_tokens: tuple,
+                   shape: Shape):
+    """Run n choices of each prompt through the worker's engine; the whole reply, or server-sent events."""
+    seed = p["seed"] if p["seed"] is not None else secrets.randbelow(2**31)
     n, requests = p["n"], []
     for k, ids in enumerate(prompt_ids):
         requests += [Request(tuple(ids), p["max_tokens"], p["temperature"], p["top_k"],
@@ -297,11 +419,12 @@ async def _complete(request: HttpRequest, worker, p: dict):
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
     job = Job(requests, p["stop"], lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
     worker.submit(job)
-    head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
+    head = {"id": f"{shape.prefix}-{secrets.token_hex(12)}", "object": shape.whole, "created": int(time.time()),
             "model": p["model"]}
     usage = {"prompt_tokens": sum(map(len, prompt_ids)), "completion_tokens": 0}
     if p["stream"]:
-        return StreamingResponse(_events(job, worker, queue, head, usage, p), media_type="text/event-stream")
+        return StreamingResponse(_events(job, worker, queue, {**head, "object": shape.chunk}, usage, p, shape),
+                                 media_type="text/event-stream")
     texts, finish = [[] for _ in requests], [None] * len(requests)
     watcher = asyncio.create_task(_until_disconnected(request))  # a client that leaves frees its rows at once
     try:
@@ -322,8 +445,7 @@ async def _complete(request: HttpRequest, worker, p: dict):
         watcher.cancel()
         if None in finish:
             worker.cancel(job)
-    choices = [{"text": "".join(t), "index": i, "logprobs": None, "finish_reason": f}
-               for i, (t, f) in enumerate(zip(texts, finish))]
+    choices = [shape.choice(i, "".join(t), f) for i, (t, f) in enumerate(zip(texts, finish))]
     return {**head, "choices": choices, "usage": _usage(usage)}
 
 
@@ -337,10 +459,14 @@ def _usage(u: dict) -> dict:
     return {**u, "total_tokens": u["prompt_tokens"] + u["completion_tokens"]}
 
 
-async def _events(job, worker, queue, head, usage, p):
-    """Server-sent events: a chunk per piece of text, the finish reasons, [optionally] usage, then [DONE]."""
+async def _events(job, worker, queue, head, usage, p, shape: Shape):
+    """Server-sent events: (for chat, each choice's role first) a chunk per piece of text, the finish reasons,
+    [optionally] usage, then [DONE]."""
     left = len(job.requests)
     try:
+        if shape.first:
+            for i in range(left):
+                yield f"data: {json.dumps({**head, 'choices': [shape.first(i)]})}\n\n"
         while left:
             item = await queue.get()
             if isinstance(item, Exception):
@@ -350,8 +476,7 @@ async def _events(job, worker, queue, head, usage, p):
             usage["completion_tokens"] += count
             left -= why is not None
             if text or why:
-                choice = {"text": text, "index": i, "logprobs": None, "finish_reason": why}
-                yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+                yield f"data: {json.dumps({**head, 'choices': [shape.delta(i, text, why)]})}\n\n"
         if p["usage_in_stream"]:
             yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(usage)})}\n\n"
         yield "data: [DONE]\n\n"

@@ -36,8 +36,9 @@ class Job:
 class Worker:
     """The engine's thread. submit(job) from any thread; cancel(job) too."""
 
-    def __init__(self, engine, tok, model_config, queue_limit: int) -> None:
+    def __init__(self, engine, tok, model_config, queue_limit: int, chat_format=None) -> None:
         self.engine, self.tok, self.config, self.queue_limit = engine, tok, model_config, queue_limit
+        self.chat_format = chat_format  # the model's (gptkit.tokenizer.chat.ChatFormat), None for a base model
         self.waiting: deque = deque()  # jobs with choices not yet in the engine, in turn
         self.running: dict = {}  # engine key -> job
         self.closed = False

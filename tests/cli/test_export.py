@@ -131,3 +131,39 @@ def test_generation_config_names_endoftext(tmp_path, bpe_data):
     assert (tok.eos_token, tok.eos_token_id) == ("<|endoftext|>", eot)
     assert np.array_equal(tok("a<|endoftext|>b")["input_ids"],
                           Tokenizer.load(run / "tokenizer.model").encode("a<|endoftext|>b", allowed_special="all"))
+
+
+def test_a_chat_run_exports_its_template_and_transformers_chats_as_gptkit_does(tmp_path, capsys, monkeypatch):
+    """Issue 25: the HF export of a chat run carries its ChatML template and <|im_end|> as eos, so
+    AutoTokenizer.apply_chat_template gives gptkit's ids and pipeline("text-generation") given messages replies with
+    `gptkit chat`'s greedy text."""
+    import io
+    import sys
+
+    from gptkit.tokenizer.chat import ChatFormat, encode_chat
+    from gptkit.tokenizer.load import load_tokenizer
+
+    qwen3 = ["--mlp=swiglu", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=128", "--eval_iters=1",
+             "--sample_tokens=0", "--progress=false"]
+    assert main(["train", *qwen3, "--max_iters=1", "--eval_interval=1", f"--out_dir={tmp_path / 'base'}"]) == 0
+    assert main(["train", *qwen3, "--max_iters=20", "--eval_interval=20", "--data=reverse", "--lr=3e-3",
+                 f"--init_from={tmp_path / 'base'}", f"--out_dir={tmp_path / 'chat'}"]) == 0
+    out = tmp_path / "hf"
+    assert main(["export", str(tmp_path / "chat"), "--format", "hf", "-o", str(out)]) == 0
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["eos_token"] == "<|im_end|>" and "<|im_start|>" in config["chat_template"]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Reverse: night"},
+                {"role": "assistant", "content": "thgin"}, {"role": "user", "content": "Reverse: crown"}]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    tok = load_tokenizer(tmp_path / "chat" / "tokenizer.model")
+    for prompt in (False, True):
+        want, _ = encode_chat(tok, ChatFormat.chatml(), messages, add_generation_prompt=prompt)
+        assert hf_tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=prompt,
+                                          return_dict=False) == want
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Reverse: night\n"))
+    capsys.readouterr()
+    assert main(["chat", str(tmp_path / "chat"), "--temperature", "0", "--max-new-tokens", "12"]) == 0
+    printed = capsys.readouterr().out
+    pipe = transformers.pipeline("text-generation", model=str(out), device="cpu")
+    got = pipe([{"role": "user", "content": "Reverse: night"}], max_new_tokens=12, do_sample=False)
+    assert printed == got[0]["generated_text"][-1]["content"] + "\n"
