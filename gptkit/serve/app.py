@@ -195,10 +195,14 @@ def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
 
     @app.get("/v1/models")
     async def models():
-        steps = await run_in_threadpool(registry.served_steps)
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit",
-                                            **({"step": step} if step is not None else {})}
-                                           for m, step in steps.items()]}
+        def listing():  # extensions: a run's served step; whether a model chats, and its context (the page's)
+            runs = registry.runs()
+            return {m: {**({"step": step} if (step := registry.served_step(m, runs)) is not None else {}),
+                        **registry.model_info(m, runs)} for m in registry.ids(runs)}
+
+        extra = await run_in_threadpool(listing)
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "gptkit", **more}
+                                           for m, more in extra.items()]}
 
     @app.post("/v1/completions")
     async def completions(request: HttpRequest):

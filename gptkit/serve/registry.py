@@ -111,6 +111,7 @@ class Registry:
         self._lock = threading.Lock()
         self.metrics = MetricsCache()
         self._tokenizers: dict[str, object] = {}
+        self._info: dict[tuple, dict] = {}
 
     def runs(self) -> dict[str, Path]:
         return find_runs(self.runs_root) if self.runs_root else {}
@@ -167,10 +168,20 @@ class Registry:
         path = _checkpoint(spec)
         return checkpoint_step(path) if path else None
 
-    def served_steps(self) -> dict[str, int | None]:
-        """served_step of every model id, from one scan of --runs."""
-        runs = self.runs()
-        return {m: self.served_step(m, runs) for m in self.ids(runs)}
+    def model_info(self, model_id: str, runs: dict[str, Path] | None = None) -> dict:
+        """What the page shows of a model before loading it: {"chat": whether it has a chat format, "context_length":
+        its block_size}, read without the weights (cached by its checkpoint's stamp); {} where it cannot be read."""
+        from gptkit.training.source import source_chat_format, source_config
+
+        try:
+            spec = self.spec(model_id, runs)
+            key = (model_id, _stamp(spec))
+            if key not in self._info:
+                self._info[key] = {"chat": source_chat_format(spec) is not None,
+                                   "context_length": source_config(spec).block_size}
+            return self._info[key]
+        except Exception:  # noqa: BLE001 -- a model that cannot be read says so when it is asked for, not here
+            return {}
 
     def load(self, model_id: str):
         """The worker of model_id: loaded on its first request, again when its run's checkpoint changed since."""

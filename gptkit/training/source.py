@@ -17,7 +17,8 @@ from gptkit.config import GPTConfig
 from gptkit.hf.arch import config_from_hf, read_hf, read_hf_config
 from gptkit.hf.hub import HUB_MODELS, resolve_pretrained
 from gptkit.training.checkpoint import checkpoint_step
-from gptkit.training.run_dir import CONFIG, is_run_dir, read_config_doc, read_model_checkpoint, read_run_tokenizer_info
+from gptkit.training.run_dir import (CONFIG, is_run_dir, read_config_doc, read_model_checkpoint, read_run_config,
+                                    read_run_tokenizer_info)
 
 
 @dataclass
@@ -95,6 +96,15 @@ def source_tokenizer_spec(folder: str | os.PathLike) -> str:
     if not (record["file"] or record["spec"]):
         raise ValueError(f"{folder} has no tokenizer gptkit reads (no tokenizer.json, and not GPT-2's vocabulary)")
     return str(base / record["file"]) if record["file"] else record["spec"]
+
+
+def source_config(spec: str | os.PathLike) -> GPTConfig:
+    """The model config of a source, without reading its weights (a GPT-2 name not yet downloaded: its preset)."""
+    if is_run_dir(spec):
+        return read_run_config(spec).model
+    if str(spec) in HUB_MODELS and not Path(spec).exists():
+        return GPTConfig.from_preset(str(spec))
+    return config_from_hf(read_hf_config(_hf_folder(spec)))
 
 
 def source_tokenizer(spec: str | os.PathLike):

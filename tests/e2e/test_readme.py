@@ -33,6 +33,10 @@ RUN = {
     "gptkit eval runs/chat --chat reverse --batch-size 64": ["--limit=8"],
     "gptkit train --init_from=runs/shakespeare_char --data=reverse --epochs=5 --lr=3e-3 --warmup_iters=50 "
     "--eval_interval=250 --out_dir=runs/sft": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
+    "gptkit prepare --chat pig.jsonl -t runs/chat_base -o data/pig": [],
+    "gptkit train --init_from=runs/chat_base --data=data/pig --epochs=5 --lr=3e-3 --warmup_iters=50 "
+    "--eval_interval=250 --out_dir=runs/pig": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
+    "gptkit eval runs/pig --chat pig_test.jsonl --batch-size 64": [],
     "gptkit train --list": [],
     "gptkit train shakespeare_char_long": ["--max-iters=2", "--eval-iters=1"],
     "gptkit train --max-iters=500 --n-layer=6 --lr=3e-3 --out-dir=runs/mine": ["--max-iters=3", "--eval-iters=1"],
@@ -133,6 +137,9 @@ def _inputs(root: Path, data_dir: Path) -> None:
     (root / "my_chats.jsonl").write_text("".join(json.dumps({"messages": [  # characters of tiny Shakespeare only
         {"role": "user", "content": f"Who art thou, {name}?"}, {"role": "assistant", "content": f"I am {name}."}]})
         + "\n" for name in ("Romeo", "Juliet", "Hamlet", "Lear")))
+    for name, words in (("pig.jsonl", ["string", "apple", "night", "crown"] * 10), ("pig_test.jsonl", ["glove"])):
+        (root / name).write_text("".join(json.dumps({"prompt": f"Pig Latin: {w}", "completion": w[2:] + w[:2] + "ay"})
+                                         + "\n" for w in words))  # a rough Pig Latin: the data's, not the rule's
 
 
 def test_the_readme_commands_run(tmp_path, monkeypatch, data_dir, capsys):

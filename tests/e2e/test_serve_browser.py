@@ -1,7 +1,8 @@
 """The page in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium; `.ci/run` installs it).
 The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a generation streams into the page, the
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
-The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
+The Chat tab (issue 25): a two-turn chat streams in and equals the API's replies, Stop interrupts a reply, a base
+model shows the server's message, and typed or generated HTML stays text. The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
 and a bad one flagged before sending, a token count that counts tokens, no runs, a run with no evaluations yet, the
 run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles, and a tab
 bar that fits a phone. Screenshots are saved under $GPTKIT_SHOTS if set, else the test's tmp_path."""
@@ -365,7 +366,7 @@ def test_chart_has_ticks_with_compact_numbers_and_axis_titles(open_page, served,
 def test_tab_bar_fits_a_phone(open_page, served, shots):
     page = open_page(served["url"], PHONE)
     page.wait_for_function("document.querySelectorAll('#tokens-a .tok').length > 0")
-    boxes = [page.locator(f"#tab-{t}").bounding_box() for t in ("tokenizer", "generate", "runs")]
+    boxes = [page.locator(f"#tab-{t}").bounding_box() for t in ("tokenizer", "generate", "chat", "runs")]
     assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
     assert all(b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"] for b in boxes), boxes
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
@@ -373,7 +374,128 @@ def test_tab_bar_fits_a_phone(open_page, served, shots):
     page.click("#tab-generate")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=str(shots / "phone-generate.png"), full_page=True)
+    page.click("#tab-chat")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(shots / "phone-chat.png"), full_page=True)
     page.click("#tab-runs")
     page.wait_for_function("document.querySelector('#chart').dataset.points > 0")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=str(shots / "phone-runs.png"), full_page=True)
+
+
+# -- the Chat tab (issue 25) -------------------------------------------------------------------------------------------
+
+def _api_reply(page, messages, **settings) -> str:
+    body = {"model": "chat", "messages": messages, **settings}
+    return page.evaluate("async b => (await (await fetch('/v1/chat/completions', {method: 'POST', body: "
+                         "JSON.stringify(b)})).json()).choices[0].message.content", body)
+
+
+def _send(page, text):
+    """Type a turn, send it with Enter, and wait for its whole reply."""
+    replies = page.locator(".msg.assistant").count()
+    page.fill("#chat-input", text)
+    page.press("#chat-input", "Enter")  # Enter sends
+    page.wait_for_function("n => document.querySelectorAll('.msg.assistant').length === n && "
+                           "!document.querySelector('.msg.pending') && !document.querySelector('#chat-send').disabled",
+                           arg=replies + 1, timeout=30_000)
+    assert "tokens in" in page.text_content("#chat-stats")
+
+
+def test_a_two_turn_chat_streams_in_and_equals_the_api(open_page, chat_run, shots):
+    with serving(chat_run.parent) as url:
+        page = open_page(url)
+        page.click("#tab-chat")
+        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        assert page.input_value("#chat-model") == "chat"  # chat models first; the base one says what it is
+        assert "base model" in page.inner_text("#chat-model")
+        page.fill("#chat-temperature", "0.8")
+        page.fill("#chat-seed", "5")
+        page.fill("#chat-max", "12")
+        page.fill("#chat-system", "Be brief.")
+        page.type("#chat-input", "Reverse:")
+        page.press("#chat-input", "Shift+Enter")  # a new line, not a send
+        assert page.input_value("#chat-input") == "Reverse:\n" and page.locator(".msg").count() == 0
+        settings = {"temperature": 0.8, "seed": 5, "max_tokens": 12}
+        system = {"role": "system", "content": "Be brief."}
+        _send(page, "Reverse: night")
+        first = page.locator(".msg.assistant .text").nth(0).text_content()
+        assert first == _api_reply(page, [system, {"role": "user", "content": "Reverse: night"}], **settings)
+        _send(page, "Reverse: crown")
+        second = page.locator(".msg.assistant .text").nth(1).text_content()
+        assert second == _api_reply(page, [system, {"role": "user", "content": "Reverse: night"},
+                                           {"role": "assistant", "content": first},
+                                           {"role": "user", "content": "Reverse: crown"}], **settings)
+        assert [m.text_content() for m in page.locator(".msg.user .text").all()] == ["Reverse: night", "Reverse: crown"]
+        assert re.fullmatch(r"conversation: \d+ tokens of 128", page.text_content("#chat-context"))
+        assert "tokens/s" in page.text_content("#chat-stats")
+        page.screenshot(path=str(shots / "chat.png"), full_page=True)
+        _send(page, "Reverse: sword")  # past the 128-token context: the oldest exchange is left out, and said
+        third = page.locator(".msg.assistant .text").nth(2).text_content()
+        assert third == _api_reply(page, [system, {"role": "user", "content": "Reverse: crown"},
+                                          {"role": "assistant", "content": second},
+                                          {"role": "user", "content": "Reverse: sword"}], **settings)
+        assert "(the oldest 1 exchange left out to fit)" in page.text_content("#chat-context")
+        assert page.locator(".msg").count() == 6  # the page still shows the whole conversation
+        page.click("#chat-new")
+        assert page.locator(".msg").count() == 0 and page.text_content("#chat-context") == ""
+
+
+def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots):
+    with serving(chat_run.parent) as url:
+        page = open_page(url)
+        page.click("#tab-chat")
+        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        page.fill("#chat-temperature", "1")
+        page.fill("#chat-max", "100000")  # past the server's limit: its refusal shown, the turn given back
+        page.fill("#chat-input", "Reverse: night")
+        page.click("#chat-send")
+        page.wait_for_function("document.querySelector('#chat-error').textContent.includes('max_tokens')")
+        assert page.locator(".msg").count() == 0 and page.input_value("#chat-input") == "Reverse: night"
+        page.fill("#chat-max", "")  # the rest of the context, through a slow network so that Stop comes first
+        page.evaluate("""() => {
+          const orig = window.fetch.bind(window);
+          window.fetch = async (url, init) => {  // a slow network: each piece of the stream 150 ms apart
+            const r = await orig(url, init);
+            if (String(url) !== '/v1/chat/completions' || !r.ok) return r;
+            const reader = r.body.getReader();
+            const slow = new ReadableStream({async pull(c) {
+              const {value, done} = await reader.read();
+              if (done) { c.close(); return; }
+              await new Promise(res => setTimeout(res, 150));
+              c.enqueue(value);
+            }, cancel() { reader.cancel(); }});
+            return new Response(slow, {status: r.status, headers: r.headers});
+          };
+        }""")
+        page.click("#chat-send")
+        page.wait_for_function("document.querySelector('.msg.assistant .text')?.textContent.length > 0")
+        page.click("#chat-stop")
+        page.wait_for_function("document.querySelector('#chat-stats').textContent.startsWith('stopped after')")
+        assert page.locator(".msg.assistant").count() == 1 and page.is_enabled("#chat-send")
+        page.screenshot(path=str(shots / "chat-stopped.png"), full_page=True)
+
+
+def test_a_base_model_shows_the_servers_message_and_text_stays_text(open_page, chat_run, shots):
+    with serving(chat_run.parent) as url:
+        page = open_page(url)
+        page.click("#tab-chat")
+        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        page.select_option("#chat-model", "base")
+        page.fill("#chat-input", "Reverse: night")
+        page.click("#chat-send")
+        page.wait_for_function("document.querySelector('#chat-error').textContent.includes('no chat format')")
+        assert page.locator(".msg").count() == 0 and page.input_value("#chat-input") == "Reverse: night"
+        assert page.text_content("#chat-stats") == ""  # the message once, where errors go
+        page.screenshot(path=str(shots / "chat-base-model.png"), full_page=True)
+        page.select_option("#chat-model", "chat")
+        hostile = "<img src=x onerror=window.__owned=1><b>bold</b>"  # typed, and (below) as the model's reply
+        events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+                  {"choices": [{"index": 0, "delta": {"content": hostile}}]},
+                  {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}}]
+        page.route("**/v1/chat/completions", answering(status=200, content_type="text/event-stream", body="".join(
+            f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"))
+        _send(page, hostile)
+        assert page.locator("#chat-log img, #chat-log b").count() == 0
+        assert [t.text_content() for t in page.locator(".msg .text").all()] == [hostile, hostile]
+        assert page.evaluate("window.__owned === undefined")

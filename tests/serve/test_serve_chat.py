@@ -41,7 +41,9 @@ def _cli(monkeypatch, capsys, run, lines, *flags) -> str:
 
 def test_replies_equal_gptkit_chat_for_the_same_seed(chat_server, chat_run, monkeypatch, capsys):
     client = chat_server["client"]
-    assert sorted(m.id for m in client.models.list().data) == ["base", "chat"]
+    listed = {m["id"]: m for m in httpx.get(chat_server["url"] + "/v1/models").json()["data"]}
+    assert sorted(listed) == ["base", "chat"]  # with the page's extensions: chat or not, and the context
+    assert (listed["chat"]["chat"], listed["base"]["chat"], listed["chat"]["context_length"]) == (True, False, 128)
     r = client.chat.completions.create(model="chat", messages=USER, max_tokens=12, temperature=0.9, seed=4, n=2)
     for k, choice in enumerate(r.choices):
         printed = _cli(monkeypatch, capsys, chat_run, ["Reverse: night"], "--max-new-tokens", "12", "--temperature",

@@ -1,4 +1,4 @@
-// gptkit's page: three views over the server's API (tokenizer, generation, runs). Plain JS, no dependencies.
+// gptkit's page: four views over the server's API (tokenizer, generation, chat, runs). Plain JS, no dependencies.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 1000;  // the shown run's metrics, while the Runs tab shows
@@ -7,10 +7,13 @@ const HIDDEN_MS = 15000;  // both, while the browser tab is hidden
 const SLOWEST_MS = 30000;  // the longest wait between polls after failures
 
 // The message of a failed answer: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the HTTP status.
+// (failureCode: OpenAI's error.code, e.g. "context_length_exceeded", else null.)
+let failureCode = null;
 async function failure(r) {
   let data = null;
   try { data = JSON.parse(await r.text()); } catch { /* not JSON (a proxy's page, a plain-text 500) */ }
   const err = data && typeof data === "object" ? data.error : undefined;
+  failureCode = err && typeof err.code === "string" ? err.code : null;
   if (err && typeof err.message === "string" && err.message) return err.message;
   if (typeof err === "string" && err) return err;
   const detail = data && typeof data === "object" ? data.detail : undefined;
@@ -102,46 +105,71 @@ $("tok-b").addEventListener("change", () => renderTokens("b"));
 // -- generation -----------------------------------------------------------------------------------------
 // Each number field: an empty one is left out of the request (the server's default); a wrong one is flagged here
 // and nothing is sent. A number input reads "" both when empty and when what is typed is not a number (badInput).
+// The same fields (and rules) on the Generate and Chat tabs: ids PREFIX-temperature ..., the message in PREFIX-error.
 const FIELDS = [
-  {id: "gen-temperature", key: "temperature", name: "Temperature", rule: "a number from 0 to 2", empty: "the server's default",
+  {id: "temperature", key: "temperature", name: "Temperature", rule: "a number from 0 to 2", empty: "the server's default",
     ok: (v) => v >= 0 && v <= 2},
-  {id: "gen-topk", key: "top_k", name: "Top-k", rule: "a whole number of at least 1", empty: "off",
+  {id: "topk", key: "top_k", name: "Top-k", rule: "a whole number of at least 1", empty: "off",
     ok: (v) => Number.isInteger(v) && v >= 1},
-  {id: "gen-topp", key: "top_p", name: "Top-p", rule: "a number above 0 and at most 1", empty: "the server's default",
+  {id: "topp", key: "top_p", name: "Top-p", rule: "a number above 0 and at most 1", empty: "the server's default",
     ok: (v) => v > 0 && v <= 1},
-  {id: "gen-max", key: "max_tokens", name: "Max tokens", rule: "a whole number of at least 1", empty: "the server's default",
+  {id: "max", key: "max_tokens", name: "Max tokens", rule: "a whole number of at least 1", empty: "the server's default",
     ok: (v) => Number.isInteger(v) && v >= 1},
-  {id: "gen-seed", key: "seed", name: "Seed", rule: "a whole number of at least 0", empty: "a random seed",
+  {id: "seed", key: "seed", name: "Seed", rule: "a whole number of at least 0", empty: "a random seed",
     ok: (v) => Number.isSafeInteger(v) && v >= 0},
 ];
-function readFields() {  // {body: the fields given, bad: the inputs flagged}
-  const body = {}, bad = [], problems = [];
+function readFields(prefix) {  // {body: the fields given, bad: the inputs flagged}
+  const body = {}, bad = [], problems = [], error = prefix + "-error";
   for (const f of FIELDS) {
-    const input = $(f.id), text = input.value.trim(), v = Number(text);
+    const input = $(`${prefix}-${f.id}`), text = input.value.trim(), v = Number(text);
     const wrong = input.validity.badInput || (text !== "" && !(Number.isFinite(v) && f.ok(v)));
     if (wrong) {
       bad.push(input);
       problems.push(`${f.name} must be ${f.rule} (empty: ${f.empty}).`);
       input.setAttribute("aria-invalid", "true");
-      input.setAttribute("aria-describedby", "gen-error");
+      input.setAttribute("aria-describedby", error);
     } else {
       input.removeAttribute("aria-invalid");
       input.removeAttribute("aria-describedby");
       if (text !== "") body[f.key] = v;
     }
   }
-  $("gen-error").textContent = problems.join(" ");
+  $(error).textContent = problems.join(" ");
   return {body, bad};
 }
-for (const f of FIELDS) {
-  $(f.id).addEventListener("change", readFields);  // flagged once the field is left
-  $(f.id).addEventListener("input", () => { if ($("gen-error").textContent) readFields(); });  // and unflagged as it is fixed
+for (const prefix of ["gen", "chat"]) {
+  for (const f of FIELDS) {
+    $(`${prefix}-${f.id}`).addEventListener("change", () => readFields(prefix));  // flagged once the field is left
+    $(`${prefix}-${f.id}`).addEventListener("input", () => { if ($(prefix + "-error").textContent) readFields(prefix); });
+  }
+}
+// POST `body` and hand each server-sent event (parsed JSON) to onEvent, until [DONE]; a failed answer or an error
+// event throws with the server's message.
+async function streamEvents(path, body, signal, onEvent) {
+  const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body), signal});
+  if (!r.ok) { const e = new Error(await failure(r)); e.code = failureCode; throw e; }
+  const reader = r.body.getReader(), decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    buf += decoder.decode(value, {stream: true});
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const line = buf.slice(0, cut).replace(/^data: /, "");
+      buf = buf.slice(cut + 2);
+      if (line === "[DONE]" || !line.trim()) continue;
+      const ev = JSON.parse(line);
+      if (ev.error) throw new Error(ev.error.message || "generation failed");
+      onEvent(ev);
+    }
+  }
 }
 
 let controller = null;
 async function generate() {
   const out = $("gen-out"), stats = $("gen-stats");
-  const {body: fields, bad} = readFields();
+  const {body: fields, bad} = readFields("gen");
   if (bad.length) { bad[0].focus(); return; }
   out.textContent = "";
   say(stats, "");
@@ -149,48 +177,131 @@ async function generate() {
     stream_options: {include_usage: true}};
   controller = new AbortController();
   $("gen-go").disabled = true; $("gen-stop").disabled = false;
-  const t0 = performance.now(), secs = () => (performance.now() - t0) / 1000;
-  // A chunk's text may hold several tokens (or a token's bytes wait for the rest of a character), so the count
-  // while streaming is of chunks; the tokens come with usage, in the final chunk (or in each, if a server sends it).
-  let chunks = 0, tokens = null, finished = false;
-  const rate = (n) => (n / secs()).toFixed(1);
+  const meter = new Meter(stats);
   try {
-    const r = await fetch("/v1/completions", {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify(body), signal: controller.signal});
-    if (!r.ok) throw new Error(await failure(r));
-    const reader = r.body.getReader(), decoder = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, {stream: true});
-      let cut;
-      while ((cut = buf.indexOf("\n\n")) >= 0) {
-        const line = buf.slice(0, cut).replace(/^data: /, "");
-        buf = buf.slice(cut + 2);
-        if (line === "[DONE]" || !line.trim()) continue;
-        const ev = JSON.parse(line);
-        if (ev.error) throw new Error(ev.error.message || "generation failed");
-        const choices = Array.isArray(ev.choices) ? ev.choices : [];
-        for (const c of choices) if (c.text) { out.textContent += c.text; chunks += 1; }
-        if (ev.usage && typeof ev.usage.completion_tokens === "number") {
-          tokens = ev.usage.completion_tokens;
-          finished = !choices.length;
-        }
-        if (finished) say(stats, `${tokens} tokens in ${secs().toFixed(2)} s \u00b7 ${rate(tokens)} tokens/s`);
-        else if (tokens !== null) say(stats, `${tokens} tokens \u00b7 ${rate(tokens)} tokens/s`);
-        else say(stats, `${chunks} chunks \u00b7 ${secs().toFixed(1)} s`);
-      }
-    }
-    if (!finished) say(stats, `${chunks} chunks in ${secs().toFixed(2)} s`);
-  } catch (e) {
-    if (e.name === "AbortError") say(stats, `stopped after ${tokens !== null ? tokens + " tokens" : chunks + " chunks"} in ${secs().toFixed(2)} s`);
-    else say(stats, e.message, true);
-  }
+    await streamEvents("/v1/completions", body, controller.signal, (ev) => {
+      const choices = Array.isArray(ev.choices) ? ev.choices : [];
+      for (const c of choices) if (c.text) { out.textContent += c.text; meter.chunks += 1; }
+      meter.update(ev, choices);
+    });
+    meter.end();
+  } catch (e) { meter.fail(e); }
   $("gen-go").disabled = false; $("gen-stop").disabled = true;
+}
+// The tokens/s line of a stream. A chunk's text may hold several tokens (or a token's bytes wait for the rest of a
+// character), so the count while streaming is of chunks; the tokens come with usage, in the final chunk.
+class Meter {
+  constructor(el) { this.el = el; this.t0 = performance.now(); this.chunks = 0; this.tokens = null; this.finished = false; this.usage = null; }
+  secs() { return (performance.now() - this.t0) / 1000; }
+  rate(n) { return (n / this.secs()).toFixed(1); }
+  update(ev, choices) {
+    if (ev.usage && typeof ev.usage.completion_tokens === "number") {
+      this.tokens = ev.usage.completion_tokens;
+      this.usage = ev.usage;
+      this.finished = !choices.length;
+    }
+    if (this.finished) say(this.el, `${this.tokens} tokens in ${this.secs().toFixed(2)} s \u00b7 ${this.rate(this.tokens)} tokens/s`);
+    else if (this.tokens !== null) say(this.el, `${this.tokens} tokens \u00b7 ${this.rate(this.tokens)} tokens/s`);
+    else say(this.el, `${this.chunks} chunks \u00b7 ${this.secs().toFixed(1)} s`);
+  }
+  end() { if (!this.finished) say(this.el, `${this.chunks} chunks in ${this.secs().toFixed(2)} s`); }
+  fail(e) {
+    if (e.name === "AbortError") say(this.el, `stopped after ${this.tokens !== null ? this.tokens + " tokens" : this.chunks + " chunks"} in ${this.secs().toFixed(2)} s`);
+    else say(this.el, e.message, true);
+  }
 }
 $("gen-go").addEventListener("click", generate);
 $("gen-stop").addEventListener("click", () => controller && controller.abort());
+
+// -- chat -----------------------------------------------------------------------------------------------
+// The conversation lives in the page (kept while it is open): the system prompt, then user and assistant turns.
+// Each turn posts the whole conversation to /v1/chat/completions and streams the reply into its bubble.
+let history = [], chatController = null;
+const contexts = {};  // model id -> its context length (GET /v1/models), for the token count
+function bubble(role, text) {
+  const div = document.createElement("div"), who = document.createElement("span"), body = document.createElement("div");
+  div.className = "msg " + role;
+  who.className = "who";
+  who.textContent = role === "user" ? "you" : role;
+  body.className = "text";
+  body.textContent = text;  // model output and typed text are text, never HTML
+  div.append(who, body);
+  $("chat-log").append(div);
+  div.scrollIntoView({block: "end"});
+  return body;
+}
+function newChat() {
+  if (chatController) chatController.abort();
+  history = [];
+  $("chat-log").replaceChildren();
+  say($("chat-stats"), "");
+  say($("chat-context"), "");
+  say($("chat-error"), "");
+  $("chat-input").focus();
+}
+async function sendChat() {
+  const input = $("chat-input"), text = input.value.trim();
+  if (!text || chatController) return;
+  const {body: fields, bad} = readFields("chat");
+  if (bad.length) { bad[0].focus(); return; }
+  const system = $("chat-system").value.trim(), model = $("chat-model").value;
+  const turn = {role: "user", content: text};
+  const mine = bubble("user", text);
+  input.value = "";
+  const reply = bubble("assistant", "");
+  reply.parentElement.classList.add("pending");
+  chatController = new AbortController();
+  $("chat-send").disabled = true; $("chat-stop").disabled = false;
+  const meter = new Meter($("chat-stats"));
+  let answer = "", ok = false, left = 0;  // left: earlier messages left out to fit the context
+  const onEvent = (ev) => {
+    const choices = Array.isArray(ev.choices) ? ev.choices : [];
+    for (const c of choices) {
+      const piece = c.delta && typeof c.delta.content === "string" ? c.delta.content : "";
+      if (piece) { answer += piece; reply.textContent = answer; meter.chunks += 1; }
+    }
+    meter.update(ev, choices);
+  };
+  try {
+    for (;;) {  // past the model's context, the oldest exchanges are left out (the page keeps showing them)
+      const messages = [...(system ? [{role: "system", content: system}] : []), ...history.slice(left), turn];
+      try {
+        await streamEvents("/v1/chat/completions", {model, messages, ...fields, stream: true,
+          stream_options: {include_usage: true}}, chatController.signal, onEvent);
+        break;
+      } catch (e) {
+        if (e.code !== "context_length_exceeded" || left >= history.length) throw e;
+        left += 2;
+      }
+    }
+    meter.end();
+    ok = true;
+  } catch (e) {
+    ok = e.name === "AbortError";
+    if (ok) meter.fail(e);  // "stopped after ..."
+    else { say($("chat-stats"), ""); say($("chat-error"), e.message, true); }  // the server's message, once
+  }
+  reply.parentElement.classList.remove("pending");
+  if (ok && answer) history.push(turn, {role: "assistant", content: answer});
+  else {  // nothing came back: the turn is taken back, its text returned to the box
+    mine.parentElement.remove(); reply.parentElement.remove();
+    if (!input.value) input.value = text;
+  }
+  if (meter.usage) {
+    const used = meter.usage.prompt_tokens + meter.usage.completion_tokens, of = contexts[model];
+    const out = left ? ` (the oldest ${left / 2} exchange${left > 2 ? "s" : ""} left out to fit)` : "";
+    say($("chat-context"), `conversation: ${used} tokens${of ? ` of ${of}` : ""}${out}`);
+  }
+  chatController = null;
+  $("chat-send").disabled = false; $("chat-stop").disabled = true;
+}
+$("chat-send").addEventListener("click", sendChat);
+$("chat-stop").addEventListener("click", () => chatController && chatController.abort());
+$("chat-new").addEventListener("click", newChat);
+$("chat-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendChat(); }  // Shift+Enter: a new line
+});
+$("chat-model").addEventListener("change", newChat);
 
 // -- runs -----------------------------------------------------------------------------------------------
 // While the Runs tab shows, one poll at a time: the shown run's metrics every POLL_MS and the run list every LIST_MS,
@@ -372,9 +483,15 @@ $("run-sample").addEventListener("click", async () => {
     $(id).replaceChildren(...toks.tokenizers.map((t) => new Option(t, t, t === pick, t === pick)));
   }
   $("gen-model").replaceChildren(...models.data.map((m) => new Option(m.id, m.id)));
+  // chat models first (the server marks them), each with its context length when known
+  const chatFirst = [...models.data].sort((a, b) => (b.chat === true) - (a.chat === true));
+  $("chat-model").replaceChildren(...chatFirst.map((m) => new Option(m.chat === false ? `${m.id} (base model)` : m.id, m.id)));
+  for (const m of models.data) if (typeof m.context_length === "number") contexts[m.id] = m.context_length;
   if (!models.data.length) {
     $("gen-go").disabled = true;
+    $("chat-send").disabled = true;
     say($("gen-stats"), "No models to generate with: see the Runs tab for how to train one.");
+    say($("chat-stats"), "No models to chat with: see the Runs tab for how to train one.");
   }
   renderTokens("a"); renderTokens("b");
 })();
