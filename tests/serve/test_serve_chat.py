@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import sys
+import time
 
 import httpx
 import pytest
@@ -164,3 +165,41 @@ def test_memory_stays_flat_over_500_chats(chat_server):
 
     warm = chats(100)
     assert chats(500) - warm < 20_000  # < 20 MB more at peak after 500 more chats
+
+
+# Llama 2's rule, as its model card's template states it (written here): roles must alternate, user first.
+STRICT = ("{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+          "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+          "{{ '[' + m['role'] + '] ' + m['content'] + eos_token }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}")
+
+
+def test_an_hf_folders_own_template_is_served_and_its_refusal_is_a_400(tiny_gpt2_folder, tmp_path, tiktoken_gpt2):
+    from gptkit.cli.serve import make_worker_factory
+    from gptkit.serve.app import create_app
+    from gptkit.serve.registry import Registry
+    from tests.conftest import serving
+
+    folder = tmp_path / "strict"
+    folder.mkdir()
+    for f in tiny_gpt2_folder.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": STRICT, "eos_token": "<|endoftext|>"}))
+    with serving(create_app(Registry([str(folder)], None, make_worker_factory("cpu", batch_size=2, queue=8)))) as url:
+        ok = httpx.post(url + "/v1/chat/completions", json={"model": str(folder), "messages": USER, "max_tokens": 3,
+                                                            "temperature": 0}, timeout=60)
+        prompt = "[user] Reverse: night<|endoftext|>[assistant] "  # the folder's template rendered, tiktoken's count
+        assert ok.status_code == 200
+        assert ok.json()["usage"]["prompt_tokens"] == len(tiktoken_gpt2.encode(prompt, allowed_special="all"))
+        got, error = _bad(url, {"model": str(folder), "messages": [*USER, *USER]})
+        assert got == 400 and "Conversation roles must alternate" in error["message"] and error["param"] == "messages"
+
+
+def test_a_chat_client_that_goes_away_frees_its_rows(chat_server):
+    body = {"model": "chat", "messages": USER, "max_tokens": 40, "temperature": 1.0, "n": 4, "stream": True}
+    with httpx.stream("POST", chat_server["url"] + "/v1/chat/completions", json=body, timeout=30) as r:
+        next(r.iter_lines())  # generating now
+    end = time.monotonic() + 10
+    while httpx.get(chat_server["url"] + "/health").json()["models"]["chat"] != {"running": 0, "waiting": 0}:
+        assert time.monotonic() < end, "the rows of a client that left were not freed"
+        time.sleep(0.05)
