@@ -300,9 +300,9 @@ def _add_runs_and_page(app: FastAPI, registry: Registry, limits: Limits) -> None
     def one_run(name: str):
         path = registry.run_dir(name)
         records = registry.metrics.records(path / METRICS)
-        return {"name": name, "config": json.loads((path / "config.json").read_text(encoding="utf-8")),
-                "metrics": thin(records, limits.max_points), "records": len(records),
-                "step": registry.served_step(name)}
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return {"name": name, "config": config, "metrics": thin(records, limits.max_points), "records": len(records),
+                "step": registry.served_step(name), "summary": run_summary(path, config, records)}
 
     @app.get("/api/runs")
     async def runs():
@@ -317,6 +317,26 @@ def _add_runs_and_page(app: FastAPI, registry: Registry, limits: Limits) -> None
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def run_summary(path: Path, config: dict, records: list) -> dict:
+    """What the Runs tab says of a run in one line: parameters (from its checkpoint's header), tokens seen and wall
+    time (its last evaluation), its best val loss and that step (over every record, not the thinned ones), and the
+    run or model it was finetuned from."""
+    from gptkit.training.checkpoint import checkpoint_parameters
+    from gptkit.training.run_dir import checkpoint_path
+
+    try:
+        parameters = checkpoint_parameters(checkpoint_path(path, "auto"))
+    except ValueError:  # no checkpoint yet
+        parameters = None
+    vals = [r for r in records if isinstance(r.get("val_loss"), (int, float))]
+    best = min(vals, key=lambda r: r["val_loss"], default=None)
+    last = records[-1] if records else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    return {"parameters": parameters, "tokens": last.get("tokens"), "elapsed_s": last.get("elapsed_s"),
+            "best_val": best and best["val_loss"], "best_step": best and best.get("step"),
+            "init_from": train.get("init_from") or None}
 
 
 def thin(records: list, most: int) -> list:

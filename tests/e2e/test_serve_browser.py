@@ -2,7 +2,8 @@
 The tokenizer tab shows the ids and count of `gptkit tokenizer encode`, a generation streams into the page, the
 runs tab draws the points of metrics.jsonl and gains one when a line is appended; the tabs work from the keyboard.
 The Chat tab (issue 25): a two-turn chat streams in and equals the API's replies, Stop interrupts a reply, a base
-model shows the server's message, and typed or generated HTML stays text. The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
+model shows the server's message, and typed or generated HTML stays text; the Runs tab compares a base run and its
+finetuned run on one chart. The unhappy paths (issue 23): a server error shown as its message, an empty Temperature meaning the server's default
 and a bad one flagged before sending, a token count that counts tokens, no runs, a run with no evaluations yet, the
 run list polled one request at a time only while the Runs tab shows, a chart with ticks and axis titles, and a tab
 bar that fits a phone. Screenshots are saved under $GPTKIT_SHOTS if set, else the test's tmp_path."""
@@ -245,7 +246,7 @@ def test_streaming_counter_counts_tokens_or_says_chunks(open_page, served):
     page.wait_for_function("document.querySelector('#gen-stats').textContent.includes('tokens in')", timeout=30_000)
     seen = [s for s in page.evaluate("window.__stats") if s]
     live, final = seen[:-1], seen[-1]
-    assert live and all("chunks" in s and "token" not in s for s in live), live
+    assert live and all(re.search(r"\d+ chunks? ", s) and "token" not in s for s in live), live  # "1 chunk", "2 chunks"
     assert final.startswith("200 tokens in") and "tokens/s" in final
 
 
@@ -452,19 +453,25 @@ def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots)
         page.click("#chat-send")
         page.wait_for_function("document.querySelector('#chat-error').textContent.includes('max_tokens')")
         assert page.locator(".msg").count() == 0 and page.input_value("#chat-input") == "Reverse: night"
-        page.fill("#chat-max", "")  # the rest of the context, through a slow network so that Stop comes first
+        page.fill("#chat-max", "")
+        # a long reply through a slow network (each event 150 ms after the last), so that Stop comes first
+        events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}] + [
+            {"choices": [{"index": 0, "delta": {"content": f"piece{k} "}}]} for k in range(60)]
+        page.route("**/v1/chat/completions", answering(status=200, content_type="text/event-stream", body="".join(
+            f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"))
         page.evaluate("""() => {
           const orig = window.fetch.bind(window);
-          window.fetch = async (url, init) => {  // a slow network: each piece of the stream 150 ms apart
+          window.fetch = async (url, init) => {
             const r = await orig(url, init);
             if (String(url) !== '/v1/chat/completions' || !r.ok) return r;
-            const reader = r.body.getReader();
-            const slow = new ReadableStream({async pull(c) {
-              const {value, done} = await reader.read();
-              if (done) { c.close(); return; }
-              await new Promise(res => setTimeout(res, 150));
-              c.enqueue(value);
-            }, cancel() { reader.cancel(); }});
+            const events = (await r.text()).split(/(?<=\\n\\n)/);
+            const slow = new ReadableStream({
+              start(c) { init.signal.addEventListener('abort', () => c.error(new DOMException('stopped', 'AbortError'))); },
+              async pull(c) {
+                if (!events.length) { c.close(); return; }
+                await new Promise(res => setTimeout(res, 150));
+                if (!init.signal.aborted) c.enqueue(new TextEncoder().encode(events.shift()));
+              }});
             return new Response(slow, {status: r.status, headers: r.headers});
           };
         }""")
@@ -473,6 +480,8 @@ def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots)
         page.click("#chat-stop")
         page.wait_for_function("document.querySelector('#chat-stats').textContent.startsWith('stopped after')")
         assert page.locator(".msg.assistant").count() == 1 and page.is_enabled("#chat-send")
+        kept = page.locator(".msg.assistant .text").text_content()
+        assert kept.startswith("piece0 ") and "piece59" not in kept  # what came stays; the rest never came
         page.screenshot(path=str(shots / "chat-stopped.png"), full_page=True)
 
 
@@ -499,3 +508,37 @@ def test_a_base_model_shows_the_servers_message_and_text_stays_text(open_page, c
         assert page.locator("#chat-log img, #chat-log b").count() == 0
         assert [t.text_content() for t in page.locator(".msg .text").all()] == [hostile, hostile]
         assert page.evaluate("window.__owned === undefined")
+
+
+def test_runs_tab_compares_a_base_run_and_its_finetuned_run(open_page, chat_run, shots):
+    """Issue 25: several runs on one chart in distinct colours, x in steps, tokens or wall time, log y, the values
+    under the pointer, and a summary line per run (parameters, tokens, time, best val, finetuned from)."""
+    from gptkit.torch.weights import load_model
+
+    params = load_model(chat_run, "auto", "cpu")[0].num_params()
+    with serving(chat_run.parent) as url:
+        page = open_page(url)
+        page.click("#tab-runs")
+        page.wait_for_function("document.querySelectorAll('#run-list button').length === 2")
+        page.click("#run-list button[data-run='chat']")
+        page.check("input[aria-label='compare base']")
+        page.wait_for_function("document.querySelector('#chart').dataset.runs === '2'")
+        strokes = page.eval_on_selector_all("polyline.line-val", "els => els.map(e => [e.dataset.run, e.style.stroke])")
+        assert [r for r, _ in strokes] == ["chat", "base"] and strokes[0][1] != strokes[1][1]
+        assert page.locator("polyline.line-train.dashed").count() == 2
+        lines = page.eval_on_selector_all("#run-summaries li", "els => els.map(e => e.textContent)")
+        assert len(lines) == 2 and lines[1].startswith(" base: ")
+        base = str(chat_run.parent / "base")
+        assert f"finetuned from {base}" in lines[0] and "best val" in lines[0] and "at step 30" in lines[0]
+        assert f"{params / 1000:.2f}".rstrip("0").rstrip(".") + "k parameters" in lines[0]
+        page.select_option("#run-x", "elapsed_s")
+        page.wait_for_function("document.querySelector('#chart .x-title')?.textContent === 'seconds'")
+        page.check("#run-logy")
+        page.wait_for_function("document.querySelector('#chart .y-title')?.textContent === 'loss (log scale)'")
+        box = page.locator("#chart").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.4)
+        readout = page.text_content("#chart-readout")
+        assert "chat step" in readout and "base step" in readout and "val " in readout
+        page.screenshot(path=str(shots / "runs-compare.png"), full_page=True)
+        page.uncheck("input[aria-label='compare base']")
+        page.wait_for_function("document.querySelector('#chart').dataset.runs === '1'")

@@ -194,6 +194,7 @@ class Meter {
   constructor(el) { this.el = el; this.t0 = performance.now(); this.chunks = 0; this.tokens = null; this.finished = false; this.usage = null; }
   secs() { return (performance.now() - this.t0) / 1000; }
   rate(n) { return (n / this.secs()).toFixed(1); }
+  pieces() { return `${this.chunks} chunk${this.chunks === 1 ? "" : "s"}`; }
   update(ev, choices) {
     if (ev.usage && typeof ev.usage.completion_tokens === "number") {
       this.tokens = ev.usage.completion_tokens;
@@ -202,11 +203,11 @@ class Meter {
     }
     if (this.finished) say(this.el, `${this.tokens} tokens in ${this.secs().toFixed(2)} s \u00b7 ${this.rate(this.tokens)} tokens/s`);
     else if (this.tokens !== null) say(this.el, `${this.tokens} tokens \u00b7 ${this.rate(this.tokens)} tokens/s`);
-    else say(this.el, `${this.chunks} chunks \u00b7 ${this.secs().toFixed(1)} s`);
+    else say(this.el, `${this.pieces()} \u00b7 ${this.secs().toFixed(1)} s`);
   }
-  end() { if (!this.finished) say(this.el, `${this.chunks} chunks in ${this.secs().toFixed(2)} s`); }
+  end() { if (!this.finished) say(this.el, `${this.pieces()} in ${this.secs().toFixed(2)} s`); }
   fail(e) {
-    if (e.name === "AbortError") say(this.el, `stopped after ${this.tokens !== null ? this.tokens + " tokens" : this.chunks + " chunks"} in ${this.secs().toFixed(2)} s`);
+    if (e.name === "AbortError") say(this.el, `stopped after ${this.tokens !== null ? this.tokens + " tokens" : this.pieces()} in ${this.secs().toFixed(2)} s`);
     else say(this.el, e.message, true);
   }
 }
@@ -308,6 +309,7 @@ $("chat-model").addEventListener("change", newChat);
 // each next poll scheduled once the last one answered (a slow server never has requests piling up), slower while the
 // browser tab is hidden, none while another tab shows.
 let currentRun = null, listAt = 0, pollTimer = null, polling = false, pollAgain = false, failures = 0, drawn = "";
+const compared = new Set();  // runs ticked to be drawn beside the one shown
 const runsShown = () => !$("view-runs").hidden;
 function poll(now) {  // now: poll at once (or as soon as the poll in flight answers); else after the usual wait
   clearTimeout(pollTimer);
@@ -358,12 +360,20 @@ async function loadRuns() {
   if (have.join("\n") !== runs.map((run) => run.name).join("\n")) {  // rebuilt only when the runs change, keeping focus
     const focused = list.contains(document.activeElement) ? document.activeElement.dataset.run : null;
     list.replaceChildren(...runs.map((run) => {
-      const li = document.createElement("li"), b = document.createElement("button");
+      const li = document.createElement("li"), b = document.createElement("button"), box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = compared.has(run.name);
+      box.setAttribute("aria-label", `compare ${run.name}`);
+      box.addEventListener("change", () => {
+        if (box.checked) compared.add(run.name); else compared.delete(run.name);
+        drawn = ""; poll(true);
+      });
       b.dataset.run = run.name;
       b.addEventListener("click", () => openRun(run.name, true));
-      li.append(b);
+      li.append(box, b);
       return li;
     }));
+    for (const name of [...compared]) if (!runs.some((run) => run.name === name)) compared.delete(name);  // gone
     const again = [...list.querySelectorAll("button")].find((b) => b.dataset.run === focused);
     if (again) again.focus();
   }
@@ -387,23 +397,33 @@ function openRun(name, now) {
   if (now) poll(true);
 }
 async function refreshRun() {
-  const name = currentRun;
-  const r = await api("/api/runs/" + name.split("/").map(encodeURIComponent).join("/"));
-  if (name !== currentRun) return;  // another run was picked meanwhile: the next poll draws that one
+  const name = currentRun, others = [...compared].filter((n) => n !== name);
+  const fetched = [];
+  for (const n of [name, ...others]) {  // one request at a time, the shown run first
+    fetched.push(await api("/api/runs/" + n.split("/").map(encodeURIComponent).join("/")));
+    if (name !== currentRun) return;  // another run was picked meanwhile: the next poll draws that one
+  }
+  const r = fetched[0];
   const config = JSON.stringify(r.config, null, 2);
   if ($("run-config").textContent !== config) $("run-config").textContent = config;
-  const metrics = Array.isArray(r.metrics) ? r.metrics : [], xKey = $("run-x").value;
-  const key = `${name}\n${xKey}\n${metrics.length}\n${JSON.stringify(metrics[metrics.length - 1])}`;
+  const xKey = $("run-x").value, logY = $("run-logy").checked;
+  const series = fetched.map((run, i) => ({name: run.name, color: PALETTE[i % PALETTE.length], summary: run.summary || {},
+    records: Array.isArray(run.metrics) ? run.metrics : []}));
+  const key = JSON.stringify([xKey, logY, series.map((x) => [x.name, x.records.length, x.records[x.records.length - 1]])]);
   if (key === drawn) return;  // unchanged: no redraw (a tooltip being read stays)
   drawn = key;
-  const none = !metrics.length;
+  const none = !series[0].records.length && series.length === 1;
   $("chart-empty").hidden = !none;
   $("chart-box").hidden = none;
   if (none) $("chart-empty").textContent = `No evaluations yet: ${name} writes a point at each evaluation ` +
     "(metrics.jsonl), and the chart fills in as it trains.";
-  drawChart(metrics, xKey);
+  drawChart(series, xKey, logY);
+  showSummaries(series);
 }
 $("run-x").addEventListener("change", () => { drawn = ""; poll(true); });
+$("run-logy").addEventListener("change", () => { drawn = ""; poll(true); });
+const PALETTE = ["#2f5fd0", "#d0542f", "#2a9d4b", "#8e44ad", "#c69200", "#138496", "#d63384", "#5c636a"];
+const X_TITLES = {step: "step", tokens: "tokens", elapsed_s: "seconds"};
 
 // Numbers on the chart: 0, 950, 1.5k, 102.4k, 2.5M, 1B.
 function compact(v) {
@@ -422,26 +442,39 @@ function ticks(lo, hi, count, whole) {  // about `count` round values (1, 2 or 5
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) values.push(Number(v.toPrecision(12)));
   return {values, step};
 }
-function drawChart(records, xKey) {
-  const svg = $("chart"), W = 640, H = 320, L = 68, R = 20, T = 15, B = 52;
-  const pts = records.filter((m) => typeof m[xKey] === "number");
-  const ys = pts.flatMap((m) => [m.train_loss, m.val_loss]).filter((v) => typeof v === "number");
+function svgEl(svg, tag, attrs, text) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (text !== undefined) e.textContent = text;
+  svg.append(e);
+  return e;
+}
+// One run: train loss blue, val loss orange, as always. Several: a colour per run, val solid and train dashed.
+// Log scale: the losses' log10 on a linear axis, ticked at round losses.
+function drawChart(series, xKey, logY) {
+  const svg = $("chart"), W = 640, H = 320, L = 68, R = 20, T = 15, B = 52, one = series.length === 1;
+  const f = (v) => (logY ? Math.log10(v) : v), ok = (v) => typeof v === "number" && (!logY || v > 0);
+  const runs = series.map((s) => ({...s, pts: s.records.filter((m) => typeof m[xKey] === "number")}));
+  const all = runs.flatMap((s) => s.pts), ys = all.flatMap((m) => [m.train_loss, m.val_loss]).filter(ok).map(f);
   svg.replaceChildren();
-  svg.dataset.points = pts.length;
-  if (!pts.length || !ys.length) return;
-  const x0 = Math.min(...pts.map((m) => m[xKey])), x1 = Math.max(...pts.map((m) => m[xKey]));
+  svg.dataset.points = runs[0].pts.length;
+  svg.dataset.runs = runs.filter((s) => s.pts.length).length;
+  legend(runs, one);
+  if (!all.length || !ys.length) return;
+  const x0 = Math.min(...all.map((m) => m[xKey])), x1 = Math.max(...all.map((m) => m[xKey]));
   const pad = (Math.max(...ys) - Math.min(...ys)) * 0.05 || 0.05;
   const y0 = Math.min(...ys) - pad, y1 = Math.max(...ys) + pad;
   const sx = (v) => L + (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)) * (W - L - R);
-  const sy = (v) => T + (y1 === y0 ? 0.5 : (y1 - v) / (y1 - y0)) * (H - T - B);
-  const el = (tag, attrs, text) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
+  const sy = (v) => T + (y1 === y0 ? 0.5 : (y1 - f(v)) / (y1 - y0)) * (H - T - B);
+  const el = (tag, attrs, text) => svgEl(svg, tag, attrs, text);
   const yt = ticks(y0, y1, 5, false), decimals = Math.max(0, -Math.floor(Math.log10(yt.step)));
   for (const v of yt.values) {
-    const y = sy(v);
+    const y = T + (y1 === y0 ? 0.5 : (y1 - v) / (y1 - y0)) * (H - T - B);
     el("line", {x1: L, x2: W - R, y1: y, y2: y, class: "grid"});
-    el("text", {x: L - 6, y, "text-anchor": "end", "dominant-baseline": "middle", class: "tick y-tick"}, v.toFixed(decimals));
+    el("text", {x: L - 6, y, "text-anchor": "end", "dominant-baseline": "middle", class: "tick y-tick"},
+      logY ? String(Number((10 ** v).toPrecision(3))) : v.toFixed(decimals));
   }
-  for (const v of ticks(x0, x1, 5, true).values) {
+  for (const v of ticks(x0, x1, 5, xKey !== "elapsed_s").values) {
     const x = sx(v);
     el("line", {x1: x, x2: x, y1: T, y2: H - B, class: "grid"});
     el("line", {x1: x, x2: x, y1: H - B, y2: H - B + 4, class: "axis"});
@@ -449,19 +482,65 @@ function drawChart(records, xKey) {
   }
   el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis"});
   el("line", {x1: L, x2: L, y1: T, y2: H - B, class: "axis"});
-  el("text", {x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title x-title"}, xKey === "step" ? "step" : "tokens");
+  el("text", {x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title x-title"}, X_TITLES[xKey]);
   el("text", {x: 0, y: 0, "text-anchor": "middle", "dominant-baseline": "hanging", class: "axis-title y-title",
-    transform: `translate(4 ${T + (H - T - B) / 2}) rotate(-90)`}, "loss");
-  for (const kind of ["train", "val"]) {
-    const key = kind + "_loss", ok = pts.filter((m) => typeof m[key] === "number");
-    el("polyline", {class: "line-" + kind, points: ok.map((m) => `${sx(m[xKey])},${sy(m[key])}`).join(" ")});
-    for (const m of ok) {
-      const c = el("circle", {cx: sx(m[xKey]), cy: sy(m[key]), r: 3, class: "pt-" + kind, "data-step": m.step, "data-loss": m[key]});
-      const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
-      t.textContent = `step ${m.step}${typeof m.tokens === "number" ? ` (${compact(m.tokens)} tokens)` : ""}: ${kind} loss ${m[key].toFixed(4)}`;
-      c.append(t);
+    transform: `translate(4 ${T + (H - T - B) / 2}) rotate(-90)`}, logY ? "loss (log scale)" : "loss");
+  runs.forEach((s, i) => {
+    for (const kind of ["train", "val"]) {
+      const key = kind + "_loss", pts = s.pts.filter((m) => ok(m[key]));
+      const color = one ? null : s.color;
+      const line = el("polyline", {class: `line-${kind}${!one && kind === "train" ? " dashed" : ""}`, "data-run": s.name,
+        points: pts.map((m) => `${sx(m[xKey])},${sy(m[key])}`).join(" ")});
+      if (color) line.style.stroke = color;
+      for (const m of pts) {
+        const c = el("circle", {cx: sx(m[xKey]), cy: sy(m[key]), r: i ? 2.5 : 3, class: i ? "pt-other" : "pt-" + kind,
+          "data-step": m.step, "data-loss": m[key], "data-run": s.name});
+        if (color) c.style.fill = color;
+        const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+        t.textContent = `${s.name}, step ${m.step}${typeof m.tokens === "number" ? ` (${compact(m.tokens)} tokens)` : ""}: ${kind} loss ${m[key].toFixed(4)}`;
+        c.append(t);
+      }
     }
-  }
+  });
+  const guide = el("line", {x1: 0, x2: 0, y1: T, y2: H - B, class: "guide", visibility: "hidden"});
+  svg.onpointermove = (e) => {  // the values under the pointer: each run's evaluation nearest in x
+    const box = svg.getBoundingClientRect(), px = (e.clientX - box.left) * (W / box.width);
+    if (px < L || px > W - R) { svg.onpointerleave(); return; }
+    const xv = x0 + ((px - L) / (W - L - R)) * (x1 - x0);
+    const parts = [];
+    for (const s of runs) {
+      if (!s.pts.length) continue;
+      const m = s.pts.reduce((a, b) => (Math.abs(b[xKey] - xv) < Math.abs(a[xKey] - xv) ? b : a));
+      const v = (k) => (typeof m[k] === "number" ? m[k].toFixed(4) : "\u2013");
+      parts.push(`${s.name} step ${m.step}: val ${v("val_loss")}, train ${v("train_loss")}`);
+    }
+    guide.setAttribute("x1", px); guide.setAttribute("x2", px); guide.setAttribute("visibility", "visible");
+    $("chart-readout").textContent = parts.join(" \u00b7 ");
+  };
+  svg.onpointerleave = () => { guide.setAttribute("visibility", "hidden"); $("chart-readout").textContent = ""; };
+}
+function legend(runs, one) {
+  const box = $("chart-legend"), sw = (cls, color) => {
+    const e = Object.assign(document.createElement("span"), {className: "sw " + cls});
+    if (color) e.style.background = color;
+    return e;
+  };
+  if (one) { box.replaceChildren(sw("train"), " train loss ", sw("val"), " val loss"); return; }
+  box.replaceChildren(...runs.flatMap((s) => [sw("", s.color), ` ${s.name} `]), " (solid: val loss; dashed: train loss)");
+}
+function showSummaries(series) {  // a line per run shown: size, tokens, time, best val, what it was finetuned from
+  $("run-summaries").replaceChildren(...series.map((s) => {
+    const u = s.summary, li = document.createElement("li"), parts = [];
+    const swatch = Object.assign(document.createElement("span"), {className: "sw"});
+    swatch.style.background = s.color;
+    if (typeof u.parameters === "number") parts.push(`${compact(u.parameters)} parameters`);
+    if (typeof u.tokens === "number") parts.push(`${compact(u.tokens)} tokens`);
+    if (typeof u.elapsed_s === "number") parts.push(`${u.elapsed_s.toFixed(1)} s`);
+    if (typeof u.best_val === "number") parts.push(`best val ${u.best_val.toFixed(4)} at step ${u.best_step}`);
+    if (u.init_from) parts.push(`finetuned from ${u.init_from}`);
+    li.append(swatch, ` ${s.name}: ${parts.join(" \u00b7 ") || "no evaluation yet"}`);
+    return li;
+  }));
 }
 $("run-sample").addEventListener("click", async () => {
   if (!currentRun) return;
