@@ -1,9 +1,9 @@
 """`gptkit chat MODEL`: a conversation with a chat model in the terminal.
 
-Each line typed is a user turn; the reply streams in, sampled with `gptkit sample`'s flags (every reply with
---seed, so a reply equals the server's /v1/chat/completions for the same conversation and settings). Commands:
-/reset (a new conversation), /system TEXT (set the system message and start anew), /exit (or Ctrl-D). Ctrl-C
-stops the reply being written (what was written stays in the conversation); at the prompt it ends the program.
+Each line typed is a user turn; the reply streams in, sampled with `gptkit sample`'s flags (--stop included; every
+reply with --seed, so a reply equals the server's /v1/chat/completions for the same conversation and settings).
+Commands: /reset (a new conversation), /system TEXT (set the system message and start anew), /exit (or Ctrl-D).
+Ctrl-C stops the reply being written (what was written stays in the conversation); at the prompt it ends the program.
 When the conversation outgrows the context, its oldest whole turns are dropped (said once). A model without a chat
 format (a base model) is refused with what to do instead.
 """
@@ -25,6 +25,8 @@ def add_chat_command(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a `gptkit train` run dir, an HF folder, or a GPT-2 name")
     p.add_argument("--system", default=None, metavar="TEXT", help="a system message to start with")
     add_sampling(p, max_new_tokens=256, seed_help="the seed of every reply (default: 1337)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a reply before this text (repeatable); the end of the assistant's turn always ends one")
     add_device(p)
     add_checkpoint(p)
     p.set_defaults(func=cmd_chat)
@@ -34,6 +36,8 @@ def cmd_chat(args) -> int:
     check_sampling_flags(args)
     if args.system is not None and not args.system.strip():
         raise ValueError("--system needs a text")
+    if any(not s for s in args.stop):
+        raise ValueError("--stop needs a non-empty text")
     need_torch("chat")
     from gptkit.generate.chat import NO_FORMAT
     from gptkit.torch.cpu import for_cpu_decoding
@@ -124,7 +128,7 @@ class Chat:
         request = Request(tuple(ids), a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed, self.stops)
         reply = []
         try:
-            for _, piece, _ in generate_text(self.engine, self.tok, [request]):
+            for _, piece, _ in generate_text(self.engine, self.tok, [request], [a.stop]):
                 reply.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()

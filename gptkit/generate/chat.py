@@ -30,9 +30,10 @@ def stop_tokens(tok, fmt: ChatFormat) -> tuple[int, ...]:
 
 def chat_prompt(tok, fmt: ChatFormat, messages: list[dict], block_size: int, reply_room: int = 1,
                 keep_within: bool = True) -> tuple[list[int], int]:
-    """(prompt ids, turns dropped): the conversation rendered with the assistant's header, fitting `block_size`
+    """(prompt ids, messages dropped): the conversation rendered with the assistant's header, fitting `block_size`
     with `reply_room` tokens to spare. With keep_within, the oldest messages after any system ones are dropped,
-    a user turn and what follows it up to the next user turn at a time; else ContextFull at once.
+    a user turn and what follows it up to the next user turn at a time (the last user turn always stays, with less
+    room for its reply if need be); else ContextFull at once.
 
     Example: a 64-token context, 30 tokens of history, reply_room 16 -> every message kept, 0 dropped."""
     room = block_size - max(1, min(reply_room, block_size - 1))
@@ -43,6 +44,8 @@ def chat_prompt(tok, fmt: ChatFormat, messages: list[dict], block_size: int, rep
         if len(ids) <= room:
             return ids, dropped
         users = [k for k, m in enumerate(rest) if m["role"] == "user"]
+        if keep_within and len(users) < 2 and len(ids) < block_size:
+            return ids, dropped  # nothing more to drop: the reply gets the room there is (then the window slides)
         if not keep_within or len(users) < 2:
             raise ContextFull(f"the conversation is {len(ids)} tokens; this model's context is {block_size} tokens "
                               f"with {block_size - room} kept for the reply")

@@ -24,12 +24,12 @@ PAGES = [REPO / "README.md", *(REPO / "docs" / f"{name}.md" for name in (
 RUN = {
     "gptkit train": ["--max-iters=20", "--eval-iters=1"],
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --max-new-tokens 300 --stream": [],
+    "gptkit train chat": ["--max-iters=2", "--eval-iters=1"],  # both stages
     "gptkit prepare shakespeare -t char -o data/shakespeare_char": [],
     "gptkit prepare shakespeare -t gpt2 -o data/shakespeare": [],
     "gptkit prepare corpus/ more/*.txt docs.jsonl --field text -t gpt2 --shard-tokens 100M -o data/web": [],
     "gptkit prepare --chat my_chats.jsonl -t runs/shakespeare_char -o data/my_chats": [],
     "gptkit prepare --chat reverse -t runs/shakespeare_char -o data/reverse": [],
-    "gptkit train chat": ["--max-iters=2", "--eval-iters=1"],  # both stages
     "gptkit eval runs/chat --chat reverse --batch-size 64": ["--limit=8"],
     "gptkit train --init_from=runs/shakespeare_char --data=reverse --epochs=5 --lr=3e-3 --warmup_iters=50 "
     "--eval_interval=250 --out_dir=runs/sft": ["--max-iters=2", "--eval-interval=2", "--eval-iters=1"],
@@ -79,6 +79,7 @@ SKIPPED = {
     "gptkit train --init_from path/to/Qwen3-0.6B --data DIR ...": "a synopsis with placeholders, and a downloaded "
     "HF folder; tests/hf/test_arch.py finetunes built folders",
     "gptkit sample gpt2 --device cuda --compile yes --max-new-tokens 1000": GPT2_WEIGHTS + " (and a CUDA GPU)",
+    "gptkit chat runs/chat": "interactive: it reads turns from the terminal; tests/cli/test_chat_cli.py feeds it turns",
     "gptkit chat runs/chat --system \"Answer briefly.\"": "interactive: it reads turns from the terminal; "
     "tests/cli/test_chat_cli.py feeds it turns and checks each reply",
     "gptkit serve": "a server that runs until stopped; tests/serve/test_serve.py starts it and calls it",

@@ -87,10 +87,20 @@ def test_text_parts_developer_role_and_stop_strings(chat_server):
         {"role": "user", "content": [{"type": "text", "text": "Reverse: night"}]}], **kw)
     assert parts.choices[0].message.content == plain.choices[0].message.content
     text = plain.choices[0].message.content
-    if len(text) >= 3:
-        cut = client.chat.completions.create(messages=[{"role": "system", "content": "Be brief."}, *USER],
-                                             stop=[text[1:3]], **kw).choices[0]
-        assert cut.message.content == text[: text.index(text[1:3])] and cut.finish_reason == "stop"
+    assert len(text) >= 3, text  # (20 tokens of a barely trained model: it does not stop at once)
+    cut = client.chat.completions.create(messages=[{"role": "system", "content": "Be brief."}, *USER],
+                                         stop=[text[1:3]], **kw).choices[0]
+    assert cut.message.content == text[: text.index(text[1:3])] and cut.finish_reason == "stop"
+
+
+def test_stop_strings_equal_gptkit_chats(chat_server, chat_run, monkeypatch, capsys):
+    kw = dict(model="chat", messages=USER, max_tokens=20, temperature=1.0, seed=2)
+    text = chat_server["client"].chat.completions.create(**kw).choices[0].message.content
+    stop = text[2:4]
+    cut = chat_server["client"].chat.completions.create(stop=[stop], **kw).choices[0].message.content
+    printed = _cli(monkeypatch, capsys, chat_run, ["Reverse: night"], "--max-new-tokens", "20", "--temperature", "1",
+                   "--seed", "2", "--stop", stop)
+    assert printed == cut + "\n" and cut == text[: text.index(stop)]
 
 
 def _bad(url, body):
