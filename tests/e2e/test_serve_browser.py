@@ -392,6 +392,20 @@ def _api_reply(page, messages, **settings) -> str:
                          "JSON.stringify(b)})).json()).choices[0].message.content", body)
 
 
+def _chat_tab(open_page, url):
+    """A fresh page on the Chat tab of the server at `url` (the chat run's folder: models "chat" and "base")."""
+    page = open_page(url)
+    page.click("#tab-chat")
+    page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+    return page
+
+
+def _canned(page, events):
+    """Every chat request answered with these server-sent events (then [DONE]), as a stream."""
+    page.route("**/v1/chat/completions", answering(status=200, content_type="text/event-stream", body="".join(
+        f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"))
+
+
 def _send(page, text):
     """Type a turn, send it with Enter, and wait for its whole reply."""
     replies = page.locator(".msg.assistant").count()
@@ -405,9 +419,7 @@ def _send(page, text):
 
 def test_a_two_turn_chat_streams_in_and_equals_the_api(open_page, chat_run, shots):
     with serving(chat_run.parent) as url:
-        page = open_page(url)
-        page.click("#tab-chat")
-        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        page = _chat_tab(open_page, url)
         assert page.input_value("#chat-model") == "chat"  # chat models first; the base one says what it is
         assert "base model" in page.inner_text("#chat-model")
         page.fill("#chat-temperature", "0.8")
@@ -444,9 +456,7 @@ def test_a_two_turn_chat_streams_in_and_equals_the_api(open_page, chat_run, shot
 
 def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots):
     with serving(chat_run.parent) as url:
-        page = open_page(url)
-        page.click("#tab-chat")
-        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        page = _chat_tab(open_page, url)
         page.fill("#chat-temperature", "1")
         page.fill("#chat-max", "100000")  # past the server's limit: its refusal shown, the turn given back
         page.fill("#chat-input", "Reverse: night")
@@ -457,8 +467,7 @@ def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots)
         # a long reply through a slow network (each event 150 ms after the last), so that Stop comes first
         events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}] + [
             {"choices": [{"index": 0, "delta": {"content": f"piece{k} "}}]} for k in range(60)]
-        page.route("**/v1/chat/completions", answering(status=200, content_type="text/event-stream", body="".join(
-            f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"))
+        _canned(page, events)
         page.evaluate("""() => {
           const orig = window.fetch.bind(window);
           window.fetch = async (url, init) => {
@@ -487,9 +496,7 @@ def test_stop_interrupts_a_reply_and_keeps_what_came(open_page, chat_run, shots)
 
 def test_a_base_model_shows_the_servers_message_and_text_stays_text(open_page, chat_run, shots):
     with serving(chat_run.parent) as url:
-        page = open_page(url)
-        page.click("#tab-chat")
-        page.wait_for_function("document.querySelector('#chat-model').options.length === 2")
+        page = _chat_tab(open_page, url)
         page.select_option("#chat-model", "base")
         page.fill("#chat-input", "Reverse: night")
         page.click("#chat-send")
@@ -502,8 +509,7 @@ def test_a_base_model_shows_the_servers_message_and_text_stays_text(open_page, c
         events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
                   {"choices": [{"index": 0, "delta": {"content": hostile}}]},
                   {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}}]
-        page.route("**/v1/chat/completions", answering(status=200, content_type="text/event-stream", body="".join(
-            f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"))
+        _canned(page, events)
         _send(page, hostile)
         assert page.locator("#chat-log img, #chat-log b").count() == 0
         assert [t.text_content() for t in page.locator(".msg .text").all()] == [hostile, hostile]

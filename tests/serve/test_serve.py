@@ -100,14 +100,15 @@ def test_absolute_run_paths_and_symlinks_out_of_runs_are_refused(served, tmp_pat
         (served["runs"] / "escape").unlink()
 
 
-async def _stream(url, body) -> str:
+async def stream_text(url, body, path="/v1/completions", piece=lambda c: c["text"]) -> str:
+    """The text of a streamed request: each event's choices' pieces, joined (`piece`: a choice -> its text)."""
     text = ""
     async with httpx.AsyncClient(timeout=60) as http:
-        async with http.stream("POST", url + "/v1/completions", json={**body, "stream": True}) as r:
+        async with http.stream("POST", url + path, json={**body, "stream": True}) as r:
             assert r.status_code == 200
             async for line in r.aiter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
-                    text += "".join(c["text"] for c in json.loads(line[6:])["choices"])
+                    text += "".join(piece(c) for c in json.loads(line[6:])["choices"])
     return text
 
 
@@ -116,7 +117,7 @@ def test_32_concurrent_streams_equal_the_same_requests_one_by_one(client, served
     alone = [client.completions.create(**b).choices[0].text for b in bodies]
 
     async def together():
-        return await asyncio.gather(*(_stream(served["url"], b) for b in bodies))
+        return await asyncio.gather(*(stream_text(served["url"], b) for b in bodies))
 
     assert asyncio.run(together()) == alone
 

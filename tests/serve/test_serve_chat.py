@@ -17,6 +17,7 @@ openai = pytest.importorskip("openai", reason="the API tests use the official cl
 pytest.importorskip("fastapi", reason='the server is optional: pip install "gptkit[serve]"')
 
 from gptkit.cli import main
+from tests.serve.test_serve import stream_text
 
 USER = [{"role": "user", "content": "Reverse: night"}]
 
@@ -138,17 +139,6 @@ def test_bad_chat_requests_get_4xx_and_the_server_keeps_serving(chat_server, bod
     assert chat_server["client"].chat.completions.create(model="chat", messages=USER, max_tokens=2).choices
 
 
-async def _stream(url, body) -> str:
-    text = ""
-    async with httpx.AsyncClient(timeout=60) as http:
-        async with http.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}) as r:
-            assert r.status_code == 200
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    text += "".join(c["delta"].get("content", "") for c in json.loads(line[6:])["choices"])
-    return text
-
-
 def test_32_concurrent_chat_streams_equal_the_same_requests_one_by_one(chat_server):
     words = ["night", "crown", "sword", "queen"]
     bodies = [{"model": "chat", "messages": [{"role": "user", "content": f"Reverse: {words[i % 4]}"}],
@@ -156,7 +146,8 @@ def test_32_concurrent_chat_streams_equal_the_same_requests_one_by_one(chat_serv
     alone = [chat_server["client"].chat.completions.create(**b).choices[0].message.content for b in bodies]
 
     async def together():
-        return await asyncio.gather(*(_stream(chat_server["url"], b) for b in bodies))
+        return await asyncio.gather(*(stream_text(chat_server["url"], b, "/v1/chat/completions",
+                                                  lambda c: c["delta"].get("content", "")) for b in bodies))
 
     assert asyncio.run(together()) == alone
 

@@ -105,19 +105,40 @@ $("tok-b").addEventListener("change", () => renderTokens("b"));
 // -- generation -----------------------------------------------------------------------------------------
 // Each number field: an empty one is left out of the request (the server's default); a wrong one is flagged here
 // and nothing is sent. A number input reads "" both when empty and when what is typed is not a number (badInput).
-// The same fields (and rules) on the Generate and Chat tabs: ids PREFIX-temperature ..., the message in PREFIX-error.
+// The same fields (and rules) on the Generate and Chat tabs, made here for both: ids PREFIX-temperature ..., the
+// message in PREFIX-error. An empty field is left out of the request (the server's default).
 const FIELDS = [
   {id: "temperature", key: "temperature", name: "Temperature", rule: "a number from 0 to 2", empty: "the server's default",
-    ok: (v) => v >= 0 && v <= 2},
+    ok: (v) => v >= 0 && v <= 2, attrs: {min: 0, max: 2, step: 0.1, placeholder: "server default (1)",
+      title: "0 to 2; 0 is greedy; empty: the server's default"}},
   {id: "topk", key: "top_k", name: "Top-k", rule: "a whole number of at least 1", empty: "off",
-    ok: (v) => Number.isInteger(v) && v >= 1},
+    ok: (v) => Number.isInteger(v) && v >= 1, attrs: {min: 1, step: 1, placeholder: "off",
+      title: "a whole number of at least 1; empty: off"}},
   {id: "topp", key: "top_p", name: "Top-p", rule: "a number above 0 and at most 1", empty: "the server's default",
-    ok: (v) => v > 0 && v <= 1},
+    ok: (v) => v > 0 && v <= 1, attrs: {min: 0.01, max: 1, step: 0.05, placeholder: "server default",
+      title: "above 0, at most 1; empty: the server's default"}},
   {id: "max", key: "max_tokens", name: "Max tokens", rule: "a whole number of at least 1", empty: "the server's default",
-    ok: (v) => Number.isInteger(v) && v >= 1},
+    ok: (v) => Number.isInteger(v) && v >= 1, attrs: {min: 1, step: 1, placeholder: "server default",
+      title: "a whole number of at least 1; empty: the server's default"}},
   {id: "seed", key: "seed", name: "Seed", rule: "a whole number of at least 0", empty: "a random seed",
-    ok: (v) => Number.isSafeInteger(v) && v >= 0},
+    ok: (v) => Number.isSafeInteger(v) && v >= 0, attrs: {min: 0, step: 1, placeholder: "random",
+      title: "a whole number of at least 0; empty: a random seed"}},
 ];
+const START = {  // each tab's starting values (and the Chat tab's own word for an empty Max tokens)
+  gen: {temperature: "1", topk: "", topp: "1", max: "200", seed: "1337"},
+  chat: {temperature: "0.8", topk: "", topp: "1", max: "", seed: "",
+    max_attrs: {placeholder: "rest of context", title: "a whole number of at least 1; empty: up to the end of the context"}},
+};
+for (const prefix of ["gen", "chat"]) {
+  for (const f of FIELDS) {
+    const input = Object.assign(document.createElement("input"), {id: `${prefix}-${f.id}`, type: "number"});
+    for (const [k, v] of Object.entries({...f.attrs, ...(START[prefix][f.id + "_attrs"] || {})})) input.setAttribute(k, v);
+    input.value = START[prefix][f.id];
+    const label = document.createElement("label");
+    label.append(`${f.name} `, input);
+    $(prefix + "-controls").append(label);
+  }
+}
 function readFields(prefix) {  // {body: the fields given, bad: the inputs flagged}
   const body = {}, bad = [], problems = [], error = prefix + "-error";
   for (const f of FIELDS) {
