@@ -394,7 +394,8 @@ ZEPHYR = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{
           "\n{% endfor %}")
 
 
-def test_a_folders_own_chat_template_prepares_finetunes_and_stays_with_the_run(llama_folder, tmp_path, capsys):
+def test_a_folders_own_chat_template_prepares_finetunes_and_stays_with_the_run(llama_folder, tmp_path, capsys,
+                                                                               monkeypatch):
     from gptkit.cli import main
     from gptkit.training.source import source_chat_format
 
@@ -423,6 +424,18 @@ def test_a_folders_own_chat_template_prepares_finetunes_and_stays_with_the_run(l
                  "--sample_tokens=0", "--progress=false", "--optimizer=adamw", f"--out_dir={tmp_path / 'ft'}"]) == 0
     assert source_chat_format(folder) == source_chat_format(tmp_path / "ft")  # the run speaks its folder's format
     assert source_chat_format(folder).template == ZEPHYR and source_chat_format(root / "hf") is None
+    # gptkit chat on the folder itself: transformers' greedy reply to the same conversation in the same template
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Say one.\n"))
+    capsys.readouterr()
+    assert main(["chat", str(folder), "--temperature", "0", "--max-new-tokens", "12"]) == 0
+    ids = hf_tok.apply_chat_template([{"role": "user", "content": "Say one."}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    out = hf.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    assert capsys.readouterr().out == hf_tok.decode(out[0, len(ids):], skip_special_tokens=True) + "\n"
 
 
 def test_mlx_samples_a_qwen3_folder_as_torch_does(tmp_path, capsys, llama_folder):
