@@ -2,6 +2,8 @@
 unchanged (AutoModelForCausalLM, AutoTokenizer, pipeline): the model (gptkit.hf.arch picks GPT-2, Llama or Qwen3 and
 refuses what none represents) and its tokenizer (gptkit.tokenizer.hf_json) with, for a chat run, its chat template
 and end-of-turn token as eos; everything checked before anything is written, the folder written whole or not at all.
+`gptkit export MODEL --format gguf -o model.gguf`: the same as one GGUF file for llama.cpp, Ollama and LM Studio
+(gptkit.hf.gguf), from a run, an HF folder or a GPT-2 name, with an Ollama Modelfile beside it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from pathlib import Path
 
 from gptkit.cli.common import add_checkpoint
-from gptkit.files import atomic_dir
+from gptkit.files import atomic_dir, atomic_write_text
 from gptkit.generate.chat import stop_tokens
 from gptkit.hf.arch import arch_for, write_hf
 from gptkit.tokenizer.encodings import ENDOFTEXT
@@ -27,27 +29,96 @@ HF_EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors",
 
 
 def add_export_command(sub) -> None:
-    p = sub.add_parser("export", help="write a run as a Hugging Face folder (model + tokenizer)",
-                       description="Write a run as a Hugging Face folder that transformers loads unchanged: "
-                       "GPT2LMHeadModel, LlamaForCausalLM or Qwen3ForCausalLM by the run's options, with "
-                       "tokenizer.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--format", choices=["hf"], default="hf")
-    p.add_argument("-o", "--output", required=True, help="the folder to write (new or empty; never a run dir)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="the weights' dtype (checkpoints hold float32)")
+    p = sub.add_parser("export", help="write a run as a Hugging Face folder or a GGUF file (llama.cpp, Ollama)",
+                       description="Write a run as a Hugging Face folder that transformers loads unchanged "
+                       "(GPT2LMHeadModel, LlamaForCausalLM or Qwen3ForCausalLM by the run's options, with "
+                       "tokenizer.json), or as a GGUF file that llama.cpp, Ollama and LM Studio run (--format gguf; "
+                       "a run, an HF folder or a GPT-2 name; an Ollama Modelfile beside it).")
+    p.add_argument("run_dir", metavar="MODEL", help="a run dir (for gguf also an HF folder or a GPT-2 name)")
+    p.add_argument("--format", choices=["hf", "gguf"], default="hf")
+    p.add_argument("-o", "--output", required=True,
+                   help="hf: the folder to write (new or empty; never a run dir); gguf: the .gguf file to write")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "f32", "f16", "bf16", "q8_0"], default=None,
+                   help="the weights' dtype (checkpoints hold float32): hf float32 (default), bfloat16, float16; "
+                   "gguf f32 (default), f16, bf16, q8_0 (llama.cpp's 8-bit blocks)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier export in the output folder (a folder holding anything else is refused)")
+                   help="replace an earlier export (a folder or file holding anything else is refused)")
     add_checkpoint(p)  # as sample and eval: best if the run has one
     p.set_defaults(func=cmd_export)
 
 
-def cmd_export(args) -> int:
-    from gptkit.cli.export import export_run
+HF_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "f32": "float32",
+             "bf16": "bfloat16", "f16": "float16"}
+GGUF_DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "q8_0": "q8_0", "float32": "f32", "float16": "f16",
+               "bfloat16": "bf16"}
 
-    cls, path = export_run(args.run_dir, args.output, args.checkpoint or "auto", args.dtype, args.overwrite)
+
+def cmd_export(args) -> int:
+    if args.format == "gguf":
+        path, modelfile = export_gguf(args.run_dir, args.output, args.checkpoint or "auto",
+                                      GGUF_DTYPES[args.dtype or "f32"], args.overwrite)
+        print(f"wrote {path} and {modelfile} (`ollama create NAME -f {modelfile}`; `llama-cli -m {path}`)")
+        return 0
+    if args.dtype not in (None, *HF_DTYPES):
+        raise ValueError(f"--dtype {args.dtype} is a GGUF type; an HF folder takes float32, bfloat16 or float16")
+    cls, path = export_run(args.run_dir, args.output, args.checkpoint or "auto", HF_DTYPES[args.dtype or "float32"],
+                           args.overwrite)
     print(f"wrote {args.output} ({cls}: config.json, model.safetensors, tokenizer.json) from {path}")
     return 0
+
+
+GGUF_MAGIC = b"GGUF"
+MODELFILE_HEAD = "# Ollama's Modelfile, written by gptkit export"
+
+
+def export_gguf(spec: str, out: str | os.PathLike, which: str = "auto", dtype: str = "f32",
+                overwrite: bool = False) -> tuple[Path, Path]:
+    """Write a run, HF folder or GPT-2 name as a GGUF file at `out` (gptkit.hf.gguf) and an Ollama Modelfile beside
+    it; returns both paths. An existing file is replaced only with overwrite, and only if it is an earlier export (a
+    GGUF file; a Modelfile gptkit wrote)."""
+    from gptkit.hf.gguf import check_exportable, pre_tokenizer, write_gguf
+    from gptkit.training.source import read_model_source
+
+    out = Path(out)
+    modelfile = out.with_name("Modelfile")
+    for path, ours in ((out, _starts(out, GGUF_MAGIC)), (modelfile, _starts(modelfile, MODELFILE_HEAD.encode()))):
+        if path.is_dir() or (path.exists() and not (overwrite and ours)):
+            what = "an earlier export: pass --overwrite" if ours else "not a gptkit export: pick another -o"
+            raise ValueError(f"{path} exists ({what})")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out.parent} is not a folder; create it first")
+    src = read_model_source(spec, which="last" if which == "auto" and not is_run_dir(spec) else which)
+    check_exportable(src.config)  # the refusals that need no tokenizer, before loading one
+    tok = src.load_tokenizer()
+    pre_tokenizer(tok)
+    fmt = src.chat_format()
+    write_gguf(out, src.config, src.tensors, tok, fmt, dtype, name=Path(str(spec)).name)
+    atomic_write_text(modelfile, ollama_modelfile(out.name, tok, fmt))
+    return out, modelfile
+
+
+def _starts(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def ollama_modelfile(gguf_name: str, tok, fmt) -> str:
+    """An Ollama Modelfile for the GGUF file: ChatML as Ollama's template with <|im_end|> as its stop, a model's own
+    Jinja template left to Ollama (it reads tokenizer.chat_template), a base model as plain completion."""
+    lines = [f"{MODELFILE_HEAD}: `ollama create NAME -f Modelfile`, then `ollama run NAME`", f"FROM ./{gguf_name}"]
+    if fmt is not None and fmt.template is None:
+        lines += ['TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}', "{{ .Content }}<|im_end|>",
+                  '{{ end }}<|im_start|>assistant', '"""', 'PARAMETER stop "<|im_end|>"']
+    elif fmt is not None:
+        lines += [f"PARAMETER stop {json.dumps(fmt.end_of_turn)}"]
+    else:
+        lines += ['TEMPLATE "{{ .Prompt }}"']
+        if tok.eot_token is not None:
+            lines += ['PARAMETER stop "<|endoftext|>"']
+    return "\n".join(lines) + "\n"
 
 
 def tokenizer_files(tok, max_length: int, fmt=None) -> dict[str, str]:

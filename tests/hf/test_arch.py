@@ -20,8 +20,9 @@ V = 101
 # Each architecture's small config, with the details that a wrong map would get wrong: grouped-query attention,
 # a head width other than n_embd / n_head (Qwen3), an untied head, a non-default theta and epsilon.
 HF_CONFIGS = {
-    "gpt2": lambda **kw: transformers.GPT2Config(vocab_size=V, n_positions=32, n_embd=48, n_layer=2, n_head=3,
-                                                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **kw),
+    "gpt2": lambda **kw: transformers.GPT2Config(**{**dict(vocab_size=V, n_positions=32, n_embd=48, n_layer=2,
+                                                          n_head=3, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0),
+                                                     **kw}),
     "llama": lambda **kw: transformers.LlamaConfig(**{**dict(
         vocab_size=V, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
         num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=500000.0,
