@@ -1,8 +1,8 @@
 """`gptkit export MODEL --format gguf` (issue 27), checked by llama.cpp itself through llama-cpp-python: for gptkit
 runs of the three shapes llama.cpp runs (Llama, Qwen3, GPT-2) and for random HF-imported folders of each, llama.cpp's
 greedy decoding gives gptkit's first 32 tokens (f32 and f16 files); its tokenizer gives gptkit's ids on 500+ texts
-(spaces, digits, punctuation, non-Latin scripts, special tokens) for a trained BPE with GPT-4's split and for GPT-2's
-own vocabulary; a chat run's template, applied by llama.cpp, gives gptkit's ids; a q8_0 file's log-likelihood is
+(spaces, digits, punctuation, non-Latin scripts, special tokens) for trained BPEs with GPT-4's and Qwen2's splits and
+for GPT-2's own vocabulary; a chat run's template, applied by llama.cpp, gives gptkit's ids; a q8_0 file's log-likelihood is
 within 1% of the f32 file's; what llama.cpp cannot run is refused by name, with nothing written.
 
 Skipped, with the reason, where llama-cpp-python is not installed (it is built from source, minutes); CI installs it
@@ -101,15 +101,22 @@ def test_llama_cpp_decodes_a_run_as_gptkit_does(runs, bpe, tmp_path, shape, dtyp
     assert "FROM ./model.gguf" in modelfile and 'TEMPLATE "{{ .Prompt }}"' in modelfile  # a base model completes
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
-def test_llama_cpp_decodes_an_hf_folder_as_gptkit_does(bpe, tmp_path, arch):
+def _hf_folder(folder, arch, tok):
+    """A random transformers model of `arch` (every weight perturbed) with `tok` as its tokenizer.json."""
     from tests.hf.test_arch import hf_model
 
-    tok = Tokenizer.load(bpe / "tok.model")
     more = {"n_positions": 64} if arch == "gpt2" else {}  # room for the prompt and 32 tokens
-    hf_model(tmp_path / "hf", arch, vocab_size=tok.vocab_size, **more)  # random weights, every one perturbed
-    (tmp_path / "hf" / "tokenizer.json").write_text(json.dumps(tok.to_tokenizer_json()))
-    llm = _llm(_export(tmp_path / "hf", tmp_path / "m.gguf"))
+    hf_model(folder, arch, vocab_size=tok.vocab_size, **more)
+    (folder / "tokenizer.json").write_text(json.dumps(tok.to_tokenizer_json()))
+    return folder
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
+def test_llama_cpp_decodes_an_hf_folder_as_gptkit_does(bpe, tmp_path, arch, dtype):
+    tok = Tokenizer.load(bpe / "tok.model")
+    _hf_folder(tmp_path / "hf", arch, tok)
+    llm = _llm(_export(tmp_path / "hf", tmp_path / "m.gguf", "--dtype", dtype))
     ids = tok.encode(PROMPT)
     assert _llama_greedy(llm, ids) == _gptkit_greedy(tmp_path / "hf", ids)
 
@@ -130,16 +137,23 @@ def _texts(data_dir) -> list[str]:
     return texts
 
 
-def test_llama_cpps_tokenizer_gives_gptkits_ids_on_500_texts(runs, bpe, tiny_gpt2_folder, gpt2_tok, data_dir, tmp_path):
+def test_llama_cpps_tokenizer_gives_gptkits_ids_on_500_texts(runs, bpe, tiny_gpt2_folder, gpt2_tok, data_dir, tmp_path,
+                                                            shakespeare):
+    from gptkit.hf.gguf import PRE_TOKENIZERS
+
     texts = _texts(data_dir)
     ours = Tokenizer.load(bpe / "tok.model")  # GPT-4's split: llama.cpp's llama-bpe
-    for tok, path in ((ours, _export(runs["llama"], tmp_path / "a.gguf")),
-                      (gpt2_tok, _export(tiny_gpt2_folder, tmp_path / "b.gguf", "--overwrite"))):  # gpt-2
+    qwen = Tokenizer.train(shakespeare[:50_000], vocab_size=300, pattern=PRE_TOKENIZERS["qwen2"],
+                           special_tokens=["<|endoftext|>"], progress=False)  # Qwen2's split: single digits
+    cases = ((ours, _export(runs["llama"], tmp_path / "a.gguf"), "llama-bpe"),
+             (gpt2_tok, _export(tiny_gpt2_folder, tmp_path / "b.gguf", "--overwrite"), "gpt-2"),
+             (qwen, _export(_hf_folder(tmp_path / "q", "llama", qwen), tmp_path / "c.gguf", "--overwrite"), "qwen2"))
+    for tok, path, pre in cases:
         llm = _llm(path)
+        assert llm.metadata["tokenizer.ggml.pre"] == pre
         wrong = [t for t in texts if llm.tokenize(t.encode(), add_bos=False, special=True)
                  != tok.encode(t, allowed_special="all")]
-        assert wrong == [], f"{len(wrong)} of {len(texts)} texts tokenized differently, e.g. {wrong[:3]!r}"
-    assert llm.metadata["tokenizer.ggml.pre"] == "gpt-2"
+        assert wrong == [], f"{pre}: {len(wrong)} of {len(texts)} texts tokenized differently, e.g. {wrong[:3]!r}"
 
 
 def _llama_cpp_chat(llm, messages, add_generation_prompt=True) -> str:
