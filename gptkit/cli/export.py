@@ -87,7 +87,7 @@ def export_gguf(spec: str, out: str | os.PathLike, which: str = "auto", dtype: s
             raise ValueError(f"{path} exists ({what})")
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent} is not a folder; create it first")
-    src = read_model_source(spec, which="last" if which == "auto" and not is_run_dir(spec) else which)
+    src = read_model_source(spec, which=which)  # (which: a run's checkpoint; an HF folder has one)
     check_exportable(src.config)  # the refusals that need no tokenizer, before loading one
     tok = src.load_tokenizer()
     pre_tokenizer(tok)
