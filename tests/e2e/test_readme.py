@@ -25,8 +25,10 @@ RUN = {
     "gptkit train": ["--max-iters=20", "--eval-iters=1"],
     "gptkit sample runs/shakespeare_char --prompt \"ROMEO:\" --max-new-tokens 300 --stream": [],
     "gptkit train chat": ["--max-iters=2", "--eval-iters=1"],  # both stages
-    "gptkit train chat --data=shakespeare_gpt2 --mlp=swiglu --out-dir=runs/chat_bpe":
-        ["--max-iters=2", "--eval-iters=1", "--batch-size=2"],  # GPT-2's 50,257 logits: keep it small
+    "gptkit tokenizer train shakespeare --vocab-size 320 -o tok320.model": [],
+    "gptkit prepare shakespeare -t tok320.model -o data/shakespeare_bpe": [],
+    "gptkit train chat --data=data/shakespeare_bpe --mlp=swiglu --out-dir=runs/chat_bpe": ["--max-iters=2",
+                                                                                           "--eval-iters=1"],
     "gptkit export runs/chat_bpe --format gguf -o chat.gguf --dtype q8_0": [],
     "gptkit prepare shakespeare -t char -o data/shakespeare_char": [],
     "gptkit prepare shakespeare -t gpt2 -o data/shakespeare": [],
