@@ -225,3 +225,19 @@ def chat_run(tmp_path_factory) -> Path:
     assert main(["train", *tiny, "--max_iters=30", "--eval_interval=30", "--data=reverse", "--lr=3e-3",
                  f"--init_from={tmp / 'base'}", f"--out_dir={tmp / 'chat'}"]) == 0
     return tmp / "chat"
+
+
+@pytest.fixture(scope="session")
+def bpe_root(tmp_path_factory, shakespeare) -> Path:
+    """A byte-level BPE trained here on tiny Shakespeare's first 100,000 characters (GPT-4's split, 320 ids with
+    <|endoftext|>) as tok.model, that text as text.txt, and data/ prepared from it with it."""
+    from gptkit.cli import main
+    from gptkit.tokenizer.byte_level import Tokenizer
+
+    root = tmp_path_factory.mktemp("bpe")
+    tok = Tokenizer.train(shakespeare[:100_000], vocab_size=320, special_tokens=["<|endoftext|>"], progress=False)
+    tok.save(root / "tok.model")
+    (root / "text.txt").write_text(shakespeare[:100_000])
+    assert main(["prepare", str(root / "text.txt"), "-t", str(root / "tok.model"), "-o", str(root / "data"), "-q"]) == 0
+    return root
+

@@ -30,14 +30,9 @@ PROMPT = "ROMEO:"
 
 
 @pytest.fixture(scope="module")
-def bpe_data(tmp_path_factory, shakespeare):
+def bpe_data(bpe_root):
     """A data dir tokenized with a byte-level BPE trained here (GPT-4 split, <|endoftext|>)."""
-    root = tmp_path_factory.mktemp("bpe")
-    tok = Tokenizer.train(shakespeare[:100_000], vocab_size=320, special_tokens=["<|endoftext|>"], progress=False)
-    tok.save(root / "tok.model")
-    (root / "text.txt").write_text(shakespeare[:100_000])
-    assert main(["prepare", str(root / "text.txt"), "-t", str(root / "tok.model"), "-o", str(root / "data"), "-q"]) == 0
-    return root / "data"
+    return bpe_root / "data"
 
 
 def _train(tmp_path, bpe_data, preset, overrides, data):

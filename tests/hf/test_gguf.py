@@ -38,14 +38,9 @@ PROMPT = "ROMEO: what light"
 
 
 @pytest.fixture(scope="module")
-def bpe(tmp_path_factory, shakespeare):
+def bpe(bpe_root):
     """A byte-level BPE trained here (GPT-4's split, <|endoftext|>) and tiny Shakespeare prepared with it."""
-    root = tmp_path_factory.mktemp("gguf-bpe")
-    tok = Tokenizer.train(shakespeare[:100_000], vocab_size=320, special_tokens=["<|endoftext|>"], progress=False)
-    tok.save(root / "tok.model")
-    (root / "text.txt").write_text(shakespeare[:100_000])
-    assert main(["prepare", str(root / "text.txt"), "-t", str(root / "tok.model"), "-o", str(root / "data"), "-q"]) == 0
-    return root
+    return bpe_root
 
 
 @pytest.fixture(scope="module")
