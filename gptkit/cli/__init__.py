@@ -11,6 +11,7 @@ a traceback means a bug in gptkit.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in caught:
             print(f"gptkit: warning: {w.message}", file=sys.stderr)
         return rc
+    except BrokenPipeError:  # the reader went away (`gptkit sample ... | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its pipe closed
     except (ValueError, OSError) as e:
         msg = " ".join(str(e).split("\n")).strip() or type(e).__name__
         if isinstance(e, FileNotFoundError) and e.filename:

@@ -175,3 +175,19 @@ def test_prepare_and_tokenize_with_a_run_dirs_or_hf_folders_own_tokenizer(tmp_pa
     assert capsys.readouterr().out.split() == ["39", "40"]  # the char run's ids
     assert main(["prepare", "shakespeare", "-t", str(tmp_path), "-o", str(tmp_path / "x")]) == 1  # neither
     assert "config.json" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`gptkit sample ... | head -1` (the reader leaves first): exit 141 with nothing on stderr, not an error line."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    assert main(["train", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=1", "--eval_interval=1",
+                 "--eval_iters=1", "--progress=false", "--sample_tokens=0", f"--out_dir={run}"]) == 0
+    sample = subprocess.Popen([sys.executable, "-m", "gptkit", "sample", str(run), "--max-new-tokens", "20000",
+                               "--stream"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sample.stdout.read(10)
+    sample.stdout.close()  # as head does once it has its line
+    assert sample.wait(timeout=120) == 141 and sample.stderr.read() == b""
+
