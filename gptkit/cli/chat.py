@@ -111,15 +111,14 @@ class Chat:
 
         self.messages.append({"role": "user", "content": text})
         try:
-            ids, dropped = chat_prompt(self.tok, self.fmt, self.messages, self.block,
-                                       min(self.args.max_new_tokens, self.block // 4))
+            ids, kept = chat_prompt(self.tok, self.fmt, self.messages, self.block,
+                                    min(self.args.max_new_tokens, self.block // 4))
         except (ContextFull, ValueError) as e:
             self.messages.pop()
             print(f"gptkit: {e}; say something shorter, or /reset", file=sys.stderr)
             return
-        if dropped:
-            system = len(self.messages) - len([m for m in self.messages if m["role"] != "system"])
-            del self.messages[system : system + dropped]
+        if len(kept) < len(self.messages):
+            self.messages = kept
             if not self.told_dropping:
                 print(f"(the conversation outgrew the model's context of {self.block} tokens: its oldest turns are "
                       "dropped from now on)", file=sys.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gptkit.cli.common import add_checkpoint
 from gptkit.files import atomic_dir, atomic_write_text
-from gptkit.generate.chat import stop_tokens
+from gptkit.generate.chat import end_of_generation
 from gptkit.hf.arch import arch_for, write_hf
 from gptkit.tokenizer.encodings import ENDOFTEXT
 from gptkit.tokenizer.hf_json import char_json, tokenizer_config
@@ -76,8 +76,8 @@ def export_gguf(spec: str, out: str | os.PathLike, which: str = "auto", dtype: s
     """Write a run, HF folder or GPT-2 name as a GGUF file at `out` (gptkit.hf.gguf) and an Ollama Modelfile beside
     it; returns both paths. An existing file is replaced only with overwrite, and only if it is an earlier export (a
     GGUF file; a Modelfile gptkit wrote)."""
-    from gptkit.hf.gguf import check_exportable, pre_tokenizer, write_gguf
-    from gptkit.training.source import read_model_source
+    from gptkit.hf.gguf import check_exportable, write_gguf
+    from gptkit.training.source import read_model_source, source_config
 
     out = Path(out)
     modelfile = out.with_name("Modelfile")
@@ -87,12 +87,10 @@ def export_gguf(spec: str, out: str | os.PathLike, which: str = "auto", dtype: s
             raise ValueError(f"{path} exists ({what})")
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent} is not a folder; create it first")
+    check_exportable(source_config(spec))  # a shape llama.cpp cannot run is refused before any weight is read
     src = read_model_source(spec, which=which)  # (which: a run's checkpoint; an HF folder has one)
-    check_exportable(src.config)  # the refusals that need no tokenizer, before loading one
-    tok = src.load_tokenizer()
-    pre_tokenizer(tok)
-    fmt = src.chat_format()
-    write_gguf(out, src.config, src.tensors, tok, fmt, dtype, name=Path(str(spec)).name)
+    tok, fmt = src.load_tokenizer(), src.chat_format()
+    write_gguf(out, src.config, src.tensors, tok, fmt, dtype, name=Path(str(spec)).name)  # checks the rest first
     atomic_write_text(modelfile, ollama_modelfile(out.name, tok, fmt))
     return out, modelfile
 
@@ -158,7 +156,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, which: str = 
     tok = tokenizer_from_record(info, run_dir)
     fmt = recorded_chat_format(info, Path(run_dir), lambda: tok)  # a chat run's format goes with it
     files = tokenizer_files(tok, config.block_size, fmt)  # refuses a tokenizer HF cannot represent exactly
-    eos = stop_tokens(tok, fmt)[0] if fmt else tok.eot_token  # a chat model's generation ends with its turn
+    eos = end_of_generation(tok, fmt)  # a chat model's generation ends with its turn
     # complete or absent, never half-written; --overwrite replaces an earlier HF export and nothing else
     with atomic_dir(out, overwrite=overwrite, replaceable=HF_EXPORT_FILES) as tmp:
         cls = write_hf(config, tensors, tmp, dtype, eos_token_id=eos)

@@ -28,25 +28,31 @@ def stop_tokens(tok, fmt: ChatFormat) -> tuple[int, ...]:
     return tuple(dict.fromkeys([end[0], *([] if tok.eot_token is None else [tok.eot_token])]))
 
 
+def end_of_generation(tok, fmt: ChatFormat | None) -> int | None:
+    """The id that ends what a model generates: a chat model's end of turn, else the tokenizer's end of text (what
+    exports write as eos)."""
+    return stop_tokens(tok, fmt)[0] if fmt is not None else tok.eot_token
+
+
 def chat_prompt(tok, fmt: ChatFormat, messages: list[dict], block_size: int, reply_room: int = 1,
-                keep_within: bool = True) -> tuple[list[int], int]:
-    """(prompt ids, messages dropped): the conversation rendered with the assistant's header, fitting `block_size`
+                keep_within: bool = True) -> tuple[list[int], list[dict]]:
+    """(prompt ids, the messages they hold): the conversation rendered with the assistant's header, fitting `block_size`
     with `reply_room` tokens to spare. With keep_within, the oldest messages after any system ones are dropped,
     a user turn and what follows it up to the next user turn at a time (the last user turn always stays, with less
     room for its reply if need be); else ContextFull at once.
 
-    Example: a 64-token context, 30 tokens of history, reply_room 16 -> every message kept, 0 dropped."""
+    Example: a 64-token context, 30 tokens of history, reply_room 16 -> every message kept."""
     room = block_size - max(1, min(reply_room, block_size - 1))
-    system = [m for m in messages if m["role"] == "system"][:1] if messages and messages[0]["role"] == "system" else []
-    rest, dropped = list(messages[len(system):]), 0
+    system = list(messages[:1]) if messages and messages[0]["role"] == "system" else []
+    rest = list(messages[len(system):])
     while True:
         ids, _ = encode_chat(tok, fmt, system + rest, add_generation_prompt=True)
         if len(ids) <= room:
-            return ids, dropped
+            return ids, system + rest
         users = [k for k, m in enumerate(rest) if m["role"] == "user"]
         if keep_within and len(users) < 2 and len(ids) < block_size:
-            return ids, dropped  # nothing more to drop: the reply gets the room there is (then the window slides)
+            return ids, system + rest  # nothing more to drop: the reply gets the room there is (then the window slides)
         if not keep_within or len(users) < 2:
             raise ContextFull(f"the conversation is {len(ids)} tokens; this model's context is {block_size} tokens "
                               f"with {block_size - room} kept for the reply")
-        rest, dropped = rest[users[1]:], dropped + users[1]
+        rest = rest[users[1]:]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gptkit.config import GPTConfig
+from gptkit.generate.chat import end_of_generation
 from gptkit.hf.arch import GPT2, LLAMA, arch_for, tensors_to_hf
 
 DTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -146,7 +147,7 @@ def write_gguf(path: str | os.PathLike, config: GPTConfig, tensors: dict[str, np
     arch = check_exportable(config)
     pre = pre_tokenizer(tok)
     vocab = _vocab(tok, config.vocab_size, gguf)
-    eos = _eos(tok, fmt)
+    eos = end_of_generation(tok, fmt)
     weights = gguf_tensors(config, tensors)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -220,15 +221,6 @@ def _vocab(tok, vocab_size: int, gguf) -> tuple[list[str], list[int], list[str]]
             types.append(gguf.TokenType.UNUSED)
     merges = [" ".join(m) if isinstance(m, list) else m for m in doc["model"]["merges"]]
     return tokens, types, merges
-
-
-def _eos(tok, fmt) -> int | None:
-    """The end of generation: a chat model's end of turn, else the tokenizer's end of text."""
-    if fmt is None:
-        return tok.eot_token
-    from gptkit.generate.chat import stop_tokens
-
-    return stop_tokens(tok, fmt)[0]
 
 
 def _add_tensor(writer, name: str, w: np.ndarray, dtype: str, gguf) -> None:

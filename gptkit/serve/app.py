@@ -214,10 +214,7 @@ def _add_api(app: FastAPI, registry: Registry, limits: Limits) -> None:
     async def chat_completions(request: HttpRequest):
         p = parse_chat(await _body(request), limits)
         worker = await run_in_threadpool(registry.load, p["model"])
-        p["default_max"] = p["max_tokens"] is None
-        if p["default_max"]:
-            p["max_tokens"] = limits.max_tokens
-        return await _chat(request, worker, p)
+        return await _chat(request, worker, p, limits.max_tokens)
 
 
 def _add_tokenizer_routes(app: FastAPI, registry: Registry, limits: Limits) -> None:
@@ -386,7 +383,7 @@ async def _complete(request: HttpRequest, worker, p: dict):
     return await _respond(request, worker, p, prompt_ids, stop_tokens, COMPLETION)
 
 
-async def _chat(request: HttpRequest, worker, p: dict):
+async def _chat(request: HttpRequest, worker, p: dict, most: int):
     """/v1/chat/completions: the conversation in the model's chat format, the assistant's reply n times."""
     from gptkit.generate.chat import NO_FORMAT, ContextFull, chat_prompt, stop_tokens
 
@@ -400,8 +397,8 @@ async def _chat(request: HttpRequest, worker, p: dict):
         raise ApiError(400, str(e), "messages", "context_length_exceeded") from None
     except ValueError as e:  # the template refused the conversation (roles out of turn, say)
         raise ApiError(400, str(e), "messages") from None
-    if p["default_max"]:  # OpenAI's default: up to the end of the context, at most --max-tokens
-        p = {**p, "max_tokens": min(p["max_tokens"], max(1, block - len(ids)))}
+    if p["max_tokens"] is None:  # OpenAI's default: up to the end of the context, at most `most` (--max-tokens)
+        p = {**p, "max_tokens": min(most, max(1, block - len(ids)))}
     return await _respond(request, worker, p, [ids], stops, CHAT)
 
 

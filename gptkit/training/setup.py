@@ -81,13 +81,9 @@ def resolve_data(t: TrainConfig) -> Path:
         raise ValueError(f"--data={t.data} is a chat task, learned by finetuning a model: pass --init_from (a run dir, "
                          "an HF folder or a GPT-2 name), whose tokenizer the task is prepared with")
     from gptkit.data.chat import task_data_dir
-    from gptkit.hf.hub import HUB_MODELS
     from gptkit.training.source import source_tokenizer_spec
 
-    spec = "gpt2" if t.init_from in HUB_MODELS and not Path(t.init_from).exists() else t.init_from
-    if not Path(spec).is_dir() and spec != "gpt2":
-        raise ValueError(f"--init_from {spec}: no such run dir or HF folder")
-    return task_data_dir(t.data, source_tokenizer_spec(spec) if spec != "gpt2" else spec)
+    return task_data_dir(t.data, source_tokenizer_spec(t.init_from))
 
 
 def epoch_steps(t: TrainConfig, batches, tokens_per_step: int, data_dir) -> int:

@@ -84,17 +84,19 @@ def load_recorded_tokenizer(record: dict, base: Path, where, vocab_size: int):
     return tokenizer_from_record(record, base)
 
 
-def source_tokenizer_spec(folder: str | os.PathLike) -> str:
-    """The tokenizer of a run dir or HF folder as a CLI spec: the path of the file it lives in, or the name of the
-    published encoding (a HF GPT-2 folder's is "gpt2", as read_model_source takes it). Example: runs/x ->
-    "runs/x/tokenizer.model"; a GPT-2 folder -> "gpt2"."""
-    if is_run_dir(folder):
-        record, base = read_run_tokenizer_info(folder), Path(folder)
+def source_tokenizer_spec(spec: str | os.PathLike) -> str:
+    """The tokenizer of a model source (a run dir, an HF folder or a GPT-2 name) as a CLI spec: the path of the file it
+    lives in, or the name of the published encoding (a HF GPT-2 folder's is "gpt2", as read_model_source takes it).
+    Example: runs/x -> "runs/x/tokenizer.model"; a GPT-2 folder, or "gpt2-medium" -> "gpt2"."""
+    if str(spec) in HUB_MODELS and not Path(spec).exists():
+        return "gpt2"  # a GPT-2 name not yet downloaded: GPT-2's tokenizer by definition
+    if is_run_dir(spec):
+        record, base = read_run_tokenizer_info(spec), Path(spec)
     else:
-        config = config_from_hf(read_hf_config(folder))
-        record, base = _hf_tokenizer_record(Path(folder), config), Path(folder)
+        base = _hf_folder(spec)
+        record = _hf_tokenizer_record(base, config_from_hf(read_hf_config(base)))
     if not (record["file"] or record["spec"]):
-        raise ValueError(f"{folder} has no tokenizer gptkit reads (no tokenizer.json, and not GPT-2's vocabulary)")
+        raise ValueError(f"{spec} has no tokenizer gptkit reads (no tokenizer.json, and not GPT-2's vocabulary)")
     return str(base / record["file"]) if record["file"] else record["spec"]
 
 

@@ -24,23 +24,23 @@ def _turns(n):
 
 def test_a_conversation_that_fits_is_rendered_whole(tok):
     messages = _turns(2)
-    ids, dropped = chat_prompt(tok, CHATML, messages, block_size=256, reply_room=16)
-    assert (ids, dropped) == (encode_chat(tok, CHATML, messages, add_generation_prompt=True)[0], 0)
+    ids, kept = chat_prompt(tok, CHATML, messages, block_size=256, reply_room=16)
+    assert (ids, kept) == (encode_chat(tok, CHATML, messages, add_generation_prompt=True)[0], messages)
 
 
 def test_the_oldest_whole_turns_go_first_and_the_system_message_stays(tok):
     messages = _turns(4)
     whole = len(encode_chat(tok, CHATML, messages, add_generation_prompt=True)[0])
-    ids, dropped = chat_prompt(tok, CHATML, messages, block_size=whole + 16 - 1, reply_room=16)  # one token short
-    kept = [messages[0], *messages[1 + dropped:]]
-    assert dropped == 2 and ids == encode_chat(tok, CHATML, kept, add_generation_prompt=True)[0]
+    ids, kept = chat_prompt(tok, CHATML, messages, block_size=whole + 16 - 1, reply_room=16)  # one token short
+    assert kept == [messages[0], *messages[3:]]  # the first exchange dropped, the system message kept
+    assert ids == encode_chat(tok, CHATML, kept, add_generation_prompt=True)[0]
     assert kept[1] == {"role": "user", "content": "Say aa."}  # a user turn starts what is kept
 
 
 def test_the_last_user_turn_stays_with_less_room_for_the_reply(tok):
     messages = _turns(1)
     n = len(encode_chat(tok, CHATML, messages, add_generation_prompt=True)[0])
-    assert chat_prompt(tok, CHATML, messages, block_size=n + 1, reply_room=16)[1] == 0
+    assert chat_prompt(tok, CHATML, messages, block_size=n + 1, reply_room=16)[1] == messages
     with pytest.raises(ContextFull, match=f"is {n} tokens; this model's context is {n} tokens"):
         chat_prompt(tok, CHATML, messages, block_size=n, reply_room=16)
 
@@ -48,7 +48,7 @@ def test_the_last_user_turn_stays_with_less_room_for_the_reply(tok):
 def test_the_server_refuses_instead_of_dropping(tok):
     messages = _turns(3)
     n = len(encode_chat(tok, CHATML, messages, add_generation_prompt=True)[0])
-    assert chat_prompt(tok, CHATML, messages, block_size=n + 1, keep_within=False)[1] == 0
+    assert chat_prompt(tok, CHATML, messages, block_size=n + 1, keep_within=False)[1] == messages
     with pytest.raises(ContextFull, match="with 1 kept for the reply"):
         chat_prompt(tok, CHATML, messages, block_size=n, keep_within=False)
 
