@@ -112,4 +112,3 @@ def checkpoint_parameters(path: str | os.PathLike, prefix: str = "model.") -> in
             return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix))
     except (OSError, SafetensorError):
         return None
-

@@ -400,8 +400,8 @@ def train_stages(stages: list[RunConfig], resume: bool = False, overwrite: bool 
     if not resume:
         for cfg in stages:
             check_fresh(cfg.run_dir, overwrite)
-    again_with = [o for o in overrides if not (set(parse_overrides([o])[0]) | set(parse_overrides([o])[1]))
-                  - (setup.RESUMABLE - set(STAGE_FIELDS))]
+    resumable = setup.RESUMABLE - set(STAGE_FIELDS)
+    again_with = [o for o in overrides if set().union(*parse_overrides([o])) <= resumable]
     for k, cfg in enumerate(stages, 1):
         if cfg.train.progress and os.environ.get("RANK", "0") == "0":
             print(f"stage {k} of {len(stages)}: {cfg.run_dir}" + (f" (from {cfg.train.init_from})" if k > 1 else ""),

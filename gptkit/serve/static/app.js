@@ -6,14 +6,15 @@ const LIST_MS = 3000;  // the run list and its counts
 const HIDDEN_MS = 15000;  // both, while the browser tab is hidden
 const SLOWEST_MS = 30000;  // the longest wait between polls after failures
 
-// The message of a failed answer: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the HTTP status.
-// (failureCode: OpenAI's error.code, e.g. "context_length_exceeded", else null.)
-let failureCode = null;
+// A failed answer as an Error: its message OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the HTTP
+// status; its code OpenAI's error.code (e.g. "context_length_exceeded"), else null.
 async function failure(r) {
   let data = null;
   try { data = JSON.parse(await r.text()); } catch { /* not JSON (a proxy's page, a plain-text 500) */ }
   const err = data && typeof data === "object" ? data.error : undefined;
-  failureCode = err && typeof err.code === "string" ? err.code : null;
+  return Object.assign(new Error(failureMessage(r, data, err)), {code: err && typeof err.code === "string" ? err.code : null});
+}
+function failureMessage(r, data, err) {
   if (err && typeof err.message === "string" && err.message) return err.message;
   if (typeof err === "string" && err) return err;
   const detail = data && typeof data === "object" ? data.detail : undefined;
@@ -24,7 +25,7 @@ async function failure(r) {
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
   const r = await fetch(path, init);
-  if (!r.ok) throw new Error(await failure(r));
+  if (!r.ok) throw await failure(r);
   try { return await r.json(); } catch { throw new Error(`the server's answer to ${path} is not JSON`); }
 }
 function say(el, text, isError) {  // a status line: its text, styled as an error or not
@@ -168,7 +169,7 @@ for (const prefix of ["gen", "chat"]) {
 // event throws with the server's message.
 async function streamEvents(path, body, signal, onEvent) {
   const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body), signal});
-  if (!r.ok) { const e = new Error(await failure(r)); e.code = failureCode; throw e; }
+  if (!r.ok) throw await failure(r);
   const reader = r.body.getReader(), decoder = new TextDecoder();
   let buf = "";
   for (;;) {
