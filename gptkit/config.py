@@ -166,6 +166,11 @@ class TrainConfig:
     sample_prompt: str = "\n"  # prompt for the samples printed during training
     peak_flops: float = 0.0  # device peak FLOP/s for MFU; 0 = known GPU table, or measured on a CPU
     progress: bool = True  # progress bar and eval lines on stderr
+    # Under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (FSDP2: weights, gradients and optimizer
+    # state sharded over the ranks; gptkit.torch.fsdp). One process trains alike with either.
+    parallel: str = "ddp"
+    reshard_after_forward: bool = True  # fsdp: free each block's gathered weights after its forward (ZeRO-3)
+    activation_checkpointing: bool = False  # recompute each block's activations in the backward (less memory)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "max_iters", "eval_interval", "eval_iters", "log_interval")
@@ -188,6 +193,12 @@ class TrainConfig:
             raise ValueError(f"train.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
             raise ValueError(f"need muon_lr > 0 and 0 <= muon_momentum < 1, got {self.muon_lr}, {self.muon_momentum}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if self.backend == "mlx" and (self.parallel == "fsdp" or self.activation_checkpointing):
+            what = "parallel='fsdp'" if self.parallel == "fsdp" else "activation_checkpointing"
+            raise ValueError(f"{what} is the torch backend's (PyTorch FSDP2 over torchrun); the MLX backend trains on "
+                             "one device: use --backend=torch, or leave it out")
 
 
 @dataclass(frozen=True)

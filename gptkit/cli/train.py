@@ -36,6 +36,9 @@ def add_train_command(sub) -> None:
                    help="continue a run from its last checkpoint (default: the preset's out_dir)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in the same run dir")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the memory each process would hold, and exit")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="--dry-run: processes over all nodes (default: torchrun's WORLD_SIZE, else 1)")
     add_config_fields(p)
     p.set_defaults(func=cmd_train)
 
@@ -121,6 +124,8 @@ def cmd_train(args) -> int:
         cfg = resume_config(args.resume if isinstance(args.resume, str) else stages[0].run_dir, args.overrides)
     else:
         cfg = stages[-1]
+    if args.dry_run:
+        return _dry_run(cfg, int(os.environ.get("WORLD_SIZE", "1")) if args.nproc is None else args.nproc)
     if cfg.train.backend == "mlx":
         from gptkit.mlx import require_mlx
 
@@ -151,6 +156,28 @@ def cmd_train(args) -> int:
               f"best val {result.best_val:.4f}, {last['elapsed_s']:.1f} s"
               + (f" (expected for {args.preset}: about {expected})" if expected else ""))
     return rc
+
+
+def _dry_run(cfg, world: int) -> int:
+    """`--dry-run`: the per-process memory of the run (gptkit.torch.memory), from its config only: no data read, no
+    weights built. The vocabulary is the data's when it is prepared, else the config's."""
+    if world < 1:
+        raise ValueError(f"--nproc must be >= 1, got {world}")
+    if cfg.train.backend != "torch":
+        raise ValueError("--dry-run counts the torch backend's memory; drop --backend=mlx")
+    need_torch("train --dry-run")
+    from dataclasses import replace
+    from pathlib import Path
+
+    from gptkit.data.prepare import load_meta
+    from gptkit.torch.memory import dry_run_report
+
+    if (Path(cfg.train.data) / "meta.json").is_file():
+        cfg = replace(cfg, model=replace(cfg.model, vocab_size=load_meta(cfg.train.data)["tokenizer"]["vocab_size"]))
+    if cfg.train.init_from:
+        print(f"(the model's shape as configured; --init_from={cfg.train.init_from} may change it)")
+    print(dry_run_report(cfg, world))
+    return 0
 
 
 def _list_presets() -> int:

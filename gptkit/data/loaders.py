@@ -90,6 +90,12 @@ class RandomBatches:
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
+    @staticmethod
+    def resume_state(states: list[dict], rank: int) -> dict | None:
+        """The state rank `rank` resumes from, given every rank's saved one: its own; None (a fresh stream from its
+        seed) for a rank the saving run did not have. Random windows have no position to carry over."""
+        return states[rank] if rank < len(states) else None
+
 
 def random_batches(data_dir, split: str, batch_size: int, block_size: int, seed: int = 0) -> RandomBatches:
     return RandomBatches(data_dir, split, batch_size, block_size, seed)
@@ -148,6 +154,7 @@ class ShardedLoader:
             raise _too_small(split, max(sizes, default=0), need, what)
         self.paths, self.sizes, self.masks = [p for p, _, _ in keep], [n for _, n, _ in keep], [m for *_, m in keep]
         self.shard, self.pos = 0, self.B * self.T * rank
+        self._all = list(zip(paths, sizes))
 
     def __iter__(self):
         return self
@@ -170,6 +177,23 @@ class ShardedLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.shard, self.pos = int(state["shard"]), int(state["pos"])
+
+    def resume_state(self, states: list[dict], rank: int) -> dict:
+        """The state this loader (rank `rank` of self.world) resumes from, given those of every rank of the run that
+        saved them (any number of ranks, same batch size): the same shard file and next window (rank 0's position is
+        the step's first window), this rank's offset from it. A ValueError when that shard is too small for one step
+        of this layout (shards smaller than a step are skipped)."""
+        if len(states) == self.world:
+            return states[rank]
+        kept = [p for p, n in self._all if n >= self.B * self.T * len(states) + 1]  # the saving layout's shards
+        path, base = kept[int(states[0]["shard"])], int(states[0]["pos"])
+        if path not in self.paths:
+            raise ValueError(f"the saved data position is in {path.name}, which is too small for one step of "
+                             f"{self.world} process(es); resume with {len(states)}")
+        shard = self.paths.index(path)
+        if base + self.B * self.T * self.world + 1 > self.sizes[shard]:  # this layout's step no longer fits
+            shard, base = (shard + 1) % len(self.paths), 0
+        return {"shard": shard, "pos": base + self.B * self.T * rank}
 
 
 class AdditionTask:

@@ -100,3 +100,8 @@ class PackedRows:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pos = state["epoch"], state["pos"]
         self._order = self._shuffled(self.epoch)
+
+    @staticmethod
+    def resume_state(states: list[dict], rank: int) -> dict:
+        """Every rank stands at the same conversation after a batch, so any layout resumes from rank 0's state."""
+        return states[0]

@@ -1,11 +1,12 @@
-"""The PyTorch backend of a training run, from one CPU to many GPUs (torchrun + DDP): `train(cfg)`.
+"""The PyTorch backend of a training run, from one CPU to many GPUs (torchrun + DDP or FSDP2): `train(cfg)`.
 
 TorchBackend is gptkit.training.backend.Backend in PyTorch: AdamW with weight decay on 2-D weights only, or Muon for the
 block matrices beside it (gptkit.torch.optim), each at its own peak under the Run's schedule; gradient clipping,
 accumulation over the micro-batches the Run hands it, autocast (bf16, or fp16 + GradScaler on CUDA), TF32 on CUDA,
-optional torch.compile of the training step only, DDP, and the optimizer/RNG state that makes a resumed run continue
-with the identical loss sequence. The loop itself (schedule, evaluation, checkpoints, metrics, Ctrl-C) is
-gptkit.training.run.Run's.
+optional torch.compile of the training step only, activation checkpointing, DDP or FSDP2 (`parallel`; the sharding is
+gptkit.torch.fsdp's), and the optimizer/RNG state that makes a resumed run continue with the identical loss sequence.
+A sharded run gathers its weights and optimizer state into the same checkpoint as one process's, tensor by tensor.
+The loop itself (schedule, evaluation, checkpoints, metrics, Ctrl-C) is gptkit.training.run.Run's.
 
 Not here: the model (gptkit.torch.model), batches (gptkit.data.loaders), the file format (gptkit.training.checkpoint),
 device rules (gptkit.torch.runtime).
@@ -21,7 +22,7 @@ import torch
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.torch.generate import generate
 from gptkit.torch.model import build_model
-from gptkit.torch.optim import configure_optimizers
+from gptkit.torch.optim import Muon, configure_optimizers
 from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
                                   teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
@@ -31,7 +32,7 @@ from gptkit.training.run import TrainResult, train_with
 
 class TorchBackend(Backend):
     """A GPT and its optimizers (AdamW, or AdamW + Muon: gptkit.torch.optim) in PyTorch, on one process or as a
-    DDP rank."""
+    DDP or FSDP2 rank."""
 
     name = "torch"
 
@@ -40,6 +41,11 @@ class TorchBackend(Backend):
         self.dtype = pick_dtype(t.dtype, device)
         self.dist, self.device = init_distributed(device)
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        self.parallel = t.parallel if self.dist.enabled else "one"
+        self.sharded = self.parallel == "fsdp"
+        if self.sharded and self.dtype == torch.float16:
+            raise ValueError("parallel='fsdp' trains in bfloat16 or float32 (fp16's GradScaler is not sharded here); "
+                             "use --dtype=bfloat16")
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on TF32 tensor cores
             torch.backends.cudnn.allow_tf32 = True
@@ -54,7 +60,14 @@ class TorchBackend(Backend):
         if init is not None:
             load_weights(self.model, init, source=source)
         self.model = self.model.to(self.device)
-        self.optimizers = configure_optimizers(self.model, t, self.device, self.dtype)  # adamw [+ muon]
+        self.model.activation_checkpointing = t.activation_checkpointing
+        muon = Muon
+        if self.sharded:  # every rank built the same model (same seed): each keeps its rows
+            from gptkit.torch import fsdp
+
+            self.model = fsdp.shard_model(self.model, self.device, self.dtype, t.reshard_after_forward)
+            muon = fsdp.ShardedMuon
+        self.optimizers = configure_optimizers(self.model, t, self.device, self.dtype, muon)  # adamw [+ muon]
         self.optimizer = self.optimizers["adamw"]
         self.peak_lr = {"adamw": t.lr, "muon": t.muon_lr}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
@@ -65,8 +78,8 @@ class TorchBackend(Backend):
     def _wrap(self, model: torch.nn.Module, compile: bool):
         """The callable the training step runs: the model, compiled and/or DDP-wrapped. Evaluation and sampling
         use self.model, so compile never touches them and checkpoints never see `module.`/`_orig_mod.`."""
-        fwd = torch.compile(model) if compile else model
-        if self.dist.enabled:
+        fwd = torch.compile(model) if compile else model  # FSDP2: graph breaks at each block's gather
+        if self.parallel == "ddp":
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             fwd = DDP(fwd, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
@@ -85,8 +98,10 @@ class TorchBackend(Backend):
                 g["lr"] = self.peak_lr[name] * lr / self.lr
         total = torch.zeros((), device=self.device)
         for micro, (x, y) in enumerate(batches):
-            if self.dist.enabled:  # all-reduce the gradients on the last micro-step only
+            if self.parallel == "ddp":  # all-reduce the gradients on the last micro-step only
                 self.fwd.require_backward_grad_sync = micro == len(batches) - 1
+            elif self.sharded:  # reduce-scatter them on the last micro-step only
+                self.model.set_requires_gradient_sync(micro == len(batches) - 1)
             with autocast(self.device, self.dtype):
                 _, loss = self.fwd(self._tensor(x), self._tensor(y), return_logits=self.return_logits)
             loss = loss / len(batches)  # the mean over micro-batches, as one big batch would give
@@ -132,31 +147,54 @@ class TorchBackend(Backend):
             self.model.train()  # dropout back on whatever happened (as the MLX backend does)
 
     def weights(self) -> dict[str, np.ndarray]:
-        return model_tensors(self.model)
+        """Rank 0: the whole model's weights (sharded: gathered tensor by tensor, every rank taking part)."""
+        if not self.sharded:
+            return model_tensors(self.model) if self.rank == 0 else {}
+        from gptkit.torch.fsdp import full
+
+        return model_tensors(self.model, full, keep=self.rank == 0)
 
     def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
-        load_weights(self.model, tensors, source)
+        if not self.sharded:
+            return load_weights(self.model, tensors, source)
+        from gptkit.torch.fsdp import shard_like
+
+        load_weights(self.model, tensors, source, place=shard_like)
 
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """AdamW's `<param index>.<key>` arrays (exp_avg, exp_avg_sq, step) and `param_groups` (the names of
         checkpoints before Muon), Muon's as `muon.<index>.<key>` and `muon_param_groups`, and the GradScaler."""
+        if self.rank and not self.sharded:
+            return {}, {}
+        whole = _whole(self.sharded)
         tensors, meta = {}, {"scaler": self.scaler.state_dict()}
         for name, opt in self.optimizers.items():
             sd = opt.state_dict()
             prefix = "" if name == "adamw" else f"{name}."
-            tensors.update({f"{prefix}{i}.{k}": v.detach().cpu().numpy() for i, st in sd["state"].items()
-                            for k, v in st.items()})
+            for i, st in sd["state"].items():
+                for k, v in st.items():
+                    v = whole(v.detach())  # sharded: every rank gathers, rank 0 keeps
+                    if self.rank == 0:
+                        tensors[f"{prefix}{i}.{k}"] = v.cpu().numpy()
             meta[_groups_key(name)] = sd["param_groups"]
         return tensors, meta
 
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
         states = _split_optimizer_tensors(tensors)
+        place = _placer(self.sharded)
         for name, opt in self.optimizers.items():
-            state = {i: {k: torch.from_numpy(np.array(v)) for k, v in st.items()}
+            params = [p for g in opt.param_groups for p in g["params"]]  # state_dict's indices
+            state = {i: {k: place(torch.from_numpy(np.array(v)), params[i]) for k, v in st.items()}
                      for i, st in states.get(name, {}).items()}
             opt.load_state_dict({"state": state, "param_groups": meta[_groups_key(name)]})
         if meta["scaler"]:
             self.scaler.load_state_dict(meta["scaler"])
+
+    def state_bytes(self) -> dict[str, int]:
+        """The bytes of weights, gradients and optimizer state this rank holds now (gptkit.torch.fsdp.rank_bytes)."""
+        from gptkit.torch.fsdp import rank_bytes
+
+        return rank_bytes(self.model, self.optimizers.values())
 
     def rng_state(self) -> dict[str, np.ndarray]:
         state = {"torch_rng": torch.get_rng_state().numpy()}
@@ -214,6 +252,25 @@ def attention_for(device: torch.device, dtype: torch.dtype, block_size: int) -> 
     if device.type == "cpu" and dtype == torch.bfloat16 and block_size <= 128:
         return "explicit"
     return "sdpa"
+
+
+def _whole(sharded: bool):
+    """A state tensor as a whole: gathered when sharded (gptkit.torch.fsdp.full), else as it is."""
+    if not sharded:
+        return lambda t: t
+    from gptkit.torch.fsdp import full
+
+    return full
+
+
+def _placer(sharded: bool):
+    """(saved tensor, its parameter) -> the tensor as this rank keeps it: a parameter-shaped state tensor cut as the
+    parameter is when sharded; scalars (AdamW's step) and unsharded runs as saved."""
+    if not sharded:
+        return lambda t, p: t
+    from gptkit.torch.fsdp import shard_like
+
+    return lambda t, p: shard_like(t, p) if t.shape == p.shape else t
 
 
 def _groups_key(optimizer: str) -> str:

@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from gptkit.config import GPTConfig
 from gptkit.torch.losses import linear_cross_entropy
@@ -257,6 +258,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
+        self.activation_checkpointing = False  # a training option (the backend sets it), not part of the model
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2's init (OpenAI's code and paper, as nanoGPT applies it):
@@ -302,8 +304,12 @@ class GPT(nn.Module):
         else:  # rotary: positions enter each attention's queries and keys
             rope = rope_tables(self.config, positions)
         x = self.drop(x)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.h):
-            x = block(x, rope, cache, i, positions)
+            if recompute:  # keep each block's input only; its activations are recomputed in the backward
+                x = checkpoint(block, x, rope, cache, i, positions, use_reentrant=False)
+            else:
+                x = block(x, rope, cache, i, positions)
         if cache is not None:
             cache.pos.add_(T)
         if logits_at is not None:

@@ -74,24 +74,25 @@ class Muon(torch.optim.Optimizer):
 
 
 def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device,
-                         dtype: torch.dtype = torch.float32) -> dict[str, torch.optim.Optimizer]:
+                         dtype: torch.dtype = torch.float32, muon: type = Muon) -> dict[str, torch.optim.Optimizer]:
     """{"adamw": ...} or, with optimizer="muon", {"adamw": ..., "muon": ...}, at their peak learning rates.
-    Muon's Newton-Schulz runs in bf16 when the run trains in bf16 (dtype), else in fp32.
+    Muon's Newton-Schulz runs in bf16 when the run trains in bf16 (dtype), else in fp32. `muon`: the Muon class (a
+    sharded model takes gptkit.torch.fsdp.ShardedMuon).
 
     AdamW decays tensors with >= 2 dims (matmul weights, embeddings), never biases and norms.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    muon = [p for n, p in named if t.optimizer == "muon" and takes_muon(n, p.dim())]
-    rest = [p for n, p in named if not any(p is q for q in muon)]
+    matrices = [p for n, p in named if t.optimizer == "muon" and takes_muon(n, p.dim())]
+    rest = [p for n, p in named if not any(p is q for q in matrices)]
     groups = [
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
     out = {"adamw": torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")}
     if t.optimizer == "muon":
-        if not muon:
+        if not matrices:
             raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "
                              "(use optimizer='adamw')")
         ns_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
-        out["muon"] = Muon(muon, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype)
+        out["muon"] = muon(matrices, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype)
     return out

@@ -28,16 +28,24 @@ def _unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """The weights of an unwrapped model as fp32 numpy arrays, by parameter name."""
-    return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in _unique_state(model).items()}
+def model_tensors(model: torch.nn.Module, whole=lambda t: t, keep: bool = True) -> dict[str, np.ndarray]:
+    """The weights of an unwrapped model as fp32 numpy arrays, by parameter name. A sharded model: `whole` gathers
+    each tensor (gptkit.torch.fsdp.full; every rank calls this), and only a rank with keep=True keeps them."""
+    out = {}
+    for k, v in _unique_state(model).items():
+        v = whole(v.detach())
+        if keep:
+            out[k] = v.to("cpu", torch.float32).numpy()
+    return out
 
 
-def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
-    """Copy `tensors` into `model`, after checking that the names and shapes are exactly the model's."""
-    want = {k: tuple(v.shape) for k, v in _unique_state(model).items()}
-    check_tensor_shapes(want, tensors, source)
-    state = {k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}
+def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: str = "the checkpoint",
+                 place=lambda t, like: t) -> None:
+    """Copy `tensors` into `model`, after checking that the names and shapes are exactly the model's. A sharded
+    model: `place(tensor, parameter)` cuts each tensor as its parameter is (gptkit.torch.fsdp.shard_like)."""
+    current = _unique_state(model)
+    check_tensor_shapes({k: tuple(v.shape) for k, v in current.items()}, tensors, source)
+    state = {k: place(torch.from_numpy(np.asarray(v)), current[k]) for k, v in tensors.items()}
     model.load_state_dict(state, strict=False)  # a tied lm_head follows wte
 
 

@@ -43,6 +43,8 @@ class Backend(ABC):
 
     name = ""  # recorded in checkpoints: --resume continues with the backend that wrote one
     rank, world_size = 0, 1  # this process among the run's processes (setup sets them)
+    parallel = "one"  # how the processes split the work: "one", "ddp" or "fsdp" (recorded in checkpoints)
+    sharded = False  # each rank holds part of the model: every rank runs every forward (sampling too)
 
     def setup(self, train: TrainConfig) -> None:
         """Pick the device, threads and process group; the first call a Run makes."""
@@ -77,7 +79,8 @@ class Backend(ABC):
 
     @abstractmethod
     def weights(self) -> dict[str, np.ndarray]:
-        """The unwrapped model's weights, fp32, by gptkit parameter name (a tied lm_head left out)."""
+        """The unwrapped model's weights, fp32, by gptkit parameter name (a tied lm_head left out). Every rank
+        calls it (a sharded model gathers); what rank 0 returns is saved, the others may return {}."""
 
     @abstractmethod
     def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
@@ -85,7 +88,7 @@ class Backend(ABC):
 
     @abstractmethod
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """(arrays, JSON-able fields) that restore the optimizer exactly."""
+        """(arrays, JSON-able fields) that restore the optimizer exactly; called on every rank, as weights()."""
 
     @abstractmethod
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:

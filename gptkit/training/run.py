@@ -293,8 +293,10 @@ class Run:
         if self.is_main and t.progress:
             self._bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                             f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
-            if t.sample_tokens and self.step > 0:
-                self._bar.write("-" * 40 + "\n" + self.sample_text() + "\n" + "-" * 40, file=sys.stderr)
+        if t.progress and t.sample_tokens and self.step > 0 and (self.is_main or self.backend.sharded):
+            text = self.sample_text()  # a sharded model samples on every rank: each forward gathers the weights
+            if self.is_main:
+                self._bar.write("-" * 40 + "\n" + text + "\n" + "-" * 40, file=sys.stderr)
         self._t_log = time.perf_counter()  # the next tok/s figure counts training time only
 
     def sample_text(self) -> str:
@@ -308,31 +310,62 @@ class Run:
     def save(self, name: str) -> None:
         """Write a checkpoint (every rank must call this: each sends its RNG and loader state to rank 0)."""
         ranks = self.backend.gather((self.batches.state_dict(), self.backend.rng_state()))
+        tensors = _prefixed("model.", self.backend.weights())  # every rank: a sharded model gathers them
+        optim, optim_meta = self.backend.optimizer_state()
         if not self.is_main:
             return
-        tensors = _prefixed("model.", self.backend.weights())
-        optim, optim_meta = self.backend.optimizer_state()
         tensors.update(_prefixed("optim.", optim))
         for r, (_, rng) in enumerate(ranks):
             tensors.update(_prefixed(f"rank{r}.", rng))
         meta = {"step": self.step, "best_val": None if math.isinf(self.best_val) else self.best_val,
                 "elapsed_s": self.elapsed(), "model": self.cfg.model.__dict__, "train": self.cfg.train.__dict__,
-                "backend": self.backend.name, **optim_meta, "ranks": [{"loader": loader} for loader, _ in ranks]}
+                "backend": self.backend.name, "parallel": self.backend.parallel, **optim_meta,
+                "ranks": [{"loader": loader} for loader, _ in ranks]}
         ckpt.save_checkpoint(self.run_dir / name, tensors, meta)
 
     def _restore(self) -> None:
         """Weights, optimizer, this rank's RNG and data position, and the counters, from the last checkpoint."""
         path = checkpoint_path(self.run_dir, "last")
         tensors, meta = ckpt.read_checkpoint(path)
-        check_resumable(path, meta, self.backend.name, self.cfg.model, self.backend.world_size)
-        r = self.backend.rank
+        check_resumable(path, meta, self.backend.name, self.cfg.model)
+        r, saved = self.backend.rank, [rank["loader"] for rank in meta["ranks"]]
+        try:
+            loader = self.batches.resume_state(saved, r)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         self.backend.load_weights(ckpt.strip_prefix("model.", tensors), str(path))
         self.backend.load_optimizer_state(ckpt.strip_prefix("optim.", tensors), meta)
-        self.backend.load_rng_state(ckpt.strip_prefix(f"rank{r}.", tensors))
-        self.batches.load_state_dict(meta["ranks"][r]["loader"])
+        if r < len(saved):  # a rank the saving run did not have keeps the RNG seeded for it
+            self.backend.load_rng_state(ckpt.strip_prefix(f"rank{r}.", tensors))
+        if loader is not None:
+            self.batches.load_state_dict(loader)
+        if self.is_main:
+            self._say_layout(meta)
         self.step, self.elapsed0, self.last_eval = meta["step"], meta["elapsed_s"], meta["step"]
         self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
         truncate_metrics(self.run_dir / METRICS, self.step)
+
+
+    def _say_layout(self, meta: dict) -> None:
+        """One line when the run resumes in another layout than the one that saved it (process count, ddp/fsdp)."""
+        world, parallel = len(meta["ranks"]), meta.get("parallel", "ddp" if len(meta["ranks"]) > 1 else "one")
+        if (world, parallel) == (self.backend.world_size, self.backend.parallel):
+            return
+        t, block = meta["train"], self.cfg.model.block_size
+        was = t.get("total_batch_tokens") or t["batch_size"] * block * world
+        note = ""
+        if was != self.tokens_per_step:
+            note = f"; a step now takes {self.tokens_per_step:,} tokens (it took {was:,})"
+        if world != self.backend.world_size and self.cfg.train.loader == "random" and not self.masked:
+            note += "; random windows are drawn from each rank's own seed, so the batches differ from before"
+        now = _layout(self.backend.world_size, self.backend.parallel)
+        print(f"resuming step {meta['step']} of {_layout(world, parallel)} as {now}: the same weights, optimizer state "
+              f"and data position; the losses may differ from an uninterrupted run's by rounding{note}",
+              file=sys.stderr)
+
+
+def _layout(world: int, parallel: str) -> str:
+    return "one process" if world == 1 else f"{world} {parallel} processes"
 
 
 def _prefixed(prefix: str, tensors: dict) -> dict:

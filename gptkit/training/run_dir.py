@@ -283,9 +283,9 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def check_resumable(path: Path, meta: dict, backend: str, model: GPTConfig, world_size: int) -> None:
-    """Refuse a checkpoint (its header `meta`) of another backend, another model config or another number of
-    processes than the run resuming it."""
+def check_resumable(path: Path, meta: dict, backend: str, model: GPTConfig) -> None:
+    """Refuse a checkpoint (its header `meta`) of another backend or another model config than the run resuming it.
+    Another number of processes, or ddp/fsdp, is fine: the checkpoint holds the whole state, whatever wrote it."""
     written = meta.get("backend", "torch")
     if written != backend:
         raise ValueError(f"{path} was written by the {written} backend; resume it with --backend {written} "
@@ -295,6 +295,3 @@ def check_resumable(path: Path, meta: dict, backend: str, model: GPTConfig, worl
         diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
         raise ValueError(f"{path} was saved from another model config (checkpoint vs now: {diff}); "
                          "resume with the run's own config, or start a new --out_dir")
-    if len(meta["ranks"]) != world_size:
-        raise ValueError(f"{path} was written by {len(meta['ranks'])} process(es); resume with as many "
-                         f"(this run has {world_size})")

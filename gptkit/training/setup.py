@@ -21,7 +21,8 @@ from gptkit.training.source import ModelSource, read_model_source
 
 # Fields a resumed run may change; anything else must match the checkpoint's run.
 RESUMABLE = {"max_iters", "max_seconds", "eval_interval", "log_interval", "sample_tokens", "sample_prompt",
-             "progress", "device", "compile", "chunked_loss", "threads", "peak_flops", "out_dir"}
+             "progress", "device", "compile", "chunked_loss", "threads", "peak_flops", "out_dir", "parallel",
+             "reshard_after_forward", "activation_checkpointing"}
 
 
 def lr_at(step: int, t: TrainConfig) -> float:

@@ -89,6 +89,39 @@ def test_sharded_state_round_trip(shard_dir):
         assert (x == e[0]).all() and (y == e[1]).all()
 
 
+@pytest.mark.parametrize("old, new", [(2, 1), (1, 2), (2, 3)])
+def test_sharded_resume_in_another_layout_continues_the_same_windows(shard_dir, old, new):
+    """A step of `old` ranks reads the windows at base, base + BT, ... in rank order; a resume with `new` ranks goes on
+    from the saved step's end: rank r of the new layout starts at base + r BT (and the windows go on in order)."""
+    B, T = 2, 32
+    saved = [ShardedLoader(shard_dir, "train", B, T, rank=r, world_size=old) for r in range(old)]
+    for _ in range(5):
+        for ld in saved:
+            next(ld)
+    cont = ShardedLoader(shard_dir, "train", B, T, world_size=1)  # one rank reading on: the windows in order
+    cont.load_state_dict({"shard": 0, "pos": 5 * old * B * T})
+    expected = [next(cont)[0] for _ in range(new)]
+    states = [ld.state_dict() for ld in saved]
+    for r in range(new):
+        ld = ShardedLoader(shard_dir, "train", B, T, rank=r, world_size=new)
+        ld.load_state_dict(ld.resume_state(states, r))
+        assert (next(ld)[0] == expected[r]).all()
+
+
+def test_sharded_resume_refuses_a_shard_another_layout_skips(shard_dir):
+    """The short last shard (112 tokens) holds a step of 3 ranks of 1 x 32 (97 tokens) but not one of 4 (129)."""
+    saved = [ShardedLoader(shard_dir, "train", 1, 32, rank=r, world_size=3) for r in range(3)]
+    while saved[0].shard != 3:
+        for ld in saved:
+            next(ld)
+    states = [ld.state_dict() for ld in saved]
+    ld = ShardedLoader(shard_dir, "train", 1, 32, rank=0, world_size=4)
+    with pytest.raises(ValueError, match=r"the saved data position is in \S+, which is too small for one step of 4 "
+                       r"process\(es\); resume with 3"):
+        ld.resume_state(states, 0)
+    assert ld.resume_state([ld.state_dict()] * 4, 2) == ld.state_dict()  # the same layout: each rank its own
+
+
 def test_sharded_wraps_and_skips_short_last_shard(shard_dir):
     ld = ShardedLoader(shard_dir, "train", 4, 32)  # shards of 1500, 1500, 1500 and 112 < 129 tokens
     assert len(ld.paths) == 3

@@ -1,0 +1,136 @@
+"""FSDP2 for the PyTorch backend (`parallel = "fsdp"` under torchrun): every rank holds 1/world of each weight, its
+gradient and its optimizer state, and gathers a block's weights only while that block runs.
+
+- `shard_model`: torch.distributed.fsdp.fully_shard on each transformer block, then on the root (embeddings, final
+  norm, head), over one mesh of all ranks (every node's GPUs alike); on CUDA in bf16, a mixed-precision policy
+  (bf16 compute, fp32 gradient reduction). Each weight is a DTensor split by rows: rank k holds rows
+  [k c, (k + 1) c) for c = ceil(rows / world) (`rows_of`).
+- `ShardedMuon`: Muon's update on row shards, equal to one process's. Momentum is elementwise, so it stays sharded
+  like AdamW's moments; Newton-Schulz needs the whole matrix, so each matrix has an owner rank (the j-th matrix of
+  a shape: rank j % world) that gathers the Nesterov update's rows, orthogonalises all its matrices of that shape
+  in one batched Newton-Schulz, and scatters each rank its rows back (the design of nanochat's and torchtitan's
+  distributed Muon: the work of the iteration is divided, not repeated).
+- `full` / `shard_like`: a DTensor to the whole tensor (a collective: every rank calls it) and back, for gathered
+  checkpoints (gptkit.torch.backend): an FSDP run saves the same safetensors file as one process, so sample, eval,
+  export and serve read it unchanged, and a resume may change the number of ranks or the layout.
+- `rank_bytes`: the bytes this rank holds in weights, gradients and optimizer state (the bench and the tests).
+
+AdamW needs nothing here: torch's AdamW steps DTensor parameters shard by shard, and clip_grad_norm_ reduces the
+norm over the ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+from gptkit.torch.optim import Muon, newton_schulz
+
+
+def shard_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype, reshard_after_forward: bool):
+    """Shard `model` in place (blocks, then the root) over all ranks; returns it (its class becomes FSDP<class>)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mp = MixedPrecisionPolicy()
+    if device.type == "cuda" and dtype == torch.bfloat16:
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    blocks = list(getattr(model, "h", []))
+    for i, block in enumerate(blocks):  # the last block's weights are needed again at once by the backward
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward and i < len(blocks) - 1)
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    return model
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a DTensor (the tensor itself otherwise)."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: a DTensor gathered (every rank must call this, in the same order), others as they are."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`whole` laid out as `like` (a DTensor: this rank's rows, cut locally; every rank holds `whole`)."""
+    if not isinstance(like, DTensor):
+        return whole
+    return distribute_tensor(whole.to(like.dtype), like.device_mesh, like.placements, src_data_rank=None)
+
+
+def rows_of(rows: int, world: int, rank: int) -> tuple[int, int]:
+    """The rows [start, stop) of a `rows`-row matrix that `rank` holds: torch.chunk's split, as FSDP2 cuts.
+
+    Example: rows_of(65, 2, 1) -> (33, 65); rows_of(3, 4, 3) -> (3, 3) (an empty shard)
+    """
+    c = -(-rows // world)
+    return min(rows, rank * c), min(rows, (rank + 1) * c)
+
+
+def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x (r, c) with zero rows appended to `rows` rows (collectives need equal shapes on every rank)."""
+    out = x.new_zeros(rows, x.size(1))
+    out[: x.size(0)] = x
+    return out
+
+
+class ShardedMuon(Muon):
+    """Muon (gptkit.torch.optim.Muon) on FSDP2-sharded 2-D weights: the same update, each rank holding its rows.
+    The state (momentum_buffer) is sharded as the weight is; see the module docstring for the owners."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            m = group["momentum"]
+            by_shape: dict[tuple, list] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf, g = local(state["momentum_buffer"]), local(p.grad)
+                buf.lerp_(g, 1 - m)
+                by_shape.setdefault(tuple(p.shape), []).append((p, g.lerp(buf, m) if group["nesterov"] else buf))
+            for (rows, cols), items in by_shape.items():
+                scale = math.sqrt(max(1.0, rows / cols))
+                for (p, _), o in zip(items, self._orthogonalised_rows(rows, items)):
+                    shard = local(p)
+                    shard.add_(o[: shard.size(0)], alpha=-group["lr"] * scale)
+
+    def _orthogonalised_rows(self, rows: int, items: list) -> list[torch.Tensor]:
+        """For each (weight, update rows) of one shape: this rank's rows of NS(whole update), padded to c rows."""
+        world, rank = dist.get_world_size(), dist.get_rank()
+        c = -(-rows // world)
+        cols = items[0][1].size(1)
+        mine = [j for j in range(len(items)) if j % world == rank]
+        parts = {j: [items[0][1].new_empty(c, cols) for _ in range(world)] for j in mine}
+        pending = [dist.gather(_padded(u, c), parts.get(j), dst=j % world, async_op=True)
+                   for j, (_, u) in enumerate(items)]
+        for work in pending:
+            work.wait()
+        scatter: dict[int, list] = {}
+        if mine:  # the whole updates this rank owns, orthogonalised together
+            whole = torch.stack([torch.cat(parts[j])[:rows] for j in mine])
+            for j, o in zip(mine, newton_schulz(whole, dtype=self.ns_dtype)):
+                scatter[j] = list(_padded(o, c * world).split(c))
+        out = [items[0][1].new_empty(c, cols) for _ in items]
+        pending = [dist.scatter(out[j], scatter.get(j), src=j % world, async_op=True) for j in range(len(items))]
+        for work in pending:
+            work.wait()
+        return out
+
+
+def rank_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
+    """Bytes of this rank's weights, gradients (those present now) and optimizer state (tied weights once)."""
+    size = lambda t: local(t).numel() * local(t).element_size()  # noqa: E731 -- one formula for three sums
+    params = list(model.parameters())
+    state = [v for opt in optimizers for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    return {"weights": sum(size(p) for p in params),
+            "gradients": sum(size(p.grad) for p in params if p.grad is not None),
+            "optimizer": sum(size(v) for v in state)}
