@@ -18,7 +18,7 @@ from gptkit.cli import main
 REPO = Path(__file__).resolve().parents[2]
 # The README, then the topic pages in the README's order: a user who reads them in turn has what each command needs.
 PAGES = [REPO / "README.md", *(REPO / "docs" / f"{name}.md" for name in (
-    "tokenizer", "data", "training", "generation", "serve", "mlx", "hf", "gpus", "benchmarks", "layout"))]
+    "tokenizer", "data", "training", "generation", "serve", "mlx", "hf", "gpus", "distributed", "benchmarks", "layout"))]
 
 # README command -> what is appended to it here (the shortening), in the README's order of first appearance.
 RUN = {
@@ -58,6 +58,7 @@ RUN = {
     "gptkit train --init-from runs/shakespeare_char --lr=1e-4 --out-dir=runs/more": ["--max-iters=3", "--eval-iters=1"],
     "gptkit train shakespeare_char_gpt2 --out-dir=runs/char_gpt2": ["--max-iters=2", "--eval-iters=1"],
     "gptkit export runs/char_gpt2 --format hf -o my-model --dtype bfloat16": [],
+    "gptkit train gpt2_124m --dry-run --nproc=8 --parallel=fsdp": [],
 }
 
 GPT2_WEIGHTS = "needs OpenAI's GPT-2 weights (network); tests/hf/test_arch.py and torch/test_finetune.py use a tiny GPT-2 folder"
@@ -105,6 +106,15 @@ SKIPPED = {
     "gptkit train --resume runs/gpt2_124m": GPU,
     "gptkit eval runs/gpt2_124m --data data/edu_fineweb10B --hellaswag val": GPU,
     "gptkit eval gpt2 --data data/edu_fineweb10B --hellaswag val": GPT2_WEIGHTS + "; and " + FINEWEB,
+    "torchrun --standalone --nproc-per-node=8 -m gptkit train gpt2_124m --parallel=fsdp": GPU + "; tests/torch/"
+    "test_fsdp.py trains with 2 fsdp gloo ranks on the CPU",
+    "gptkit train gpt2_124m --activation_checkpointing=true --batch-size=32": GPU + "; tests/torch/test_memory.py "
+    "trains with activation checkpointing on the CPU",
+    "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=node0:29500 --rdzv-id=gpt2 -m gptkit "
+    "train gpt2_124m --parallel=fsdp": GPU + " on two nodes; tests/torch/test_fsdp.py runs two 'nodes' on 127.0.0.1",
+    "srun torchrun --nnodes=\"$SLURM_NNODES\" --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=\"$head:29500\" "
+    "--rdzv-id=\"$SLURM_JOB_ID\" -m gptkit train gpt2_124m --parallel=fsdp": "a Slurm job script (no Slurm here); "
+    "its torchrun command is the two-node one above",
 }
 
 
