@@ -30,6 +30,7 @@ RUN = {
     "gptkit train chat --data=data/shakespeare_bpe --mlp=swiglu --out-dir=runs/chat_bpe": ["--max-iters=2",
                                                                                            "--eval-iters=1"],
     "gptkit export runs/chat_bpe --format gguf -o chat.gguf --dtype q8_0": [],
+    "gptkit train gpt2_124m --dry-run --nproc=16 --parallel=fsdp --batch-size=32": [],
     "gptkit prepare shakespeare -t char -o data/shakespeare_char": [],
     "gptkit prepare shakespeare -t gpt2 -o data/shakespeare": [],
     "gptkit prepare corpus/ more/*.txt docs.jsonl --field text -t gpt2 --shard-tokens 100M -o data/web": [],
@@ -111,9 +112,9 @@ SKIPPED = {
     "gptkit train gpt2_124m --activation_checkpointing=true --batch-size=32": GPU + "; tests/torch/test_memory.py "
     "trains with activation checkpointing on the CPU",
     "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=node0:29500 --rdzv-id=gpt2 -m gptkit "
-    "train gpt2_124m --parallel=fsdp": GPU + " on two nodes; tests/torch/test_fsdp.py runs two 'nodes' on 127.0.0.1",
+    "train gpt2_124m --parallel=fsdp --batch-size=32": GPU + " on two nodes; tests/torch/test_fsdp.py runs two 'nodes' on 127.0.0.1",
     "srun torchrun --nnodes=\"$SLURM_NNODES\" --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=\"$head:29500\" "
-    "--rdzv-id=\"$SLURM_JOB_ID\" -m gptkit train gpt2_124m --parallel=fsdp": "a Slurm job script (no Slurm here); "
+    "--rdzv-id=\"$SLURM_JOB_ID\" -m gptkit train gpt2_124m --parallel=fsdp --batch-size=32": "a Slurm job script (no Slurm here); "
     "its torchrun command is the two-node one above",
 }
 

@@ -174,3 +174,16 @@ def test_fsdp_with_mlx_is_one_line(capsys):
     assert capsys.readouterr().err == ("gptkit: error: parallel='fsdp' is the torch backend's (PyTorch FSDP2 over "
                                        "torchrun); the MLX backend trains on one device: use --backend=torch, or leave "
                                        "it out\n")
+
+
+def test_fsdp_in_fp16_is_one_line_before_any_work(monkeypatch):
+    """fp16 needs a GradScaler, which FSDP2 does not shard here: refused at setup (the fp16 path is CUDA's; faked)."""
+    from gptkit.config import TrainConfig
+    from gptkit.torch import backend as tb
+    from gptkit.torch.runtime import Dist
+
+    monkeypatch.setattr(tb, "pick_dtype", lambda name, device: torch.float16)
+    monkeypatch.setattr(tb, "init_distributed", lambda device: (Dist(0, 0, 2), device))
+    with pytest.raises(ValueError, match=r"^parallel='fsdp' trains in bfloat16 or float32 \(fp16's GradScaler is not "
+                       r"sharded here\); use --dtype=bfloat16$"):
+        tb.TorchBackend().setup(TrainConfig(parallel="fsdp", device="cpu"))
