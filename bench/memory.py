@@ -71,7 +71,7 @@ def measure(optimizer: str, tmp: Path) -> None:
     print(f"\n{optimizer}: bytes held just before an optimizer step (weights + gradients + optimizer state)")
     one = sum(figures[1][0].values())
     for world, ranks in figures.items():
-        want = per_rank_bytes(cfg, world, "fsdp", 1, torch.float32, "cpu")
+        want = per_rank_bytes(cfg, world, "fsdp", 1, torch.float32)
         for r, b in enumerate(ranks):
             total = sum(b.values())
             print(f"  {'one process' if world == 1 else f'fsdp rank {r} of {world}':18s} weights {b['weights']:>10,}"
@@ -98,7 +98,7 @@ def table() -> None:
         ac = replace(cfg, train=replace(cfg.train, activation_checkpointing=True))
         for world in (1, 8, 16):
             accum = 524288 // (16 * 1024 * world)
-            totals = [sum(per_rank_bytes(c, world, mode, accum, torch.bfloat16, "cuda").values()) / 2**30
+            totals = [sum(per_rank_bytes(c, world, mode, accum, torch.bfloat16).values()) / 2**30
                       for c, mode in ((cfg, "ddp"), (cfg, "fsdp"), (ac, "fsdp"))]
             params = sum(p.numel() for p in _meta_model(cfg).parameters())
             print(f"{name:12s} {params:>14,} {world:>5d} " + " ".join(f"{t:8.1f}" for t in totals))

@@ -82,7 +82,8 @@ class TorchBackend(Backend):
         if self.parallel == "ddp":
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            fwd = DDP(fwd, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
+            fwd = DDP(fwd, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None,
+                      gradient_as_bucket_view=True)  # the gradients live in DDP's buckets: not held twice
         return fwd
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
@@ -133,16 +134,20 @@ class TorchBackend(Backend):
             losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1]
                       for x, y in batches]
         self.model.train()
-        return sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
+        mean = sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
+        if self.dist.enabled:  # every rank decides on the same figure whether to save a best checkpoint
+            mean = self.to_floats([torch.tensor(mean, device=self.device)])[0]
+        return mean
 
     @torch.no_grad()
     def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
                stop_token: int | None) -> list[int]:
         self.model.eval()  # the raw module, never compiled: a sample must not cost a compile
         try:
-            with autocast(self.device, self.dtype):
-                return generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                                stop_token=stop_token)
+            with autocast(self.device, self.dtype):  # sharded, every rank runs every step (each gathers weights)
+                ids = generate(self.model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                               stop_token=None if self.sharded else stop_token)
+            return ids[: ids.index(stop_token)] if self.sharded and stop_token in ids else ids  # as generate cuts
         finally:
             self.model.train()  # dropout back on whatever happened (as the MLX backend does)
 

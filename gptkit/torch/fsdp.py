@@ -2,8 +2,9 @@
 gradient and its optimizer state, and gathers a block's weights only while that block runs.
 
 - `shard_model`: torch.distributed.fsdp.fully_shard on each transformer block, then on the root (embeddings, final
-  norm, head), over one mesh of all ranks (every node's GPUs alike); on CUDA in bf16, a mixed-precision policy
-  (bf16 compute, fp32 gradient reduction). Each weight is a DTensor split by rows: rank k holds rows
+  norm, head), over one mesh of all ranks (every node's GPUs alike); in bf16, the blocks' matrices and biases are
+  gathered in bf16 (the rounding autocast does) and their gradients reduced in fp32, while the residual stream, the
+  norms and the root stay fp32, as under DDP's autocast. Each weight is a DTensor split by rows: rank k holds rows
   [k c, (k + 1) c) for c = ceil(rows / world) (`rows_of`).
 - `ShardedMuon`: Muon's update on row shards, equal to one process's. Momentum is elementwise, so it stays sharded
   like AdamW's moments; Newton-Schulz needs the whole matrix, so each matrix has an owner rank (the j-th matrix of
@@ -27,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from gptkit.torch.model import RMSNorm
 from gptkit.torch.optim import Muon, newton_schulz
 
 
@@ -37,13 +39,23 @@ def shard_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     mp = MixedPrecisionPolicy()
-    if device.type == "cuda" and dtype == torch.bfloat16:
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    if dtype == torch.bfloat16:  # the blocks' weights gathered in bf16 (what autocast would cast them to anyway), their
+        # inputs left as they come: the residual stream stays fp32, as under DDP; gradients reduced in fp32
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
     blocks = list(getattr(model, "h", []))
     for i, block in enumerate(blocks):  # the last block's weights are needed again at once by the backward
-        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward and i < len(blocks) - 1)
-    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+        last = reshard_after_forward and i < len(blocks) - 1
+        for norm in [m for m in block.modules() if _is_norm(m)]:  # norms in fp32, as autocast runs them
+            fully_shard(norm, mesh=mesh, reshard_after_forward=last)
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=last)
+    # the root (embeddings, final norm, head) in fp32, as under DDP: autocast casts the head for the loss
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
     return model
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    """A LayerNorm or RMSNorm with weights of its own."""
+    return isinstance(module, (torch.nn.LayerNorm, RMSNorm)) and any(True for _ in module.parameters(recurse=False))
 
 
 def local(t: torch.Tensor) -> torch.Tensor:

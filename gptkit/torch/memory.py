@@ -5,8 +5,9 @@
   fp32 master weights and gradients, AdamW's two fp32 moments, Muon's one momentum. fsdp keeps ceil(rows / world)
   rows of each (gptkit.torch.fsdp.rows_of); ddp and one process keep everything. With gradient accumulation, FSDP2
   also holds the whole unsharded gradients between micro-steps (it reduce-scatters on the last one only).
-- gathered weights (fsdp): the embeddings and head, and the blocks being computed (two: the one running and the one
-  prefetched; all of them with reshard_after_forward=false), in the compute dtype (bf16 on CUDA).
+- gathered weights (fsdp): the embeddings and head (fp32), and the blocks being computed (two: the one running and
+  the one prefetched; all of them with reshard_after_forward=false), in bf16 when the run is (fp32 otherwise); their
+  bf16 copies stand in for the ones autocast would keep for the backward, which the activations then leave out.
 - activations: what autograd keeps for the backward of one micro-batch, measured, not modelled: the model is run on
   the CPU at the config's width with 1 and 2 blocks and up to 128 positions, under saved-tensor hooks, and the
   figures are scaled to n_layer blocks and batch_size x block_size tokens (attention memory grows with T beyond
@@ -30,7 +31,7 @@ from gptkit.training.backend import takes_muon
 PROBES = (32, 64, 128)  # positions of the activation probes: saved bytes are a quadratic in T, fitted through three
 PROBE_VOCAB = 64
 
-def per_rank_bytes(cfg: RunConfig, world: int, parallel: str, accum: int, dtype: torch.dtype, device_type: str,
+def per_rank_bytes(cfg: RunConfig, world: int, parallel: str, accum: int, dtype: torch.dtype,
                    attention: str = "sdpa") -> dict[str, int]:
     """{weights, gradients, optimizer, gathered, activations} bytes that rank 0 of `world` processes holds at the
     peak of a step (gathered is 0 unless sharded)."""
@@ -47,14 +48,17 @@ def per_rank_bytes(cfg: RunConfig, world: int, parallel: str, accum: int, dtype:
     muon = sum(held(p) for n, p in named if cfg.train.optimizer == "muon" and takes_muon(n, p.dim()))
     out = {"weights": 4 * mine, "gradients": 4 * mine + (4 * total if fsdp and accum > 1 else 0),
            "optimizer": 8 * (mine - muon) + 4 * muon, "gathered": 0}
-    if fsdp:
-        compute = 2 if device_type == "cuda" and dtype == torch.bfloat16 else 4
-        blocks = list(getattr(model, "h", []))
-        per_block = sum(p.numel() for p in blocks[0].parameters()) if blocks else 0
-        root = total - per_block * len(blocks)
-        out["gathered"] = compute * (root + per_block * (min(2, len(blocks)) if cfg.train.reshard_after_forward
-                                                         else len(blocks)))
+    blocks = list(getattr(model, "h", []))
+    per_block = sum(p.numel() for p in blocks[0].parameters()) if blocks else 0
     out["activations"] = activation_bytes(cfg, dtype, attention)
+    if fsdp:
+        bf16 = dtype == torch.bfloat16  # blocks gathered in bf16 (gptkit.torch.fsdp.shard_model), the root in fp32
+        root = total - per_block * len(blocks)
+        gathered = min(2, len(blocks)) if cfg.train.reshard_after_forward else len(blocks)
+        out["gathered"] = 4 * root + (2 if bf16 else 4) * per_block * gathered
+        if bf16 and blocks:  # the bf16 copies of the block matrices autocast keeps for the backward: FSDP2's
+            matrices = sum(p.numel() for p in blocks[0].parameters() if p.dim() == 2)  # gathered weights instead
+            out["activations"] -= 2 * matrices * (1 if cfg.train.activation_checkpointing else len(blocks))
     return out
 
 
@@ -155,7 +159,7 @@ def dry_run_report(cfg: RunConfig, world: int) -> str:
         dtype = torch.bfloat16 if kind == "cuda" or cpu_has_fast_bf16() else torch.float32
     accum = accumulation_steps(t, m.block_size, world)  # a world size that does not divide: its error, here
     parallel = t.parallel if world > 1 else "one"
-    b = per_rank_bytes(cfg, world, parallel, accum, dtype, kind, attention_for(torch.device(kind), dtype, m.block_size))
+    b = per_rank_bytes(cfg, world, parallel, accum, dtype, attention_for(torch.device(kind), dtype, m.block_size))
     with torch.device("meta"):
         n = sum(p.numel() for p in build_model(m).parameters())
     share = f"1/{world} of each tensor" if parallel == "fsdp" else "the whole model"

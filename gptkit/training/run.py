@@ -335,7 +335,8 @@ class Run:
             raise ValueError(f"{path}: {e}") from None
         self.backend.load_weights(ckpt.strip_prefix("model.", tensors), str(path))
         self.backend.load_optimizer_state(ckpt.strip_prefix("optim.", tensors), meta)
-        if r < len(saved):  # a rank the saving run did not have keeps the RNG seeded for it
+        self.backend.seed(self.cfg.train.seed + r)  # a rank the saving run did not have: its own dropout stream
+        if r < len(saved):
             self.backend.load_rng_state(ckpt.strip_prefix(f"rank{r}.", tensors))
         if loader is not None:
             self.batches.load_state_dict(loader)

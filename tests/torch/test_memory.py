@@ -86,10 +86,10 @@ def test_dry_run_bad_input_is_one_line(capsys):
 def test_per_rank_bytes_shards_rows_as_fsdp_does():
     """A 65-row embedding on 2 ranks: rank 0 holds 33 rows; each tensor is cut by rows, 1-D ones too."""
     cfg = RunConfig(GPTConfig(vocab_size=65, n_layer=1, n_head=2, n_embd=32, block_size=16), TrainConfig())
-    whole, half = (per_rank_bytes(cfg, w, "fsdp", 1, torch.float32, "cpu") for w in (1, 2))
+    whole, half = (per_rank_bytes(cfg, w, "fsdp", 1, torch.float32) for w in (1, 2))
     n = sum(p.numel() for p in build_model(cfg.model).parameters())
     assert whole["weights"] == 4 * n and whole["optimizer"] == 8 * n and whole["gathered"] == 0
     assert half["weights"] == 4 * sum(-(-p.shape[0] // 2) * (p.numel() // p.shape[0])
                                       for p in build_model(cfg.model).parameters())
-    accum = per_rank_bytes(cfg, 2, "fsdp", 2, torch.float32, "cpu")
+    accum = per_rank_bytes(cfg, 2, "fsdp", 2, torch.float32)
     assert accum["gradients"] == half["gradients"] + 4 * n  # the unsharded gradients between micro-steps
