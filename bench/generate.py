@@ -4,6 +4,7 @@
     python bench/generate.py --cases 1x32g 1x32s 8x32g         # batch x prompt length, g(reedy) / s(ampled)
     python bench/generate.py --device cuda --dtype bfloat16    # GPU: compiled decode step under CUDA graphs
     python bench/generate.py --mlx                             # also gptkit's MLX engine
+    python bench/generate.py --quantize int8 --no-hf --cases 1x32g 1x512g   # int8 weights against fp32, side by side
 
 Weights: a GPT-2 124M built by transformers with random weights (seed 0) and loaded into gptkit through its HF
 reader, so both sides run the very same tensors; --model DIR takes a HF GPT-2 folder instead (e.g. OpenAI's
@@ -11,7 +12,8 @@ weights from the HF cache). Every case generates --new-tokens tokens per row (no
 transformers gets min_new_tokens), timed from the prompt to the last token (prefill included), after one warm-up
 run (which also compiles). Sampled cases use temperature 1, top-k 50 on both sides. Printed: tokens/s (rows x new
 tokens / seconds), the ratio to transformers, and at batch 1 the fraction of the memory-bandwidth limit (the bytes of
-the weights and the KV cache read per token, against this machine's measured read bandwidth).
+the weights and the KV cache read per token, against this machine's measured read bandwidth). --quantize int8 adds
+gptkit with int8 weights (gptkit.torch.quantize), timed after fp32 in the same case, and the ratio between them.
 """
 
 from __future__ import annotations
@@ -80,11 +82,13 @@ def main() -> None:
     ap.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="gptkit's decode step")
     ap.add_argument("--mlx", action="store_true", help="also time gptkit's MLX engine (same weights)")
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
+    ap.add_argument("--quantize", choices=["int8"], help="also time gptkit with int8 weights (gptkit.torch.quantize)")
     args = ap.parse_args()
 
     from gptkit.generate.engine import Request, generate_ids
     from gptkit.torch.cpu import for_cpu_decoding
     from gptkit.torch.generate import Engine
+    from gptkit.torch.quantize import quantize
     from gptkit.torch.weights import load_model
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -132,6 +136,10 @@ def main() -> None:
             line += f" {B * n / mlx_s:10,.1f}"
         else:
             line += f" {'-':>10}"
+        if args.quantize:
+            q_engine = Engine(quantize(copy.deepcopy(ours), args.quantize), B, compile=compile)
+            q_s = _timed(lambda: generate_ids(q_engine, requests), device)
+            line += f"  {args.quantize} {B * n / q_s:,.1f} tok/s = {ours_s / q_s:.2f}x"
         if B == 1:  # bytes read per token: the weights, and on average half of the KV cache the prompt and tokens fill
             kv = 2 * cfg.n_layer * (P + n / 2) * cfg.n_embd * torch.finfo(dtype).bits // 8
             line += f" {(weight_bytes + kv) * n / ours_s / bandwidth:9.0%}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from gptkit.cli.common import add_checkpoint, add_device, need_torch
+from gptkit.cli.common import add_checkpoint, add_device, add_quantize, need_torch
 from gptkit.cli.sample import add_sampling, check_sampling_flags
 
 HELP = "/reset: a new conversation  /system TEXT: a new one with this system message  /exit: quit (or Ctrl-D)"
@@ -29,6 +29,7 @@ def add_chat_command(sub) -> None:
                    help="end a reply before this text (repeatable); the end of the assistant's turn always ends one")
     add_device(p)
     add_checkpoint(p)
+    add_quantize(p)
     p.set_defaults(func=cmd_chat)
 
 
@@ -40,8 +41,8 @@ def cmd_chat(args) -> int:
         raise ValueError("--stop needs a non-empty text")
     need_torch("chat")
     from gptkit.generate.chat import NO_FORMAT
-    from gptkit.torch.cpu import for_cpu_decoding
     from gptkit.torch.generate import Engine
+    from gptkit.torch.quantize import prepare_for_decoding
     from gptkit.torch.runtime import pick_device
     from gptkit.torch.weights import load_model
 
@@ -49,7 +50,7 @@ def cmd_chat(args) -> int:
     fmt = src.chat_format()
     if fmt is None:
         raise ValueError(f"{args.model} {NO_FORMAT}")
-    engine = Engine(for_cpu_decoding(model, 1), 1, sync_every=1)
+    engine = Engine(prepare_for_decoding(model, 1, "auto", args.quantize), 1, sync_every=1)
     Chat(engine, src.load_tokenizer(), fmt, src.config.block_size, args).loop()
     return 0
 

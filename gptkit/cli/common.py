@@ -59,6 +59,12 @@ def add_checkpoint(p: argparse.ArgumentParser, default: str | None = None,
     p.add_argument("--checkpoint", choices=["best", "last"], default=default, help=help)
 
 
+def add_quantize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8: weight-only int8 for every linear layer, the head included (about 1.6x faster at "
+                        "batch 1 on a CPU; see docs/generation.md)")
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
 

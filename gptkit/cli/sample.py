@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from gptkit.cli.common import add_checkpoint, add_device, need_torch
+from gptkit.cli.common import add_checkpoint, add_device, add_quantize, need_torch
 from gptkit.config import MAX_TEMPERATURE, TEMPERATURE, TOP_P, SamplingError, check_sampling
 
 MAX_BATCH = 64  # the default --batch-size at most: a bigger batch mostly costs KV-cache memory
@@ -36,6 +36,7 @@ def add_sample_command(sub) -> None:
                         "then wait for the compiler)")
     add_device(p)
     add_checkpoint(p)
+    add_quantize(p)
     p.add_argument("--draft", metavar="MODEL", default=None,
                    help="a smaller model with the same tokenizer that drafts tokens for MODEL to check (speculative "
                         "decoding: MODEL's distribution, its greedy text); prints the draft's acceptance rate")
@@ -90,17 +91,22 @@ def cmd_sample(args) -> int:
         from gptkit.mlx.weights import load_model
 
         model, src = load_model(args.run_dir, args.checkpoint or "auto")
+        if args.quantize:
+            from gptkit.mlx.weights import quantize
+
+            quantize(model, args.quantize)
         engine = Engine(model, batch, compile=compile is not False, sync_every=sync)
     else:
         need_torch("sample")
         from gptkit.torch.cpu import for_cpu_decoding
         from gptkit.torch.generate import Engine
+        from gptkit.torch.quantize import prepare_for_decoding
         from gptkit.torch.runtime import pick_device
         from gptkit.torch.weights import load_model
 
         model, src = load_model(args.run_dir, args.checkpoint or "auto", pick_device(args.device))
-        if compile is not True:  # inference only, eager: oneDNN's kernel for the few rows of a decode step on a CPU
-            for_cpu_decoding(model, args.draft_k + 1 if args.draft else batch)  # a target checks k + 1 tokens
+        # int8, or (eager on a CPU) oneDNN's kernel for the few rows of a decode step; a target checks k + 1 tokens
+        prepare_for_decoding(model, args.draft_k + 1 if args.draft else batch, compile, args.quantize)
         if args.draft:
             draft, draft_src = load_model(args.draft, "auto", next(model.parameters()).device)
             if draft_src.tokenizer_fingerprint() != src.tokenizer_fingerprint():  # one vocabulary size is not enough

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gptkit.cli.common import add_device, need_torch, non_empty, whole_number
+from gptkit.cli.common import add_device, add_quantize, need_torch, non_empty, whole_number
 
 
 def add_serve_command(sub) -> None:
@@ -28,21 +28,21 @@ def add_serve_command(sub) -> None:
                    help="models loaded at once; past it the least recently used idle one is unloaded (default: 4)")
     p.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="the engines' decode step")
     add_device(p)
+    add_quantize(p)
     p.set_defaults(func=cmd_serve)
 
 
-def make_worker_factory(device: str, batch_size: int, queue: int, compile="auto"):
+def make_worker_factory(device: str, batch_size: int, queue: int, compile="auto", quantize: str | None = None):
     """spec -> a Worker running that model's engine (loads the weights; called on a model's first request)."""
 
     def make(spec: str):
         from gptkit.serve.worker import Worker
-        from gptkit.torch.cpu import for_cpu_decoding
         from gptkit.torch.generate import Engine
+        from gptkit.torch.quantize import prepare_for_decoding
         from gptkit.torch.weights import load_model
 
         model, src = load_model(spec, "auto", device)
-        if compile is not True:  # eager on a CPU: oneDNN's kernel for the few rows of a decode step
-            for_cpu_decoding(model, batch_size)
+        prepare_for_decoding(model, batch_size, compile, quantize)  # int8, or oneDNN's kernel eager on a CPU
         return Worker(Engine(model, batch_size, compile=compile), src.load_tokenizer(), src.config, queue,
                       src.chat_format())
 
@@ -74,7 +74,10 @@ def cmd_serve(args) -> int:
     if args.max_n < 1 or args.batch_size < 1:
         raise ValueError("--max-n and --batch-size must be >= 1")
     compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
-    factory = make_worker_factory(pick_device(args.device), args.batch_size, args.queue, compile)
+    device = pick_device(args.device)
+    if args.quantize and compile is True and device.type == "cpu":  # refused at start, not at each model's load
+        raise ValueError("--quantize int8 runs torch's int8 kernel eagerly on a CPU; drop --compile yes")
+    factory = make_worker_factory(device, args.batch_size, args.queue, compile, args.quantize)
     check_specs(args.models)
     registry = Registry(args.models, Path(args.runs), factory, max_models=args.max_models)
     limits = Limits(max_tokens=args.max_tokens, max_n=args.max_n)

@@ -205,7 +205,7 @@ class GPT(nn.Module):
         self.update(tree_unflatten(new))
 
     def new_cache(self, batch_size: int = 1, dtype=None, length: int | None = None) -> KVCache:
-        return KVCache(self.config, batch_size, dtype or self.wte.weight.dtype, length=length)
+        return KVCache(self.config, batch_size, dtype or self.ln_f.weight.dtype, length=length)  # wte may be int8
 
     def __call__(self, idx: mx.array, cache: KVCache | None = None, logits_at: mx.array | None = None) -> mx.array:
         """idx (B, T) -> logits (B, T, vocab_size); with a cache, at each row's position (see KVCache); logits_at

@@ -37,3 +37,19 @@ def load_model(spec, which: str = "auto"):
     src.tensors = {}
     model.eval()
     return model, src
+
+
+def quantize(model: nn.Module, mode: str = "int8", group_size: int = 64) -> nn.Module:
+    """`--quantize int8` in MLX: mlx.nn.quantize (8 bits, a scale and bias per group of 64 weights) on every Linear
+    and the embedding (whose as_linear is the tied head); layers whose width is not a multiple of the group stay as
+    they are. ValueError for another mode, or when nothing can be quantized."""
+    if mode != "int8":
+        raise ValueError(f"--quantize {mode!r} is not supported; use --quantize int8")
+    def fits(path: str, m: nn.Module) -> bool:
+        return isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.shape[-1] % group_size == 0
+
+    if not any(fits(k, m) for k, m in model.named_modules()):
+        raise ValueError(f"--quantize int8: no layer of this model is {group_size} wide or a multiple of it, so "
+                         "nothing can be quantized; drop --quantize")
+    nn.quantize(model, group_size=group_size, bits=8, class_predicate=fits)
+    return model
