@@ -98,18 +98,7 @@ class ShardedMuon(Muon):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            m = group["momentum"]
-            by_shape: dict[tuple, list] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf, g = local(state["momentum_buffer"]), local(p.grad)
-                buf.lerp_(g, 1 - m)
-                by_shape.setdefault(tuple(p.shape), []).append((p, g.lerp(buf, m) if group["nesterov"] else buf))
-            for (rows, cols), items in by_shape.items():
+            for (rows, cols), items in self.updates(group, local).items():  # momentum on this rank's rows
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, self._orthogonalised_rows(rows, items)):
                     shard = local(p)

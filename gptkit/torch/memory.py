@@ -114,6 +114,25 @@ def _quadratic(values: list[int], T: int) -> float:
     return s1 + b * (T - t1) + c * (T * T - t1 * t1)
 
 
+def saved_bytes(model: torch.nn.Module, idx: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward of a training forward of `idx` (B, T) as its own
+    targets (parameters, and views of them, left out)."""
+    params = {p.data_ptr() for p in model.parameters()}
+    seen, total = set(), 0
+
+    def pack(x: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        key = (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.dtype)
+        if key not in seen and x.data_ptr() not in params:
+            seen.add(key)
+            total += x.numel() * x.element_size()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        model(idx, idx, return_logits=False)
+    return total
+
+
 def _probe(model_cfg, dtype: torch.dtype, checkpointing: bool, attention: str) -> list[tuple[int, int]]:
     """Bytes of the distinct tensors autograd saves in a training forward (parameters excluded) of (1 row, 2 rows) of
     each PROBES length."""
@@ -123,24 +142,10 @@ def _probe(model_cfg, dtype: torch.dtype, checkpointing: bool, attention: str) -
     for p in model.parameters():  # zeros, not whatever memory held (denormal floats would take minutes)
         p.detach().zero_()
     model.activation_checkpointing = checkpointing
-    params = {p.data_ptr() for p in model.parameters()}
-
     def saved(rows: int, T: int) -> int:
-        seen, total = set(), 0
-
-        def pack(x: torch.Tensor) -> torch.Tensor:
-            nonlocal total
-            key = (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.dtype)
-            if key not in seen and x.data_ptr() not in params:
-                seen.add(key)
-                total += x.numel() * x.element_size()
-            return x
-
         idx = torch.zeros(rows, T, dtype=torch.long)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x), \
-                torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            model(idx, idx, return_logits=False)
-        return total
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            return saved_bytes(model, idx)
 
     return [(saved(1, T), saved(2, T)) for T in PROBES]
 

@@ -52,21 +52,26 @@ class Muon(torch.optim.Optimizer):
                 if p.dim() != 2:
                     raise ValueError(f"Muon takes 2-D weights only; got a parameter of shape {tuple(p.shape)}")
 
+    def updates(self, group: dict, view=lambda t: t) -> dict[tuple, list]:
+        """Momentum steps of a param group's matrices, and their updates before Newton-Schulz, grouped by shape (same-
+        shaped matrices, one per layer, share one batched Newton-Schulz): {shape: [(param, update), ...]}. `view`
+        gives the tensors the arithmetic runs on (a sharded weight's local rows: gptkit.torch.fsdp.ShardedMuon)."""
+        m, by_shape = group["momentum"], {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buf, g = view(state["momentum_buffer"]), view(p.grad)
+            buf.lerp_(g, 1 - m)
+            by_shape.setdefault(tuple(p.shape), []).append((p, g.lerp(buf, m) if group["nesterov"] else buf))
+        return by_shape
+
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            m = group["momentum"]
-            by_shape: dict[tuple, list] = {}  # same-shaped matrices (one per layer) share one batched Newton-Schulz
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - m)
-                by_shape.setdefault(tuple(p.shape), []).append((p, p.grad.lerp(buf, m) if group["nesterov"] else buf))
-            for (rows, cols), items in by_shape.items():
+            for (rows, cols), items in self.updates(group).items():
                 ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, ortho):

@@ -8,29 +8,16 @@ import torch
 
 from gptkit.cli import main
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
-from gptkit.torch.memory import activation_bytes, per_rank_bytes
+from gptkit.torch.memory import activation_bytes, per_rank_bytes, saved_bytes
 from gptkit.torch.model import build_model
 from tests.torch.test_backend import tiny_run, trainer
 
 
 def kept_for_backward(model, batch: int, T: int) -> int:
-    """Bytes of the distinct tensors autograd keeps in one training forward (parameters, and views of them, excluded):
-    the measurement the estimate is checked against, on a model with real weights and real batches."""
-    params = {p.data_ptr() for p in model.parameters()}
-    seen, total = set(), 0
-
-    def pack(x):
-        nonlocal total
-        key = (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.dtype)
-        if key not in seen and x.data_ptr() not in params:
-            seen.add(key)
-            total += x.numel() * x.element_size()
-        return x
-
+    """What autograd keeps in one training forward of a model with real weights on a real-sized batch: the figure the
+    estimate (probes of 1-2 blocks and rows, <= 128 positions) must reach by fitting and scaling."""
     idx = torch.randint(0, model.config.vocab_size, (batch, T), generator=torch.Generator().manual_seed(0))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        model(idx, idx, return_logits=False)
-    return total
+    return saved_bytes(model, idx)
 
 
 @pytest.mark.parametrize("model", [dict(n_layer=4, n_head=4, n_embd=128, block_size=256, dropout=0.1),
