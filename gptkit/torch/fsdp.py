@@ -44,10 +44,10 @@ def shard_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
     blocks = list(getattr(model, "h", []))
     for i, block in enumerate(blocks):  # the last block's weights are needed again at once by the backward
-        last = reshard_after_forward and i < len(blocks) - 1
+        reshard = reshard_after_forward and i < len(blocks) - 1
         for norm in [m for m in block.modules() if _is_norm(m)]:  # norms in fp32, as autocast runs them
-            fully_shard(norm, mesh=mesh, reshard_after_forward=last)
-        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=last)
+            fully_shard(norm, mesh=mesh, reshard_after_forward=reshard)
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
     # the root (embeddings, final norm, head) in fp32, as under DDP: autocast casts the head for the loss
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
     return model
