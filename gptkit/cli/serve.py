@@ -69,14 +69,14 @@ def cmd_serve(args) -> int:
 
     from gptkit.serve.app import Limits, create_app
     from gptkit.serve.registry import Registry
+    from gptkit.torch.quantize import check_compile
     from gptkit.torch.runtime import pick_device
 
     if args.max_n < 1 or args.batch_size < 1:
         raise ValueError("--max-n and --batch-size must be >= 1")
     compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
     device = pick_device(args.device)
-    if args.quantize and compile is True and device.type == "cpu":  # refused at start, not at each model's load
-        raise ValueError("--quantize int8 runs torch's int8 kernel eagerly on a CPU; drop --compile yes")
+    check_compile(args.quantize, compile, device)  # refused at start, not at each model's load
     factory = make_worker_factory(device, args.batch_size, args.queue, compile, args.quantize)
     check_specs(args.models)
     registry = Registry(args.models, Path(args.runs), factory, max_models=args.max_models)

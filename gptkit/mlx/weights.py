@@ -45,6 +45,7 @@ def quantize(model: nn.Module, mode: str = "int8", group_size: int = 64) -> nn.M
     they are. ValueError for another mode, or when nothing can be quantized."""
     if mode != "int8":
         raise ValueError(f"--quantize {mode!r} is not supported; use --quantize int8")
+
     def fits(path: str, m: nn.Module) -> bool:
         return isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.shape[-1] % group_size == 0
 

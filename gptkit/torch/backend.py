@@ -153,16 +153,14 @@ class TorchBackend(Backend):
 
     def weights(self) -> dict[str, np.ndarray]:
         """Rank 0: the whole model's weights (sharded: gathered tensor by tensor, every rank taking part)."""
-        if not self.sharded:
-            return model_tensors(self.model) if self.rank == 0 else {}
-        from gptkit.torch.fsdp import full
+        if self.rank and not self.sharded:
+            return {}
+        from gptkit.torch.fsdp import full  # a plain tensor as it is
 
         return model_tensors(self.model, full, keep=self.rank == 0)
 
     def load_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
-        if not self.sharded:
-            return load_weights(self.model, tensors, source)
-        from gptkit.torch.fsdp import shard_like
+        from gptkit.torch.fsdp import shard_like  # a plain parameter takes the tensor as it is
 
         load_weights(self.model, tensors, source, place=shard_like)
 
@@ -171,26 +169,30 @@ class TorchBackend(Backend):
         checkpoints before Muon), Muon's as `muon.<index>.<key>` and `muon_param_groups`, and the GradScaler."""
         if self.rank and not self.sharded:
             return {}, {}
-        whole = _whole(self.sharded)
+        from gptkit.torch.fsdp import full
+
         tensors, meta = {}, {"scaler": self.scaler.state_dict()}
         for name, opt in self.optimizers.items():
             sd = opt.state_dict()
             prefix = "" if name == "adamw" else f"{name}."
             for i, st in sd["state"].items():
                 for k, v in st.items():
-                    v = whole(v.detach())  # sharded: every rank gathers, rank 0 keeps
+                    v = full(v.detach())  # sharded: every rank gathers, rank 0 keeps
                     if self.rank == 0:
                         tensors[f"{prefix}{i}.{k}"] = v.cpu().numpy()
             meta[_groups_key(name)] = sd["param_groups"]
         return tensors, meta
 
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        from gptkit.torch.fsdp import shard_like
+
         states = _split_optimizer_tensors(tensors)
-        place = _placer(self.sharded)
         for name, opt in self.optimizers.items():
             params = [p for g in opt.param_groups for p in g["params"]]  # state_dict's indices
-            state = {i: {k: place(torch.from_numpy(np.array(v)), params[i]) for k, v in st.items()}
+            state = {i: {k: torch.from_numpy(np.array(v)) for k, v in st.items()}
                      for i, st in states.get(name, {}).items()}
+            for i, st in state.items():  # parameter-shaped tensors cut as the parameter is (sharded); scalars as saved
+                st.update({k: shard_like(t, params[i]) for k, t in st.items() if t.shape == params[i].shape})
             opt.load_state_dict({"state": state, "param_groups": meta[_groups_key(name)]})
         if meta["scaler"]:
             self.scaler.load_state_dict(meta["scaler"])
@@ -257,25 +259,6 @@ def attention_for(device: torch.device, dtype: torch.dtype, block_size: int) -> 
     if device.type == "cpu" and dtype == torch.bfloat16 and block_size <= 128:
         return "explicit"
     return "sdpa"
-
-
-def _whole(sharded: bool):
-    """A state tensor as a whole: gathered when sharded (gptkit.torch.fsdp.full), else as it is."""
-    if not sharded:
-        return lambda t: t
-    from gptkit.torch.fsdp import full
-
-    return full
-
-
-def _placer(sharded: bool):
-    """(saved tensor, its parameter) -> the tensor as this rank keeps it: a parameter-shaped state tensor cut as the
-    parameter is when sharded; scalars (AdamW's step) and unsharded runs as saved."""
-    if not sharded:
-        return lambda t, p: t
-    from gptkit.torch.fsdp import shard_like
-
-    return lambda t, p: shard_like(t, p) if t.shape == p.shape else t
 
 
 def _groups_key(optimizer: str) -> str:

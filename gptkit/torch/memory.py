@@ -153,15 +153,15 @@ def _probe(model_cfg, dtype: torch.dtype, checkpointing: bool, attention: str) -
 def dry_run_report(cfg: RunConfig, world: int) -> str:
     """What `gptkit train ... --dry-run --nproc N` prints: the run's shape and rank 0's bytes, line by line."""
     from gptkit.torch.backend import attention_for
-    from gptkit.torch.runtime import DTYPES, cpu_has_fast_bf16
+    from gptkit.torch.runtime import DTYPES, pick_dtype
     from gptkit.training.setup import accumulation_steps
 
     t, m = cfg.train, cfg.model
     kind = "cuda" if t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available()) else "cpu"
     if t.dtype != "auto":
         dtype = DTYPES[t.dtype]
-    else:
-        dtype = torch.bfloat16 if kind == "cuda" or cpu_has_fast_bf16() else torch.float32
+    else:  # CUDA's auto, assumed with bf16 (no GPU need be here); a CPU's, as a run would pick it
+        dtype = torch.bfloat16 if kind == "cuda" else pick_dtype("auto", torch.device("cpu"))
     accum = accumulation_steps(t, m.block_size, world)  # a world size that does not divide: its error, here
     parallel = t.parallel if world > 1 else "one"
     b = per_rank_bytes(cfg, world, parallel, accum, dtype, attention_for(torch.device(kind), dtype, m.block_size))

@@ -82,9 +82,13 @@ def prepare_for_decoding(model: nn.Module, rows: int, compile, quantize_mode: st
     False or "auto")."""
     from gptkit.torch.cpu import for_cpu_decoding
 
-    cpu = next(model.parameters()).device.type == "cpu"
     if quantize_mode is None:
         return model if compile is True else for_cpu_decoding(model, rows)
-    if cpu and compile is True:
-        raise ValueError("--quantize int8 runs torch's int8 kernel eagerly on a CPU; drop --compile yes")
+    check_compile(quantize_mode, compile, next(model.parameters()).device)
     return quantize(model, quantize_mode)
+
+
+def check_compile(quantize_mode: str | None, compile, device: torch.device) -> None:
+    """--quantize with --compile yes on a CPU: a ValueError (the CPU kernel runs eagerly)."""
+    if quantize_mode and compile is True and device.type == "cpu":
+        raise ValueError(f"--quantize {quantize_mode} runs torch's int8 kernel eagerly on a CPU; drop --compile yes")

@@ -346,14 +346,13 @@ class Run:
         self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
         truncate_metrics(self.run_dir / METRICS, self.step)
 
-
     def _say_layout(self, meta: dict) -> None:
         """One line when the run resumes in another layout than the one that saved it (process count, ddp/fsdp)."""
         world, parallel = len(meta["ranks"]), meta.get("parallel", "ddp" if len(meta["ranks"]) > 1 else "one")
         if (world, parallel) == (self.backend.world_size, self.backend.parallel):
             return
-        t, block = meta["train"], self.cfg.model.block_size
-        was = t.get("total_batch_tokens") or t["batch_size"] * block * world
+        t, block = self.cfg.train, self.cfg.model.block_size  # batch sizes do not change on a resume
+        was = t.batch_size * block * world * setup.accumulation_steps(t, block, world)
         note = ""
         if was != self.tokens_per_step:
             note = f"; a step now takes {self.tokens_per_step:,} tokens (it took {was:,})"
