@@ -6,6 +6,8 @@
     python bench/speedrun.py --ablation --only grouped     # only the ablation rows naming grouped-query attention
     python bench/speedrun.py --variants                   # the default preset, and the same in fp32
     python bench/speedrun.py --runs shakespeare_char_gpt2 --target 1.88
+    python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337   # the default on each seed, one nanoGPT run
+    python bench/speedrun.py --seeds 1,2,3,1337 --dtypes float32,bfloat16  # each seed in each dtype
 
 Each run is a fresh process, timed from its launch (imports included) to the first evaluation printing
 val loss <= target, and to its end; both programs evaluate on their own schedule (nanoGPT's recipe every 250
@@ -110,6 +112,10 @@ def main() -> None:
     ap.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout: run its CPU recipe side by side")
     ap.add_argument("--ablation", action="store_true", help="each option added to shakespeare_char_gpt2, and "
                     "each removed from the default recipe")
+    ap.add_argument("--seeds", default="", help="comma-separated seeds: each preset of --runs once per seed "
+                    "(default: the preset's own seed)")
+    ap.add_argument("--dtypes", default="", help="comma-separated dtypes (float32, bfloat16): each preset of --runs "
+                    "once per dtype (default: the preset's, auto: bf16 where the CPU has native bf16)")
     ap.add_argument("--variants", action="store_true", help="the default recipe in fp32 too")
     ap.add_argument("--only", default="", help="with --ablation/--variants: only the rows whose name contains this "
                     "text (the presets of --runs and the ablation's base still run)")
@@ -121,8 +127,14 @@ def main() -> None:
     else:
         ref = NANOGPT_RECORDED
         print(row("nanoGPT's CPU recipe (recorded, not run)", ref, ref), flush=True)
+    seeds = [int(v) for v in args.seeds.split(",") if v] or [None]
+    dtypes = [v for v in args.dtypes.split(",") if v] or [None]
     for preset in args.runs:
-        print(row(f"gptkit {preset}", run_gptkit(preset, [], args.target), ref), flush=True)
+        for dtype in dtypes:
+            for seed in seeds:
+                over = [f"--seed={seed}"] * (seed is not None) + [f"--dtype={dtype}"] * (dtype is not None)
+                name = " ".join([f"gptkit {preset}", *(o.lstrip("-").replace("=", " ") for o in over)])
+                print(row(name, run_gptkit(preset, over, args.target), ref), flush=True)
     if args.variants or args.ablation:
         for name, over in [v for v in DEFAULT_VARIANTS if args.only in v[0]]:
             print(row(f"default {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)

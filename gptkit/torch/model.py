@@ -132,7 +132,8 @@ def rope_tables(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tenso
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each (x[i], x[i + hs/2]) pair of x (B, nh, T, hs) by its position's angle.
+    """Rotate each (x[i], x[i + hs/2]) pair of x (..., hs) by its position's angle (cos and sin broadcast to x: (T, hs)
+    for x (B, nh, T, hs)).
 
     Example (hs=2, angle pi/2): [1, 0] -> [0, 1]
     """
@@ -156,13 +157,16 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split([self.n_head * self.hs, self.n_kv * self.hs, self.n_kv * self.hs], dim=2)
-        q = q.view(B, T, self.n_head, self.hs).transpose(1, 2)  # (B, nh, T, hs)
-        k, v = (t.view(B, T, self.n_kv, self.hs).transpose(1, 2) for t in (k, v))  # (B, n_kv, T, hs)
+        nq, hs = self.n_head, self.hs
+        qkv = self.c_attn(x).view(B, T, nq + 2 * self.n_kv, hs)  # the heads side by side: queries, keys, values
+        qk, v = qkv[:, :, : nq + self.n_kv], qkv[:, :, nq + self.n_kv :]
+        # Queries and keys take QK-norm and rotary together, one pass over both (half the elementwise kernels)
         if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            w = torch.cat([self.q_norm.weight.expand(nq, hs), self.k_norm.weight.expand(self.n_kv, hs)])
+            qk = (F.rms_norm(qk.float(), (hs,), None, self.q_norm.eps) * w).to(qk.dtype)  # in fp32, as RMSNorm
+        if rope is not None:  # tables (T, hs) or (B, 1, T, hs) -> (T, 1, hs) or (B, T, 1, hs): shared by the heads
+            qk = apply_rope(qk, *(t.unsqueeze(-2) if t.dim() == 2 else t.transpose(1, 2) for t in rope))
+        q, k, v = (t.transpose(1, 2) for t in (qk[:, :, :nq], qk[:, :, nq:], v))  # (B, heads, T, hs)
         mask = None  # None: plain causal over these T tokens
         if cache is not None:
             k, v, mask = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), mask (B, 1, T, span)
@@ -190,6 +194,23 @@ def _explicit_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.T
     return att @ v  # (B, nh, T, hs)
 
 
+class ReluSquared(torch.autograd.Function):
+    """relu(h)^2, with its gradient 2 relu(h) written out: the same numbers as autograd through F.relu(h).square(),
+    in two elementwise passes of the backward where autograd takes four (on a CPU a third of the default preset's
+    MLP time)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:
+        r = F.relu(h)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (r,) = ctx.saved_tensors
+        return grad * r * 2
+
+
 class MLP(nn.Module):
     """c_proj(act(c_fc(x))): act is GELU (GPT-2) or ReLU squared; swiglu is c_proj(silu(c_gate(x)) * c_fc(x))."""
 
@@ -209,7 +230,7 @@ class MLP(nn.Module):
         if self.kind == "gelu":
             h = F.gelu(h, approximate=self.approximate)
         elif self.kind == "relu2":
-            h = F.relu(h).square()
+            h = ReluSquared.apply(h)
         else:
             h = F.silu(self.c_gate(x)) * h
         return self.dropout(self.c_proj(h))

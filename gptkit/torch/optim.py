@@ -27,16 +27,37 @@ def newton_schulz(G: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = t
 
     Example: G = diag(3, 0.5) -> about diag(1, 1) (each singular value moves towards 1).
     """
-    a, b, c = NS_COEFFICIENTS
     X = G.to(dtype)
     tall = X.size(-2) > X.size(-1)
     if tall:  # iterate on the smaller Gram matrix
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= Frobenius norm <= 1: inside the basin
-    for _ in range(steps):
-        A = X @ X.mT
-        X = a * X + (b * A + c * (A @ A)) @ X
+    if dtype == torch.float32 and X.size(-1) >= 2 * X.size(-2):
+        X = _gram_iterations(X, steps)
+    else:
+        a, b, c = NS_COEFFICIENTS
+        for _ in range(steps):
+            A = X @ X.mT
+            X = a * X + (b * A + c * (A @ A)) @ X
     return (X.mT if tall else X).to(G.dtype)
+
+
+def _gram_iterations(X: torch.Tensor, steps: int) -> torch.Tensor:
+    """The same iterations as newton_schulz's loop for a wide X (n, m), m >= 2n, on n x n matrices only: each step is
+    X <- P X with P = a + b A + c A^2 a polynomial in A = X X^T, so X_k = Q_k X_0 with Q_k = P_k ... P_1, and A moves
+    as A <- P A P (P commutes with A). Two (n, n) x (n, m) products in all instead of two per step: a third to a half
+    fewer flops for Muon's 1:3 and 1:4 matrices. In fp32 only: in bf16 the products of P drift (the Gram form needs
+    restarts there), so bf16 keeps the plain loop."""
+    a, b, c = NS_COEFFICIENTS
+    A = X @ X.mT
+    eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
+    Q = None
+    for k in range(steps):
+        P = torch.baddbmm(b * A + a * eye, A, A, alpha=c) if A.dim() == 3 else a * eye + b * A + c * (A @ A)
+        Q = P if Q is None else P @ Q
+        if k < steps - 1:
+            A = P @ A @ P
+    return Q @ X
 
 
 class Muon(torch.optim.Optimizer):

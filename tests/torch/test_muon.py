@@ -34,6 +34,31 @@ def test_newton_schulz_docstring_example_and_orthogonality():
     assert ((s > 0.6) & (s < 1.25)).all(), s
 
 
+@pytest.mark.parametrize("shape", [(3, 24, 96), (3, 96, 24), (2, 16, 32), (40, 10)])
+def test_gram_form_is_the_plain_loop(shape, monkeypatch):
+    """fp32 matrices with one side at least twice the other take the Gram form (gptkit.torch.optim._gram_iterations):
+    the same five steps as the plain loop, which float64 runs: to 2e-6 on well-conditioned matrices (the plain fp32
+    loop's own error is about 1e-6), to 2e-4 on one whose singular values span four decades (measured 8.6e-5 at worst
+    over these shapes: the Gram form's rounding grows with the condition number; bf16 Newton-Schulz errs by ~1e-2)."""
+    g = torch.Generator().manual_seed(0)
+    G = torch.randn(shape, generator=g)
+    G[0] *= torch.logspace(-4, 0, shape[-1])  # singular values over four decades
+    reference = newton_schulz(G.double(), dtype=torch.float64)  # not float32: the plain loop
+    from gptkit.torch import optim
+
+    calls, gram = [], optim._gram_iterations
+    monkeypatch.setattr(optim, "_gram_iterations", lambda X, steps: calls.append(X.shape) or gram(X, steps))
+    out = newton_schulz(G)
+    assert len(calls) == 1 and calls[0][-1] >= 2 * calls[0][-2]  # wide after the transpose of a tall stack
+    assert out.dtype == torch.float32 and out.shape == G.shape
+    torch.testing.assert_close(out[1:].double(), reference[1:], atol=2e-6, rtol=0)
+    torch.testing.assert_close(out[0].double(), reference[0], atol=2e-4, rtol=0)
+    sq = torch.randn(3, 16, 16, generator=g)  # square: the plain loop in every dtype
+    torch.testing.assert_close(newton_schulz(sq).double(), newton_schulz(sq.double(), dtype=torch.float64), atol=1e-5,
+                               rtol=0)
+    assert len(calls) == 1
+
+
 def test_one_step_by_hand():
     p = torch.nn.Parameter(torch.zeros(4, 2))
     opt = Muon([p], lr=0.1, momentum=0.9)
