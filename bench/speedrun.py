@@ -7,6 +7,7 @@
     python bench/speedrun.py --variants                   # the default preset, and the same in fp32
     python bench/speedrun.py --runs shakespeare_char_gpt2 --target 1.88
     python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337   # the default on each seed, one nanoGPT run
+    python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337 --paired   # a nanoGPT run before each seed
     python bench/speedrun.py --seeds 1,2,3,1337 --dtypes float32,bfloat16  # each seed in each dtype
 
 Each run is a fresh process, timed from its launch (imports included) to the first evaluation printing
@@ -116,12 +117,19 @@ def main() -> None:
                     "(default: the preset's own seed)")
     ap.add_argument("--dtypes", default="", help="comma-separated dtypes (float32, bfloat16): each preset of --runs "
                     "once per dtype (default: the preset's, auto: bf16 where the CPU has native bf16)")
+    ap.add_argument("--paired", action="store_true", help="with --nanogpt: run nanoGPT again before each gptkit run "
+                    "of --runs and take that run's ratio against its own nanoGPT run (the shared machine's speed "
+                    "drifts by 10-20%% within minutes)")
     ap.add_argument("--variants", action="store_true", help="the default recipe in fp32 too")
     ap.add_argument("--only", default="", help="with --ablation/--variants: only the rows whose name contains this "
                     "text (the presets of --runs and the ablation's base still run)")
     args = ap.parse_args()
     print(f"| run | to val <= {args.target} | vs nanoGPT | final val | wall |\n|---|---|---|---|---|")
-    if args.nanogpt:
+    if args.paired and not args.nanogpt:
+        ap.error("--paired runs nanoGPT beside each run: give its checkout with --nanogpt")
+    if args.paired:
+        ref = NANOGPT_RECORDED  # replaced by each pair's own run below
+    elif args.nanogpt:
         ref = run_nanogpt(args.nanogpt.resolve(), args.target)
         print(row("nanoGPT's CPU recipe (measured now)", ref, ref), flush=True)
     else:
@@ -134,6 +142,9 @@ def main() -> None:
             for seed in seeds:
                 over = [f"--seed={seed}"] * (seed is not None) + [f"--dtype={dtype}"] * (dtype is not None)
                 name = " ".join([f"gptkit {preset}", *(o.lstrip("-").replace("=", " ") for o in over)])
+                if args.paired:
+                    ref = run_nanogpt(args.nanogpt.resolve(), args.target)
+                    print(row("nanoGPT's CPU recipe (its pair, measured now)", ref, ref), flush=True)
                 print(row(name, run_gptkit(preset, over, args.target), ref), flush=True)
     if args.variants or args.ablation:
         for name, over in [v for v in DEFAULT_VARIANTS if args.only in v[0]]:
