@@ -46,10 +46,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
             flat = x.reshape(-1, self.in_features)
-            if flat.size(0) <= KERNEL_ROWS:
+            if flat.size(0) <= KERNEL_ROWS:  # bf16 activations: the kernel's fp32 path is several times slower
                 out = torch._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), self.weight, self.scale_bf16)
             else:  # a long prefill: the weight dequantised once, then fp32's matmul
-                out = flat @ (self.weight.float() * self.scale[:, None]).T
+                out = flat.float() @ (self.weight.float() * self.scale[:, None]).T  # (bf16 activations too)
             out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         else:
             out = F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
