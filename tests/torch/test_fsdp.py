@@ -28,6 +28,10 @@ ARGS = ["device=cpu", "dtype=float32", "data=shakespeare_char", "loader=sequenti
         "sample_tokens=0", "progress=false", "dropout=0.0", "warmup_iters=2", "grad_clip=0.5", "total_batch_tokens=256",
         "threads=1"]
 TOL = 1e-5
+# Muon's Newton-Schulz runs in the Gram form on these 1:3 and 1:4 fp32 matrices (gptkit.torch.optim), which carries a
+# matmul's rounding further on an ill-conditioned update: one process orthogonalises both layers' matrices in one
+# batched product, each fsdp owner its one, and the weights part by 2.2e-5 after 20 steps (4.8e-7 with the plain loop)
+MUON_TOL = 1e-4
 
 
 def _launch(out: Path, args: list[str], nproc: int = 0, launcher=(), env=None) -> subprocess.Popen:
@@ -88,7 +92,7 @@ def assert_same_run(a: dict, b: dict, tol: float = TOL) -> None:
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_two_fsdp_ranks_equal_one_process(runs, optimizer):
     a, b = fsdp(runs, optimizer), one(runs, optimizer)
-    assert_same_run(a, b)
+    assert_same_run(a, b, TOL if optimizer == "adamw" else MUON_TOL)
     _, meta = ckpt.read_checkpoint(a["dir"] / rd.LAST)
     assert meta["parallel"] == "fsdp" and len(meta["ranks"]) == 2 and meta["step"] == 20
     assert a["losses"][-1] < a["losses"][0] - 0.3  # it learned (the tiny model starts at ln 65 = 4.17)
@@ -115,7 +119,7 @@ def test_two_nodes_on_one_machine_equal_one_process(runs):
                                                    "--rdzv-id=gptkit-test"]) for k in (0, 1)]
     results = [n.communicate(timeout=300) for n in nodes]
     assert all(n.returncode == 0 for n in nodes), [err[-2000:] for _, err in results]
-    assert_same_run({**json.loads(out.read_text()), "dir": root / "nodes"}, one(runs, "muon"))
+    assert_same_run({**json.loads(out.read_text()), "dir": root / "nodes"}, one(runs, "muon"), MUON_TOL)
 
 
 def test_resume_across_layouts(runs):
@@ -137,7 +141,7 @@ def test_resume_across_layouts(runs):
                                                   "--parallel=ddp"], 2), runs.root / "b2.json")
     assert "resuming step 15 of one process as 2 ddp processes" in ddp["stderr"]
     switched = {"losses": first["losses"] + one_proc["losses"] + ddp["losses"], "dir": runs.root / "switch"}
-    assert_same_run(switched, whole)
+    assert_same_run(switched, whole, MUON_TOL)
     assert switched["losses"][10] != pytest.approx(switched["losses"][9], abs=1e-3)  # each step its own batch
     _, meta = ckpt.read_checkpoint(runs.root / "switch" / rd.LAST)
     assert meta["parallel"] == "ddp" and meta["step"] == 20
