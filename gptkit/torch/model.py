@@ -161,9 +161,11 @@ class CausalSelfAttention(nn.Module):
         qkv = self.c_attn(x).view(B, T, nq + 2 * self.n_kv, hs)  # the heads side by side: queries, keys, values
         qk, v = qkv[:, :, : nq + self.n_kv], qkv[:, :, nq + self.n_kv :]
         # Queries and keys take QK-norm and rotary together, one pass over both (half the elementwise kernels)
-        if self.qk_norm:
+        if self.qk_norm and type(self.q_norm) is RMSNorm:
             w = torch.cat([self.q_norm.weight.expand(nq, hs), self.k_norm.weight.expand(self.n_kv, hs)])
             qk = (F.rms_norm(qk.float(), (hs,), None, self.q_norm.eps) * w).to(qk.dtype)  # in fp32, as RMSNorm
+        elif self.qk_norm:  # FSDP's norm (gptkit.torch.fsdp): its weight is whole only while its own forward runs
+            qk = torch.cat([self.q_norm(qk[:, :, :nq]), self.k_norm(qk[:, :, nq:])], dim=2)
         if rope is not None:  # tables (T, hs) or (B, 1, T, hs) -> (T, 1, hs) or (B, T, 1, hs): shared by the heads
             qk = apply_rope(qk, *(t.unsqueeze(-2) if t.dim() == 2 else t.transpose(1, 2) for t in rope))
         q, k, v = (t.transpose(1, 2) for t in (qk[:, :, :nq], qk[:, :, nq:], v))  # (B, heads, T, hs)

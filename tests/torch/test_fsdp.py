@@ -108,6 +108,14 @@ def test_fsdp_in_bf16_trains_as_one_process_does(runs):
     assert a["losses"][-1] < a["losses"][0] - 0.3
 
 
+def test_fsdp_with_the_default_presets_model_trains_as_one_process_does(runs):
+    """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon: each QK-norm is its own FSDP module there, whose weight is whole
+    only while its forward runs, so the attention calls them as modules (one process takes both in one pass)."""
+    modern = ("pos=rope", "norm=rmsnorm", "qk_norm=true", "mlp=relu2", "bias=false", "optimizer=muon")
+    a = runs("fsdp_modern", *modern, "batch_size=4", "parallel=fsdp", nproc=2)
+    assert_same_run(a, runs("one_modern", *modern, "batch_size=8"), MUON_TOL)
+
+
 def test_two_nodes_on_one_machine_equal_one_process(runs):
     """Two torchrun commands of one process each, --nnodes=2 with c10d rendezvous on 127.0.0.1: one job of 2 ranks."""
     root = runs.root
