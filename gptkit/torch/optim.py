@@ -46,8 +46,8 @@ def _gram_iterations(X: torch.Tensor, steps: int) -> torch.Tensor:
     """The same iterations as newton_schulz's loop for a wide X (n, m), m >= 2n, on n x n matrices only: each step is
     X <- P X with P = a + b A + c A^2 a polynomial in A = X X^T, so X_k = Q_k X_0 with Q_k = P_k ... P_1, and A moves
     as A <- P A P (P commutes with A). Two products with the (n, m) matrix in all (X X^T, then Q X) instead of two per
-    step: a third to a half fewer flops for Muon's 1:3 and 1:4 matrices. In fp32 only: in bf16 the products of P drift (the Gram form needs
-    restarts there), so bf16 keeps the plain loop."""
+    step: a third to a half fewer flops for Muon's 1:3 and 1:4 matrices. In fp32 only: in bf16 the products of P
+    drift (the Gram form needs restarts there), so bf16 keeps the plain loop."""
     a, b, c = NS_COEFFICIENTS
     A = X @ X.mT
     eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
