@@ -61,8 +61,8 @@ def add_checkpoint(p: argparse.ArgumentParser, default: str | None = None,
 
 def add_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=["int8"], default=None,
-                   help="int8: weight-only int8 for every linear layer, the head included (about 1.6x faster at "
-                        "batch 1 on a CPU; see docs/generation.md)")
+                   help="int8: weight-only int8 for every linear layer, the head included (faster decoding "
+                        "at batch 1; the measured figures are in docs/generation.md)")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

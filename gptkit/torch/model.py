@@ -198,8 +198,7 @@ def _explicit_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.T
 
 class ReluSquared(torch.autograd.Function):
     """relu(h)^2, with its gradient 2 relu(h) written out: the same numbers as autograd through F.relu(h).square(),
-    in two elementwise passes of the backward where autograd takes four (on a CPU a third of the default preset's
-    MLP time)."""
+    in two elementwise passes of the backward where autograd takes four (docs/training.md has what it saved)."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor) -> torch.Tensor:
