@@ -10,7 +10,9 @@ Nothing happens at import time; every function is called by train/sample when it
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -74,9 +76,27 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks below it come from the heap, and go back to it when freed
+TRIM_THRESHOLD = 256 << 20  # free heap kept before any is handed back to the system
+
+
+def keep_freed_memory() -> bool:
+    """On Linux with glibc, keep the memory of freed tensors of up to 32 MiB for the next ones (up to 256 MiB of it),
+    instead of unmapping it on free and faulting fresh zeroed pages in on the next allocation, which is what glibc
+    does with blocks above its starting mmap threshold (128 KiB) until it has seen them freed. A CPU training step
+    allocates and frees the same activations every step (docs/training.md has what that costs).
+    True when set; False where there is no glibc (macOS, musl), which changes nothing."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 def setup_threads(threads: int = 0) -> int:
     """Use `threads` CPU threads, or (0) the cores this process may run on, divided among local ranks;
-    and flush denormals to zero."""
+    flush denormals to zero; keep freed memory for the next step's tensors (keep_freed_memory)."""
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -84,6 +104,7 @@ def setup_threads(threads: int = 0) -> int:
     # Denormal floats (below ~1e-38) take a slow microcode path on x86; flushing them to zero changes no
     # result that matters and keeps small-learning-rate runs from slowing down as they train.
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     return threads
 
 
