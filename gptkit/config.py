@@ -156,6 +156,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for the matrices inside the blocks, AdamW for the rest
     muon_lr: float = 0.02  # Muon's peak learning rate (under the same warmup and decay as lr)
     muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
+    muon_weight_decay: float = 0.0  # Muon's decoupled weight decay: w *= 1 - lr x this each step (lr: Muon's)
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
@@ -178,7 +179,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("total_batch_tokens", "warmup_iters", "lr_decay_iters", "sample_tokens", "threads",
-                     "max_seconds", "weight_decay", "grad_clip", "peak_flops", "epochs"):
+                     "max_seconds", "weight_decay", "muon_weight_decay", "grad_clip", "peak_flops", "epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:

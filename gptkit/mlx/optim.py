@@ -67,10 +67,10 @@ def newton_schulz(G: mx.array, steps: int = NS_STEPS) -> mx.array:
 
 class Muon:
     """gptkit.torch.optim.Muon's update, parameter by name: Nesterov momentum, Newton-Schulz, sqrt(max(1,
-    rows/cols))."""
+    rows/cols)), decoupled weight decay."""
 
     def __init__(self, t: TrainConfig) -> None:
-        self.momentum = t.muon_momentum
+        self.momentum, self.weight_decay = t.muon_momentum, t.muon_weight_decay
         self.state: dict[str, mx.array] = {}  # name -> momentum buffer
 
     def update(self, params: dict[str, mx.array], grads: dict[str, mx.array], lr: float) -> dict[str, mx.array]:
@@ -82,5 +82,7 @@ class Muon:
             self.state[name] = buf
             update = g + m * (buf - g)  # Nesterov: torch's grad.lerp(buf, m)
             scale = math.sqrt(max(1.0, p.shape[0] / p.shape[1]))
+            if self.weight_decay:
+                p = p * (1 - lr * self.weight_decay)
             out[name] = p - lr * scale * newton_schulz(update)
         return out

@@ -102,6 +102,8 @@ class ShardedMuon(Muon):
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, self._orthogonalised_rows(rows, items)):
                     shard = local(p)
+                    if group["weight_decay"]:
+                        shard.mul_(1 - group["lr"] * group["weight_decay"])
                     shard.add_(o[: shard.size(0)], alpha=-group["lr"] * scale)
 
     def _orthogonalised_rows(self, rows: int, items: list) -> list[torch.Tensor]:

@@ -62,11 +62,12 @@ def _gram_iterations(X: torch.Tensor, steps: int) -> torch.Tensor:
 
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters: buf = m buf + (1 - m) g; u = (1 - m) g + m buf (Nesterov); p -= lr s NS(u), with
-    s = sqrt(max(1, rows / cols)). The state is one momentum buffer per matrix (saved with the checkpoint)."""
+    s = sqrt(max(1, rows / cols)), after p *= 1 - lr wd (decoupled weight decay, as AdamW's; wd 0 = none). The state
+    is one momentum buffer per matrix (saved with the checkpoint)."""
 
     def __init__(self, params, lr: float, momentum: float = 0.95, nesterov: bool = True,
-                 ns_dtype: torch.dtype = torch.float32) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
+                 ns_dtype: torch.dtype = torch.float32, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
         self.ns_dtype = ns_dtype
         for group in self.param_groups:
             for p in group["params"]:
@@ -96,6 +97,8 @@ class Muon(torch.optim.Optimizer):
                 ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, ortho):
+                    if group["weight_decay"]:
+                        p.mul_(1 - group["lr"] * group["weight_decay"])
                     p.add_(o, alpha=-group["lr"] * scale)
 
 
@@ -120,5 +123,6 @@ def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.d
             raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "
                              "(use optimizer='adamw')")
         ns_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
-        out["muon"] = muon(matrices, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype)
+        out["muon"] = muon(matrices, lr=t.muon_lr, momentum=t.muon_momentum, ns_dtype=ns_dtype,
+                           weight_decay=t.muon_weight_decay)
     return out

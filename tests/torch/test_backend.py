@@ -131,7 +131,7 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
 # issue 13's head_dim): a run dir written before them has none of these keys, in config.json or in a checkpoint.
 NEW_MODEL_FIELDS = ("pos", "rope_theta", "norm", "norm_eps", "qk_norm", "mlp", "mlp_hidden", "n_kv_head", "head_dim",
                     "logit_softcap", "zero_init_proj")
-NEW_TRAIN_FIELDS = ("optimizer", "muon_lr", "muon_momentum", "chunked_loss")
+NEW_TRAIN_FIELDS = ("optimizer", "muon_lr", "muon_momentum", "chunked_loss", "muon_weight_decay")
 
 
 def strip_new_fields(run_dir) -> None:
@@ -228,6 +228,7 @@ def test_truncated_checkpoint_is_a_clear_error_and_untouched(tmp_path):
     ({"dtype": "float16"}, "float16 training needs a GradScaler"),
     ({"total_batch_tokens": 100}, "not a multiple"),
     ({"data": "/nonexistent/data"}, "no such data dir"),
+    ({"muon_weight_decay": -0.1}, "train.muon_weight_decay must be >= 0"),
 ])
 def test_bad_train_input(tmp_path, kw, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):

@@ -71,6 +71,25 @@ def test_one_step_by_hand():
     assert torch.equal(opt.state[p]["momentum_buffer"], buf)
 
 
+def test_weight_decay_is_decoupled_and_scheduled_with_the_lr():
+    """w <- w (1 - lr wd) - lr s NS(u): AdamW's decoupled form (Loshchilov & Hutter), the one Moonlight's Muon uses;
+    the lr is the group's, so the decay follows the schedule."""
+    g0 = torch.Generator().manual_seed(2)
+    w0, g = torch.randn(4, 2, generator=g0), torch.randn(4, 2, generator=g0)
+    p = torch.nn.Parameter(w0.clone())
+    opt = Muon([p], lr=0.1, momentum=0.9, weight_decay=0.5)
+    opt.param_groups[0]["lr"] = 0.05  # as the backend sets it each step
+    p.grad = g.clone()
+    opt.step()
+    update = g + 0.9 * (0.1 * g - g)
+    torch.testing.assert_close(p.detach(), w0 * (1 - 0.05 * 0.5) - 0.05 * np.sqrt(2.0) * newton_schulz(update))
+    q = torch.nn.Parameter(w0.clone())  # no decay: the plain step
+    plain = Muon([q], lr=0.05, momentum=0.9)
+    q.grad = g.clone()
+    plain.step()
+    torch.testing.assert_close(p.detach(), q.detach() - 0.05 * 0.5 * w0)
+
+
 def test_muon_takes_the_block_matrices_and_adamw_the_rest(tmp_path):
     from gptkit.torch.model import GPT
 
@@ -140,15 +159,15 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
         np.testing.assert_allclose(a[k], b[k], atol=2e-5, rtol=1e-4, err_msg=k)
 
 
-@pytest.mark.parametrize("clip", [1.0, 0.0], ids=["clipped", "unclipped"])
-def test_torch_and_mlx_give_the_same_weights_after_three_steps(tmp_path, clip):
+@pytest.mark.parametrize("clip,muon_wd", [(1.0, 0.0), (0.0, 0.5)], ids=["clipped", "unclipped-muon-decay"])
+def test_torch_and_mlx_give_the_same_weights_after_three_steps(tmp_path, clip, muon_wd):
     if not os.environ.get("GPTKIT_REQUIRE_MLX"):
         pytest.importorskip("mlx.core", reason="the MLX backend is optional: pip install 'gptkit[mlx]'")
     from gptkit.mlx import weights as mw
     from gptkit.mlx.backend import MLXBackend
     from gptkit.training.run import Run
 
-    kw = dict(loader="sequential", grad_clip=clip, weight_decay=0.1, lr=3e-3, warmup_iters=0)
+    kw = dict(loader="sequential", grad_clip=clip, weight_decay=0.1, lr=3e-3, warmup_iters=0, muon_weight_decay=muon_wd)
     tt = trainer(muon_run(tmp_path, "torch", **kw))
     cfg = muon_run(tmp_path, "mlx", **kw)
     xt = Run(replace(cfg, train=replace(cfg.train, backend="mlx")), MLXBackend())
