@@ -97,7 +97,7 @@ class Muon(torch.optim.Optimizer):
                 ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, ortho):
-                    if group["weight_decay"]:
+                    if group.get("weight_decay"):  # a checkpoint from before the decay has no key: 0
                         p.mul_(1 - group["lr"] * group["weight_decay"])
                     p.add_(o, alpha=-group["lr"] * scale)
 

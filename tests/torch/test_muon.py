@@ -133,6 +133,21 @@ def test_resume_is_bit_exact_and_the_checkpoint_holds_muon_state(tmp_path):
     assert full.evals[-1]["val_loss"] < full.evals[0]["val_loss"] - 0.3  # and it learns
 
 
+def test_a_muon_checkpoint_from_before_the_weight_decay_resumes_bit_exact(tmp_path):
+    """Checkpoints written before muon_weight_decay hold Muon's param groups without the key (and configs without the
+    field): they resume, with no decay, to the losses of the uninterrupted run."""
+    full = train(muon_run(tmp_path, "full", max_iters=8, lr_decay_iters=8))
+    part1 = train(muon_run(tmp_path, "split", max_iters=4, lr_decay_iters=8))
+    for name in (rd.LAST, rd.BEST):
+        tensors, meta = ckpt.read_checkpoint(tmp_path / "split" / name)
+        for group in meta["muon_param_groups"]:
+            del group["weight_decay"]
+        del meta["train"]["muon_weight_decay"]
+        ckpt.save_checkpoint(tmp_path / "split" / name, tensors, meta)
+    part2 = train(resume_config(tmp_path / "split", ["--max_iters=8"]), resume=True)
+    assert part1.losses + part2.losses == full.losses
+
+
 def test_compile_and_muon(tmp_path, monkeypatch):
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda m: compile_(m, backend="eager"))
