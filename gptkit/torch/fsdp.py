@@ -102,7 +102,7 @@ class ShardedMuon(Muon):
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, self._orthogonalised_rows(rows, items)):
                     shard = local(p)
-                    if group.get("weight_decay"):  # a checkpoint from before the decay has no key: 0
+                    if group["weight_decay"]:
                         shard.mul_(1 - group["lr"] * group["weight_decay"])
                     shard.add_(o[: shard.size(0)], alpha=-group["lr"] * scale)
 

@@ -74,6 +74,13 @@ class Muon(torch.optim.Optimizer):
                 if p.dim() != 2:
                     raise ValueError(f"Muon takes 2-D weights only; got a parameter of shape {tuple(p.shape)}")
 
+    def __setstate__(self, state: dict) -> None:
+        """load_state_dict's groups as saved: a checkpoint from before the weight decay has no key (as torch's own
+        optimizers default the keys they added since)."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("weight_decay", 0.0)
+
     def updates(self, group: dict, view=lambda t: t) -> dict[tuple, list]:
         """Momentum steps of a param group's matrices, and their updates before Newton-Schulz, grouped by shape (same-
         shaped matrices, one per layer, share one batched Newton-Schulz): {shape: [(param, update), ...]}. `view`
@@ -97,7 +104,7 @@ class Muon(torch.optim.Optimizer):
                 ortho = newton_schulz(torch.stack([u for _, u in items]), dtype=self.ns_dtype)  # (n, rows, cols)
                 scale = math.sqrt(max(1.0, rows / cols))
                 for (p, _), o in zip(items, ortho):
-                    if group.get("weight_decay"):  # a checkpoint from before the decay has no key: 0
+                    if group["weight_decay"]:
                         p.mul_(1 - group["lr"] * group["weight_decay"])
                     p.add_(o, alpha=-group["lr"] * scale)
 

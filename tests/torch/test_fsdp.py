@@ -109,8 +109,9 @@ def test_fsdp_in_bf16_trains_as_one_process_does(runs):
 
 
 def test_fsdp_with_the_default_presets_model_trains_as_one_process_does(runs):
-    """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon (and its weight decay): each QK-norm is its own FSDP module there, whose weight is whole
-    only while its forward runs, so the attention calls them as modules (one process takes both in one pass)."""
+    """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon (and its weight decay): each QK-norm is its own FSDP module
+    there, whose weight is whole only while its forward runs, so the attention calls them as modules (one process
+    takes both in one pass)."""
     modern = ("pos=rope", "norm=rmsnorm", "qk_norm=true", "mlp=relu2", "bias=false", "optimizer=muon",
               "muon_weight_decay=0.5")  # ShardedMuon decays each rank's rows as Muon does the whole weight
     a = runs("fsdp_modern", *modern, "batch_size=4", "parallel=fsdp", nproc=2)
