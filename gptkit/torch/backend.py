@@ -14,6 +14,7 @@ device rules (gptkit.torch.runtime).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +24,8 @@ from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.torch.generate import generate
 from gptkit.torch.model import build_model
 from gptkit.torch.optim import Muon, configure_optimizers
-from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, setup_threads,
-                                  teardown_distributed)
+from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, released,
+                                  setup_threads, teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
 from gptkit.training.backend import Backend, Batch
 from gptkit.training.run import TrainResult, train_with
@@ -125,6 +126,7 @@ class TorchBackend(Backend):
         values = torch.stack(losses)
         if self.dist.enabled:
             torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.AVG)
+            released(values)
         return values.tolist()
 
     @torch.no_grad()
@@ -219,15 +221,27 @@ class TorchBackend(Backend):
     def gather(self, obj) -> list | None:
         if not self.dist.enabled:
             return [obj]
-        out = [None] * self.world_size if self.dist.is_main else None
-        torch.distributed.gather_object(obj, out, dst=0)
-        return out
+        # torch.distributed.gather_object's own tensors could not be waited for (see released)
+        data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(self.device)
+        size = torch.tensor([data.numel()], device=self.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
+        torch.distributed.all_gather(sizes, size)
+        released(size, *sizes)
+        padded = torch.zeros(max(int(n) for n in sizes), dtype=torch.uint8, device=self.device)
+        padded[: data.numel()] = data
+        parts = [torch.empty_like(padded) for _ in sizes] if self.dist.is_main else None
+        torch.distributed.gather(padded, parts, dst=0)
+        released(padded, *(parts or []))
+        if parts is None:
+            return None
+        return [pickle.loads(p[: int(n)].cpu().numpy().tobytes()) for p, n in zip(parts, sizes)]
 
     def total(self, count: int) -> int:
         if not self.dist.enabled:
             return count
         t = torch.tensor([count], device=self.device)
         torch.distributed.all_reduce(t)
+        released(t)
         return int(t.item())
 
     def agree(self, code: int) -> int:
@@ -235,11 +249,16 @@ class TorchBackend(Backend):
             return code
         flag = torch.tensor([code], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        released(flag)
         return int(flag.item())
 
     def barrier(self) -> None:
+        """An all_reduce, not torch.distributed.barrier: gloo's barrier holds the collectives still in flight when it
+        starts, and drops them after it wakes this rank, where `released` cannot wait for them."""
         if self.dist.enabled:
-            torch.distributed.barrier()
+            t = torch.zeros(1, device=self.device)
+            torch.distributed.all_reduce(t)
+            released(t)
 
     def peak_flops(self, configured: float) -> float | None:
         return peak_flops(self.device, self.dtype, configured)

@@ -153,6 +153,24 @@ def check_gpus_per_process(processes: int, gpus: int) -> None:
                          "the processes on the CPU (gloo)")
 
 
+def released(*tensors: torch.Tensor, timeout: float = 2.0) -> None:
+    """Return once the collective that just finished on these CPU tensors has let go of them (gloo, on the CPU).
+    A gloo worker thread drops a finished collective a moment after it wakes the rank waiting on it, and dropping it
+    releases the tensors' Python objects, which takes the GIL: a process that begins to exit in that moment aborts
+    ("terminate called without an active exception": the thread asks for the GIL of a finalizing interpreter; see
+    pytorch/pytorch#179291), and gloo, unlike NCCL, has no shutdown that joins its threads. The wait is microseconds;
+    past `timeout` (a torch that keeps its own references) it stops waiting, there and from then on."""
+    global _wait_for_release
+    deadline = time.monotonic() + timeout
+    while _wait_for_release and any(t.device.type == "cpu" and t._use_count() > 1 for t in tensors):
+        if time.monotonic() > deadline:
+            _wait_for_release = False
+        time.sleep(1e-4)
+
+
+_wait_for_release = True
+
+
 def teardown_distributed() -> None:
     import torch.distributed as dist
 

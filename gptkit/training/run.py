@@ -183,8 +183,8 @@ class Run:
                 plot_metrics(self.run_dir / METRICS, self.run_dir / PLOT)
             if self._lock:
                 self._lock.close()  # the run dir is free for the next run
-        # Every rank past rank 0's plot before any tears the process group down: ranks that left while rank 0 still
-        # ran have aborted 2-process gloo jobs at teardown (SIGABRT, twice in many test runs)
+        # Every rank waits for rank 0's plot here, so that no rank tears the process group down while another still
+        # needs it (the torch backend's collectives also wait for gloo to let go of their tensors: runtime.released)
         self.backend.barrier()
         result.step, result.best_val, result.stopped = self.step, self.best_val, stop
         return result

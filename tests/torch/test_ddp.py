@@ -1,10 +1,13 @@
-"""DDP through torchrun with 2 gloo processes on the CPU: one step equals one process on the combined batch."""
+"""DDP through torchrun with 2 gloo processes on the CPU: one step equals one process on the combined batch, and the
+backend's own collectives leave nothing in gloo's hands when they return."""
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import run_dir as rd
@@ -50,3 +53,64 @@ def test_more_torchrun_processes_than_gpus_is_one_clear_error(monkeypatch, local
     with pytest.raises(ValueError, match=r"torchrun started 2 processes on this machine, which has 1 CUDA GPU\(s\), "
                        r"and each process needs its own; pass --nproc-per-node=1 or fewer, or --device=cpu"):
         init_distributed(torch.device("cuda"))
+
+
+COLLECTIVES = '''
+import torch
+
+import gptkit.torch.backend as tb
+from gptkit.config import TrainConfig
+from gptkit.torch import runtime
+
+waited = []
+
+
+def released_then_free(*tensors, **kw):
+    runtime.released(*tensors, **kw)
+    waited.append(max(t._use_count() for t in tensors))
+
+
+tb.released = released_then_free
+b = tb.TorchBackend()
+b.setup(TrainConfig(device="cpu", dtype="float32", threads=1))
+for i in range(100):
+    got = b.gather({"rank": b.rank, "blob": "x" * (1000 * b.rank + i), "rng": torch.get_rng_state().numpy()})
+    if b.rank == 0:
+        assert [g["rank"] for g in got] == [0, 1] and [len(g["blob"]) for g in got] == [i, 1000 + i], i
+        assert got[1]["rng"].shape == (5056,)
+    else:
+        assert got is None
+    assert b.total(b.rank + 1) == 3 and b.agree(b.rank) == 1 and b.to_floats([torch.tensor(b.rank * 2.0)]) == [1.0]
+    b.barrier()
+assert runtime._wait_for_release and len(waited) == 600 and set(waited) == {1}, (len(waited), set(waited))
+b.close()
+'''
+
+
+def test_each_collective_returns_once_gloo_has_let_go_of_its_tensors(tmp_path):
+    """2 gloo ranks: gather (pickled objects of unequal sizes), total, agree, the loss mean and barrier, 100 times
+    over, each returning only once gloo's worker thread has dropped its tensors (use count 1: only Python's), and the
+    processes exit at once after. A rank that exited while a worker still held tensors aborted in CI ("terminate
+    called without an active exception": the worker asks a finalizing interpreter for the GIL, pytorch#179291)."""
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_wait_for_gloo_gives_up_on_a_tensor_held_elsewhere(monkeypatch):
+    """A tensor something else keeps (here autograd's saved copy) is waited for `timeout` seconds, once: after that
+    the backend stops waiting (a torch that kept its own references must not slow every step by the timeout)."""
+    from gptkit.torch import runtime
+
+    monkeypatch.setattr(runtime, "_wait_for_release", True)
+    t = torch.ones(1, requires_grad=True)
+    y = t * t  # noqa: F841 -- the graph holds t
+    assert t._use_count() > 1
+    t0 = time.perf_counter()
+    runtime.released(t, timeout=0.05)
+    assert 0.05 <= time.perf_counter() - t0 < 1.0 and not runtime._wait_for_release
+    t0 = time.perf_counter()
+    runtime.released(t, timeout=0.05)
+    assert time.perf_counter() - t0 < 0.01
