@@ -157,6 +157,9 @@ class TrainConfig:
     muon_lr: float = 0.02  # Muon's peak learning rate (under the same warmup and decay as lr)
     muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
     muon_weight_decay: float = 0.0  # Muon's decoupled weight decay: w *= 1 - lr x this each step (lr: Muon's)
+    # > 0: evaluate, sample and checkpoint (as the `model.` weights every reader takes) an exponential moving average
+    # of the weights, avg <- d avg + (1 - d) w after each step, d = min(ema_decay, (1 + step) / (10 + step)); 0 = off
+    ema_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
@@ -192,6 +195,9 @@ class TrainConfig:
             raise ValueError(f"backend must be 'torch' or 'mlx', got {self.backend!r}")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"train.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1) (0 = no average; 0.99-0.999 are usual), got "
+                             f"{self.ema_decay}")
         if not (self.muon_lr > 0 and 0 <= self.muon_momentum < 1):
             raise ValueError(f"need muon_lr > 0 and 0 <= muon_momentum < 1, got {self.muon_lr}, {self.muon_momentum}")
         if self.parallel not in ("ddp", "fsdp"):

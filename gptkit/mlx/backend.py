@@ -44,6 +44,7 @@ class MLXBackend(Backend):
         self.optimizer, self.muon = AdamW(t), Muon(t) if t.optimizer == "muon" else None
         self.seed0, self.grad_clip, self.muon_lr_scale = t.seed, t.grad_clip, t.muon_lr / t.lr
         self._grad = self._grad_fn()
+        self.averaged = dict(tree_flatten(self.model.trainable_parameters())) if t.ema_decay else {}
 
     def _grad_fn(self):
         """(loss, grads) of a micro-batch, compiled with the model's parameters and the RNG (dropout) as state.
@@ -95,6 +96,16 @@ class MLXBackend(Backend):
                             stop_token=stop_token)
         finally:
             self.model.train(True)
+
+    def average(self, decay: float) -> None:
+        live = dict(tree_flatten(self.model.trainable_parameters()))
+        self.averaged = {k: a + (1 - decay) * (live[k] - a) for k, a in self.averaged.items()}  # torch's lerp_
+        mx.eval(self.averaged)
+
+    def swap_average(self) -> None:
+        live = dict(tree_flatten(self.model.trainable_parameters()))
+        self.model.update(tree_unflatten(list(self.averaged.items())))
+        self.averaged = live
 
     def weights(self) -> dict[str, np.ndarray]:
         return model_tensors(self.model)

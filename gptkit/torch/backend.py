@@ -75,6 +75,7 @@ class TorchBackend(Backend):
         self.grad_clip, self.lr = t.grad_clip, t.lr
         self.return_logits = not t.chunked_loss  # only the loss is used; chunked, the logits are never whole
         self.fwd = self._wrap(self.model, t.compile)
+        self.averaged = [p.detach().clone() for p in self.model.parameters()] if t.ema_decay else []  # fsdp: shards
 
     def _wrap(self, model: torch.nn.Module, compile: bool):
         """The callable the training step runs: the model, compiled and/or DDP-wrapped. Evaluation and sampling
@@ -166,6 +167,21 @@ class TorchBackend(Backend):
 
         load_weights(self.model, tensors, source, place=shard_like)
 
+    @torch.no_grad()
+    def average(self, decay: float) -> None:
+        from gptkit.torch.fsdp import sharded_parameters  # fsdp: each rank averages its shards
+
+        torch._foreach_lerp_(self.averaged, [p.detach() for p in sharded_parameters(self.model)], 1 - decay)
+
+    @torch.no_grad()
+    def swap_average(self) -> None:
+        from gptkit.torch.fsdp import sharded_parameters
+
+        for p, a in zip(sharded_parameters(self.model), self.averaged):
+            live = p.detach().clone()
+            p.detach().copy_(a)
+            a.copy_(live)
+
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """AdamW's `<param index>.<key>` arrays (exp_avg, exp_avg_sq, step) and `param_groups` (the names of
         checkpoints before Muon), Muon's as `muon.<index>.<key>` and `muon_param_groups`, and the GradScaler."""
@@ -203,7 +219,8 @@ class TorchBackend(Backend):
         """The bytes of weights, gradients and optimizer state this rank holds now (gptkit.torch.fsdp.rank_bytes)."""
         from gptkit.torch.fsdp import rank_bytes
 
-        return rank_bytes(self.model, self.optimizers.values())
+        held = rank_bytes(self.model, self.optimizers.values())
+        return {**held, "weights": held["weights"] * (2 if self.averaged else 1)}  # ema_decay: the average too
 
     def rng_state(self) -> dict[str, np.ndarray]:
         state = {"torch_rng": torch.get_rng_state().numpy()}

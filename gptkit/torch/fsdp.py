@@ -68,6 +68,18 @@ def full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if isinstance(t, DTensor) else t
 
 
+def sharded_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The model's parameters as FSDP2 keeps them between steps: after a forward, the modules that keep their
+    gathered weights (reshard_after_forward=False: the last block and the root) are resharded first, so that each
+    parameter is this rank's DTensor shard again. A model that is not sharded: its parameters."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
+    return list(model.parameters())
+
+
 def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`whole` laid out as `like` (a DTensor: this rank's rows, cut locally; every rank holds `whole`)."""
     if not isinstance(like, DTensor):

@@ -2,9 +2,10 @@
 
 `per_rank_bytes(cfg, world, parallel, ...)` counts, for rank 0 (the one holding the most rows):
 - weights, gradients and optimizer state from the model's own parameter shapes (built on the meta device: no memory):
-  fp32 master weights and gradients, AdamW's two fp32 moments, Muon's one momentum. fsdp keeps ceil(rows / world)
-  rows of each (gptkit.torch.fsdp.rows_of); ddp and one process keep everything. With gradient accumulation, FSDP2
-  also holds the whole unsharded gradients between micro-steps (it reduce-scatters on the last one only).
+  fp32 master weights (twice with ema_decay: their average) and gradients, AdamW's two fp32 moments, Muon's one
+  momentum. fsdp keeps ceil(rows / world) rows of each (gptkit.torch.fsdp.rows_of); ddp and one process keep
+  everything. With gradient accumulation, FSDP2 also holds the whole unsharded gradients between micro-steps (it
+  reduce-scatters on the last one only).
 - gathered weights (fsdp): the embeddings and head (fp32), and the blocks being computed (two: the one running and
   the one prefetched; all of them with reshard_after_forward=false), in bf16 when the run is (fp32 otherwise); their
   bf16 copies stand in for the ones autocast would keep for the backward, which the activations then leave out.
@@ -46,7 +47,8 @@ def per_rank_bytes(cfg: RunConfig, world: int, parallel: str, accum: int, dtype:
     total = sum(p.numel() for _, p in named)
     mine = sum(held(p) for _, p in named)
     muon = sum(held(p) for n, p in named if cfg.train.optimizer == "muon" and takes_muon(n, p.dim()))
-    out = {"weights": 4 * mine, "gradients": 4 * mine + (4 * total if fsdp and accum > 1 else 0),
+    out = {"weights": 4 * mine * (2 if cfg.train.ema_decay else 1),  # ema_decay: their average beside them
+           "gradients": 4 * mine + (4 * total if fsdp and accum > 1 else 0),
            "optimizer": 8 * (mine - muon) + 4 * muon, "gathered": 0}
     blocks = list(getattr(model, "h", []))
     per_block = sum(p.numel() for p in blocks[0].parameters()) if blocks else 0
@@ -172,7 +174,8 @@ def dry_run_report(cfg: RunConfig, world: int) -> str:
     grads = "fp32" + (", and the whole unsharded gradients between micro-steps" if parallel == "fsdp" and accum > 1
                       else "")
     who = "one process" if world == 1 else f"{world} {parallel} processes"
-    rows = [("weights", b["weights"], f"fp32 master weights, {share}"), ("gradients", b["gradients"], grads),
+    average = " and their average (ema_decay)" if t.ema_decay else ""
+    rows = [("weights", b["weights"], f"fp32 master weights{average}, {share}"), ("gradients", b["gradients"], grads),
             ("optimizer state", b["optimizer"], optim)]
     if parallel == "fsdp":
         rows.append(("gathered weights", b["gathered"], "embeddings, head and the blocks computing, gathered"))

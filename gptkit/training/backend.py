@@ -87,6 +87,16 @@ class Backend(ABC):
         """Copy weights in, refusing names or shapes that differ from the model's (naming `source`)."""
 
     @abstractmethod
+    def average(self, decay: float) -> None:
+        """train.ema_decay: move the averaged weights toward the model's, avg <- decay avg + (1 - decay) w, after a
+        step (build makes them, a copy of the model's)."""
+
+    @abstractmethod
+    def swap_average(self) -> None:
+        """Exchange the model's weights and the averaged ones (twice: as before). The Run evaluates, samples and
+        saves the averaged weights in the model between two calls."""
+
+    @abstractmethod
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays, JSON-able fields) that restore the optimizer exactly; called on every rank, as weights()."""
 

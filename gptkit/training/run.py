@@ -14,6 +14,7 @@ No torch, no mlx (numpy, tqdm): both backends share this loop.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
@@ -212,7 +213,21 @@ class Run:
         else:
             loss = self.backend.train_step(self.step, batches, lr)
         self.step += 1
+        if self.cfg.train.ema_decay:
+            self.backend.average(setup.ema_at(self.step, self.cfg.train.ema_decay))
         return loss
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """The averaged weights (train.ema_decay) in the backend's model within the block; without one, the model."""
+        if not self.cfg.train.ema_decay:
+            yield
+            return
+        self.backend.swap_average()
+        try:
+            yield
+        finally:
+            self.backend.swap_average()
 
     def token_weights(self, batches) -> list[float]:
         """Chat data: the weight of each micro-batch's mean loss so that the step's loss is the mean over every
@@ -280,7 +295,8 @@ class Run:
             return
         self._read_losses(result)  # a diverged run stops here, before its weights reach a checkpoint
         t = self.cfg.train
-        losses = self.evaluate()
+        with self.averaged():
+            losses = self.evaluate()
         record = {"step": self.step, "tokens": self.step * self.tokens_per_step, "elapsed_s": round(self.elapsed(), 3),
                   "train_loss": losses["train"], "val_loss": losses["val"], "lr": setup.lr_at(max(self.step - 1, 0), t)}
         improved = losses["val"] < self.best_val
@@ -297,7 +313,8 @@ class Run:
             self._bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                             f" ({record['elapsed_s']:.1f} s)", file=sys.stderr)
         if t.progress and t.sample_tokens and self.step > 0 and (self.is_main or self.backend.sharded):
-            text = self.sample_text()  # a sharded model samples on every rank: each forward gathers the weights
+            with self.averaged():  # a sharded model samples on every rank: each forward gathers the weights
+                text = self.sample_text()
             if self.is_main:
                 self._bar.write("-" * 40 + "\n" + text + "\n" + "-" * 40, file=sys.stderr)
         self._t_log = time.perf_counter()  # the next tok/s figure counts training time only
@@ -313,7 +330,12 @@ class Run:
     def save(self, name: str) -> None:
         """Write a checkpoint (every rank must call this: each sends its RNG and loader state to rank 0)."""
         ranks = self.backend.gather((self.batches.state_dict(), self.backend.rng_state()))
-        tensors = _prefixed("model.", self.backend.weights())  # every rank: a sharded model gathers them
+        weights = self.backend.weights()  # every rank: a sharded model gathers them
+        tensors = _prefixed("model.", weights)
+        if self.cfg.train.ema_decay:  # model. holds what was evaluated, the average, for every reader; live. resumes
+            with self.averaged():  # copied: a backend's arrays may be views of the model's memory
+                averaged = {k: v.copy() for k, v in self.backend.weights().items()}
+            tensors = {**_prefixed("model.", averaged), **_prefixed("live.", weights)}
         optim, optim_meta = self.backend.optimizer_state()
         if not self.is_main:
             return
@@ -336,7 +358,11 @@ class Run:
             loader = self.batches.resume_state(saved, r)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
-        self.backend.load_weights(ckpt.strip_prefix("model.", tensors), str(path))
+        weights, live = ckpt.strip_prefix("model.", tensors), ckpt.strip_prefix("live.", tensors)
+        if live:  # model. is the average (ema_decay, which a resume keeps), live. the weights training continues from
+            self.backend.load_weights(weights, str(path))
+            self.backend.swap_average()
+        self.backend.load_weights(live or weights, str(path))
         self.backend.load_optimizer_state(ckpt.strip_prefix("optim.", tensors), meta)
         self.backend.seed(self.cfg.train.seed + r)  # a rank the saving run did not have: its own dropout stream
         if r < len(saved):

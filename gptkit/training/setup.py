@@ -40,6 +40,15 @@ def lr_at(step: int, t: TrainConfig) -> float:
     return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - t.min_lr)
 
 
+def ema_at(steps: int, decay: float) -> float:
+    """The weight average's decay after `steps` optimizer steps: short at first, so that the average is not held
+    back by the random init (TensorFlow's ExponentialMovingAverage with num_updates; timm's warmup is alike).
+
+    Example (decay 0.995): after 1 step -> 0.18, after 100 -> 0.92, after 1,790 or more -> 0.995.
+    """
+    return min(decay, (1 + steps) / (10 + steps))
+
+
 def accumulation_steps(t: TrainConfig, block_size: int, world_size: int) -> int:
     """Micro-steps per optimizer step so that all ranks together see total_batch_tokens per step."""
     per_micro = t.batch_size * block_size * world_size

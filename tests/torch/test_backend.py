@@ -131,7 +131,7 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
 # issue 13's head_dim): a run dir written before them has none of these keys, in config.json or in a checkpoint.
 NEW_MODEL_FIELDS = ("pos", "rope_theta", "norm", "norm_eps", "qk_norm", "mlp", "mlp_hidden", "n_kv_head", "head_dim",
                     "logit_softcap", "zero_init_proj")
-NEW_TRAIN_FIELDS = ("optimizer", "muon_lr", "muon_momentum", "chunked_loss", "muon_weight_decay")
+NEW_TRAIN_FIELDS = ("optimizer", "muon_lr", "muon_momentum", "chunked_loss", "muon_weight_decay", "ema_decay")
 
 
 def strip_new_fields(run_dir) -> None:

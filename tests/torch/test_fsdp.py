@@ -78,13 +78,14 @@ def fsdp(runs, optimizer: str) -> dict:
 
 
 def assert_same_run(a: dict, b: dict, tol: float = TOL) -> None:
-    """The same 20 losses to tol, and the same weights and optimizer state in the last checkpoint."""
+    """The same 20 losses to tol, and the same weights (and live weights, under ema_decay) and optimizer state in the
+    last checkpoint."""
     assert len(a["losses"]) == len(b["losses"]) == 20
     np.testing.assert_allclose(a["losses"], b["losses"], atol=tol, rtol=0)
     ta, ma = ckpt.read_checkpoint(a["dir"] / rd.LAST)
     tb, mb = ckpt.read_checkpoint(b["dir"] / rd.LAST)
-    states = [k for k in ta if k.startswith(("model.", "optim."))]
-    assert states == [k for k in tb if k.startswith(("model.", "optim."))]
+    states = [k for k in ta if k.startswith(("model.", "live.", "optim."))]
+    assert states == [k for k in tb if k.startswith(("model.", "live.", "optim."))]
     for k in states:
         np.testing.assert_allclose(ta[k], tb[k], atol=tol, rtol=0, err_msg=k)
 
@@ -109,12 +110,13 @@ def test_fsdp_in_bf16_trains_as_one_process_does(runs):
 
 
 def test_fsdp_with_the_default_presets_model_trains_as_one_process_does(runs):
-    """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon (and its weight decay): each QK-norm is its own FSDP module
-    there, whose weight is whole only while its forward runs, so the attention calls them as modules (one process
-    takes both in one pass)."""
+    """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon (and its weight decay), and a weight average: each QK-norm is
+    its own FSDP module there, whose weight is whole only while its forward runs, so the attention calls them as
+    modules (one process takes both in one pass); each rank averages its shards."""
     modern = ("pos=rope", "norm=rmsnorm", "qk_norm=true", "mlp=relu2", "bias=false", "optimizer=muon",
-              "muon_weight_decay=0.5")  # ShardedMuon decays each rank's rows as Muon does the whole weight
+              "muon_weight_decay=0.5", "ema_decay=0.9")  # ShardedMuon decays each rank's rows as Muon does the whole
     a = runs("fsdp_modern", *modern, "batch_size=4", "parallel=fsdp", nproc=2)
+    assert any(k.startswith("live.") for k in ckpt.read_checkpoint(a["dir"] / rd.LAST)[0])
     assert_same_run(a, runs("one_modern", *modern, "batch_size=8"), MUON_TOL)
 
 
