@@ -167,17 +167,21 @@ class TorchBackend(Backend):
 
         load_weights(self.model, tensors, source, place=shard_like)
 
+    def _parameters(self) -> list[torch.Tensor]:
+        """The parameters the average follows, in its order (fsdp: this rank's shards, resharded after a forward)."""
+        if self.sharded:
+            from gptkit.torch.fsdp import sharded_parameters
+
+            return sharded_parameters(self.model)
+        return list(self.model.parameters())
+
     @torch.no_grad()
     def average(self, decay: float) -> None:
-        from gptkit.torch.fsdp import sharded_parameters  # fsdp: each rank averages its shards
-
-        torch._foreach_lerp_(self.averaged, [p.detach() for p in sharded_parameters(self.model)], 1 - decay)
+        torch._foreach_lerp_(self.averaged, self._parameters(), 1 - decay)
 
     @torch.no_grad()
     def swap_average(self) -> None:
-        from gptkit.torch.fsdp import sharded_parameters
-
-        for p, a in zip(sharded_parameters(self.model), self.averaged):
+        for p, a in zip(self._parameters(), self.averaged):
             live = p.detach().clone()
             p.detach().copy_(a)
             a.copy_(live)
