@@ -33,6 +33,7 @@ class NumpyBigram(Backend):
         V = model.vocab_size
         self.W = init["wte.weight"] if init else self.rng.normal(0, 0.02, (V, V))
         self.m = np.zeros_like(self.W)
+        self.avg = self.W.copy()
 
     def _loss_grad(self, x, y):
         p = np.exp(self.W[x.ravel()])  # (B*T, V): softmax of the rows of the current tokens
@@ -65,6 +66,12 @@ class NumpyBigram(Backend):
     def load_weights(self, tensors, source):
         self.W = tensors["wte.weight"]
 
+    def average(self, decay):
+        self.avg = decay * self.avg + (1 - decay) * self.W
+
+    def swap_average(self):
+        self.W, self.avg = self.avg, self.W
+
     def optimizer_state(self):
         return {"momentum": self.m}, {"numpy_optimizer": 1}
 
@@ -92,9 +99,12 @@ def test_a_third_backend_gets_cadence_checkpoints_and_metrics(tmp_path):
     assert ckpt.read_checkpoint(tmp_path / "run" / rd.BEST)[1]["best_val"] == min(r["val_loss"] for r in records)
 
 
-def test_a_third_backend_resumes_exactly(tmp_path):
-    whole = train_with(NumpyBigram(), bigram_run(tmp_path, "whole"))
-    first = train_with(NumpyBigram(), bigram_run(tmp_path, "parts", max_iters=5))
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_a_third_backend_resumes_exactly(tmp_path, ema_decay):
+    """With a weight average too: the Run evaluates and saves it through the backend's swap_average and restores it
+    from the checkpoint's model. weights (the live ones from live.)."""
+    whole = train_with(NumpyBigram(), bigram_run(tmp_path, "whole", ema_decay=ema_decay))
+    first = train_with(NumpyBigram(), bigram_run(tmp_path, "parts", max_iters=5, ema_decay=ema_decay))
     rest = train_with(NumpyBigram(), resume_config(tmp_path / "parts", ["--max_iters=8"]), resume=True)
     assert first.losses + rest.losses == whole.losses  # data position and optimizer state came back
     assert [(e["step"], e["val_loss"]) for e in rest.evals] == [(e["step"], e["val_loss"]) for e in whole.evals[-2:]]
