@@ -113,8 +113,9 @@ def test_fsdp_with_the_default_presets_model_trains_as_one_process_does(runs):
     """Rotary, RMSNorm, QK-norm and ReLU^2 with Muon (and its weight decay), and a weight average: each QK-norm is
     its own FSDP module there, whose weight is whole only while its forward runs, so the attention calls them as
     modules (one process takes both in one pass); each rank averages its shards."""
+    # ShardedMuon decays each rank's rows as Muon does the whole weight; each rank averages its own shards
     modern = ("pos=rope", "norm=rmsnorm", "qk_norm=true", "mlp=relu2", "bias=false", "optimizer=muon",
-              "muon_weight_decay=0.5", "ema_decay=0.9")  # ShardedMuon decays each rank's rows as Muon does the whole
+              "muon_weight_decay=0.5", "ema_decay=0.9")
     a = runs("fsdp_modern", *modern, "batch_size=4", "parallel=fsdp", nproc=2)
     assert any(k.startswith("live.") for k in ckpt.read_checkpoint(a["dir"] / rd.LAST)[0])
     assert_same_run(a, runs("one_modern", *modern, "batch_size=8"), MUON_TOL)
