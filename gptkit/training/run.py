@@ -3,8 +3,9 @@
 The Run owns a run's life: its data, run dir, fresh/resume/--init_from decisions, the LR schedule, evaluation
 every eval_interval steps (and at the end), checkpoints, metrics.jsonl and loss.png, the progress bar, and why
 it stopped (StopReason); with ema_decay, the weight average's decay each step, and that evaluation, samples and
-checkpoints see the average (the backend keeps it and swaps it in). The backend (gptkit.training.backend.Backend) owns the model and optimizer and does what the
-Run asks. Set-up happens in one place, in one order: Run.__init__, top to bottom.
+checkpoints see the average (the backend keeps it and swaps it in). The backend (gptkit.training.backend.Backend)
+owns the model and optimizer and does what the Run asks. Set-up happens in one place, in one order: Run.__init__,
+top to bottom.
 
 Losses stay on the device until the log interval (or an evaluation, a checkpoint or the end) reads them back in
 one transfer, so a GPU never waits for the host between steps; a NaN or inf loss found then stops the run naming
