@@ -25,7 +25,7 @@ from gptkit.mlx.generate import generate
 from gptkit.mlx.model import build_model, loss_fn
 from gptkit.mlx.optim import AdamW, Muon, clip_grad_norm
 from gptkit.mlx.weights import load_weights, model_tensors
-from gptkit.training.backend import Backend, Batch, takes_muon
+from gptkit.training.backend import Backend, Batch, joined, takes_muon
 from gptkit.training.run import TrainResult, train_with
 
 
@@ -84,9 +84,10 @@ class MLXBackend(Backend):
 
     def eval_loss(self, batches: Sequence[Batch]) -> float:
         self.model.train(False)
-        losses = [loss_fn(self.model, mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))) for x, y in batches]
+        losses = [loss_fn(self.model, mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))) * n
+                  for x, y, n in joined(batches)]  # as the torch backend: a join of n batches counts n times
         self.model.train(True)
-        return sum(mx.stack(losses).tolist()) / len(losses)
+        return sum(mx.stack(losses).tolist()) / len(batches)
 
     def sample(self, prompt: list[int], max_new_tokens: int, *, seed: int, temperature: float, top_k: int | None,
                stop_token: int | None) -> list[int]:

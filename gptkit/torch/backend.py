@@ -27,7 +27,7 @@ from gptkit.torch.optim import Muon, configure_optimizers
 from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, released,
                                   setup_threads, teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
-from gptkit.training.backend import Backend, Batch
+from gptkit.training.backend import Backend, Batch, joined
 from gptkit.training.run import TrainResult, train_with
 
 
@@ -133,11 +133,11 @@ class TorchBackend(Backend):
     @torch.no_grad()
     def eval_loss(self, batches: Sequence[Batch]) -> float:
         self.model.eval()
-        with autocast(self.device, self.dtype):
-            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1]
-                      for x, y in batches]
+        with autocast(self.device, self.dtype):  # a join of n batches' mean loss counts n times (training.backend)
+            losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1] * n
+                      for x, y, n in joined(batches)]
         self.model.train()
-        mean = sum(torch.stack(losses).tolist()) / len(losses)  # one transfer; summed in double, as floats
+        mean = sum(torch.stack(losses).tolist()) / len(batches)  # one transfer; summed in double, as floats
         if self.dist.enabled:  # every rank decides on the same figure whether to save a best checkpoint
             mean = self.to_floats([torch.tensor(mean, device=self.device)])[0]
         return mean

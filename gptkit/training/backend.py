@@ -29,6 +29,31 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
 
 
+# Tokens per evaluation forward: consecutive evaluation batches are joined up to this many (fewer, larger forwards:
+# a CPU evaluates the default preset's 20 batches of 1,024 tokens in about 15% less time in forwards of 4-8K tokens).
+EVAL_TOKENS = 8192
+
+
+def joined(batches: Sequence[Batch], max_tokens: int = EVAL_TOKENS) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Consecutive batches joined along the batch axis into (inputs, targets, how many batches joined), each of at
+    most max_tokens tokens (a larger batch stays alone). The mean loss of a join is the mean of its batches' mean
+    losses only when every target counts and the shapes match, so batches with ignored targets (-1: chat data) or
+    another shape are never joined. Weighting each join's loss by its count gives evaluation's mean of batch means.
+
+    Example: 20 batches of (16, 64), max_tokens 8192 -> 3 joins of (128, 64), (128, 64), (64, 64): counts 8, 8, 4
+    """
+    out: list[tuple[list, list]] = []
+    for x, y in batches:
+        last = out[-1] if out else None
+        if (last is not None and x.shape == last[0][0].shape and y.min() >= 0 and last[1][0].min() >= 0
+                and (len(last[0]) + 1) * x.size <= max_tokens):
+            last[0].append(x)
+            last[1].append(y)
+        else:
+            out.append(([x], [y]))
+    return [(xs[0], ys[0], 1) if len(xs) == 1 else (np.concatenate(xs), np.concatenate(ys), len(xs)) for xs, ys in out]
+
+
 def takes_muon(name: str, ndim: int) -> bool:
     """Which parameters optimizer="muon" gives to Muon, in every backend: the matrices inside the blocks
     (attention and MLP weights); AdamW keeps embeddings, the head, norms and biases.

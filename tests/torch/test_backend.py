@@ -18,6 +18,7 @@ from gptkit.torch.optim import configure_optimizers
 from gptkit.torch.weights import load_model
 from gptkit.training import checkpoint as ckpt
 from gptkit.training import run_dir as rd
+from gptkit.training.backend import joined
 from gptkit.training.run import Run, TrainingDiverged
 from gptkit.training.setup import accumulation_steps, lr_at, resume_config
 
@@ -63,6 +64,39 @@ def test_accumulation_steps():
     assert accumulation_steps(TrainConfig(batch_size=4, total_batch_tokens=512), 16, 2) == 4
     with pytest.raises(ValueError, match="not a multiple.*e.g. 512"):
         accumulation_steps(TrainConfig(batch_size=4, total_batch_tokens=500), 16, 2)
+
+
+def test_joined_docstring_example_and_the_batches_it_never_joins():
+    ids = lambda b, t, v=0: np.full((b, t), v, dtype=np.int64)  # noqa: E731
+    got = joined([(ids(16, 64), ids(16, 64))] * 20)
+    assert [(x.shape, y.shape, n) for x, y, n in got] == [((128, 64), (128, 64), 8)] * 2 + [((64, 64), (64, 64), 4)]
+    # ignored targets (chat data: a batch's mean is over its own counted tokens) and another shape stay alone; so
+    # does a batch already past max_tokens
+    chat, wide, big = (ids(16, 64), ids(16, 64, -1)), (ids(16, 32), ids(16, 32)), (ids(256, 64), ids(256, 64))
+    got = joined([(ids(16, 64), ids(16, 64)), chat, (ids(16, 64), ids(16, 64)), wide, big, big])
+    assert [(x.shape, n) for x, _, n in got] == [((16, 64), 1), ((16, 64), 1), ((16, 64), 1), ((16, 32), 1),
+                                                 ((256, 64), 1), ((256, 64), 1)]
+
+
+def test_eval_loss_is_the_mean_of_the_batch_means(tmp_path):
+    """Joining batches into one forward (training.backend.joined) leaves evaluation's figure as it was: the mean of
+    each batch's mean loss, chat batches with ignored targets included."""
+    cfg = tiny_run(tmp_path)
+    backend = TorchBackend()
+    backend.setup(cfg.train)
+    backend.seed(0)
+    backend.build(cfg.model, cfg.train, None, "")
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 65, (4, 16)), rng.integers(0, 65, (4, 16))) for _ in range(5)]
+    masked = rng.integers(0, 65, (4, 16))
+    masked[:, :12] = -1  # 16 of 64 targets count: this batch's mean is over those
+    batches.insert(2, (rng.integers(0, 65, (4, 16)), masked))
+    assert [n for _, _, n in joined(batches)] == [2, 1, 3]
+    model = backend.model.eval()
+    with torch.no_grad():
+        each = [model(torch.from_numpy(x), torch.from_numpy(y))[1].item() for x, y in batches]
+    assert backend.eval_loss(batches) == pytest.approx(sum(each) / len(each), rel=1e-6)
+    assert backend.model.training  # back in training mode
 
 
 def test_accumulation_equals_one_big_batch(tmp_path):
