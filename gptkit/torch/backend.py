@@ -133,9 +133,12 @@ class TorchBackend(Backend):
     @torch.no_grad()
     def eval_loss(self, batches: Sequence[Batch]) -> float:
         self.model.eval()
-        with autocast(self.device, self.dtype):  # a join of n batches' mean loss counts n times (training.backend)
+        # A join of n batches' mean loss counts n times (training.backend.joined). Sharded, every forward is a
+        # collective, and whether chat batches join depends on each rank's data: there every batch goes alone.
+        joins = [(x, y, 1) for x, y in batches] if self.sharded else joined(batches)
+        with autocast(self.device, self.dtype):
             losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1] * n
-                      for x, y, n in joined(batches)]
+                      for x, y, n in joins]
         self.model.train()
         mean = sum(torch.stack(losses).tolist()) / len(batches)  # one transfer; summed in double, as floats
         if self.dist.enabled:  # every rank decides on the same figure whether to save a best checkpoint

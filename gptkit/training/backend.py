@@ -29,8 +29,8 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
 
 
-# Tokens per evaluation forward: consecutive evaluation batches are joined up to this many (fewer, larger forwards:
-# a CPU evaluates the default preset's 20 batches of 1,024 tokens in about 15% less time in forwards of 4-8K tokens).
+# Tokens per evaluation forward: consecutive evaluation batches are joined up to this many (fewer, larger forwards
+# cost a CPU less per token at the default preset's 1,024-token batches; docs/training.md has the figure).
 EVAL_TOKENS = 8192
 
 

@@ -99,6 +99,25 @@ def test_eval_loss_is_the_mean_of_the_batch_means(tmp_path):
     assert backend.model.training  # back in training mode
 
 
+def test_a_sharded_model_evaluates_every_batch_alone(tmp_path, monkeypatch):
+    """Under FSDP every forward is a collective, so each rank must run as many as the others: a sharded model's
+    evaluation never joins batches (whether chat batches join depends on each rank's own data)."""
+    cfg = tiny_run(tmp_path)
+    backend = TorchBackend()
+    backend.setup(cfg.train)
+    backend.build(cfg.model, cfg.train, None, "")
+    calls = []
+    forward = backend.model.forward
+    monkeypatch.setattr(backend.model, "forward", lambda *a, **k: calls.append(a[0].shape) or forward(*a, **k))
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 65, (4, 16)), rng.integers(0, 65, (4, 16))) for _ in range(3)]
+    joined_loss = backend.eval_loss(batches)
+    assert calls == [(12, 16)]
+    backend.sharded, calls[:] = True, []
+    assert backend.eval_loss(batches) == pytest.approx(joined_loss, rel=1e-6)
+    assert calls == [(4, 16)] * 3
+
+
 def test_accumulation_equals_one_big_batch(tmp_path):
     # 2 micro-steps of 4 sequences == 1 step of 8 (sequential loader: the same 8 rows either way)
     big = trainer(tiny_run(tmp_path, "big", loader="sequential", batch_size=8, grad_clip=0.0))
