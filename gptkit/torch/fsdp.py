@@ -16,6 +16,9 @@ gradient and its optimizer state, and gathers a block's weights only while that 
   export and serve read it unchanged, and a resume may change the number of ranks or the layout.
 - `rank_bytes`: the bytes this rank holds in weights, gradients and optimizer state (the bench and the tests).
 
+One-process runs call `full` and `shard_like` too (their checkpoints); torch.distributed.tensor is imported only by
+a sharded run (`_dtensor`): with sympy and torch.fx it is a noticeable part of a small run's start.
+
 AdamW needs nothing here: torch's AdamW steps DTensor parameters shard by shard, and clip_grad_norm_ reduces the
 norm over the ranks.
 """
@@ -23,10 +26,10 @@ norm over the ranks.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor, distribute_tensor
 
 from gptkit.torch.model import RMSNorm
 from gptkit.torch.optim import Muon, newton_schulz
@@ -58,14 +61,20 @@ def _is_norm(module: torch.nn.Module) -> bool:
     return isinstance(module, (torch.nn.LayerNorm, RMSNorm)) and any(True for _ in module.parameters(recurse=False))
 
 
+def _dtensor(t: torch.Tensor) -> bool:
+    """Whether t is a DTensor: none exists before torch.distributed.tensor is imported (shard_model imports it)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(t, module.DTensor)
+
+
 def local(t: torch.Tensor) -> torch.Tensor:
     """This rank's part of a DTensor (the tensor itself otherwise)."""
-    return t.to_local() if isinstance(t, DTensor) else t
+    return t.to_local() if _dtensor(t) else t
 
 
 def full(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor: a DTensor gathered (every rank must call this, in the same order), others as they are."""
-    return t.full_tensor() if isinstance(t, DTensor) else t
+    return t.full_tensor() if _dtensor(t) else t
 
 
 def sharded_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -82,8 +91,10 @@ def sharded_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
 
 def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`whole` laid out as `like` (a DTensor: this rank's rows, cut locally; every rank holds `whole`)."""
-    if not isinstance(like, DTensor):
+    if not _dtensor(like):
         return whole
+    from torch.distributed.tensor import distribute_tensor
+
     return distribute_tensor(whole.to(like.dtype), like.device_mesh, like.placements, src_data_rank=None)
 
 

@@ -13,6 +13,7 @@ Not here: the LR schedule (gptkit.training.setup.lr_at), which the backend appli
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -60,7 +61,34 @@ def _gram_iterations(X: torch.Tensor, steps: int) -> torch.Tensor:
     return Q @ X
 
 
-class Muon(torch.optim.Optimizer):
+def _undecorated(method):
+    """torch's function under its dynamo wrappers (torch._disable_dynamo, the step's graph breaks): inspect.unwrap."""
+    return inspect.unwrap(method)
+
+
+class Eager:
+    """torch.optim.Optimizer's methods without importing torch._dynamo, for optimizers placed before it in the MRO.
+
+    torch.optim's optimizers import torch._dynamo on their first call (a large part of a small run's start, after
+    importing torch itself) only to keep dynamo out of add_param_group, zero_grad, state_dict and
+    load_state_dict, and to mark graph breaks around step: no-ops while nothing compiles them, and gptkit compiles
+    models, never optimizer steps. Here those methods are torch's own functions, unwrapped; the step hooks, the state
+    dict and the update are torch's. A run that compiles a model imports dynamo anyway."""
+
+    add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
+    zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
+    state_dict = _undecorated(torch.optim.Optimizer.state_dict)
+    load_state_dict = _undecorated(torch.optim.Optimizer.load_state_dict)
+
+
+class AdamW(Eager, torch.optim.AdamW):
+    """torch.optim.AdamW with Eager's methods; step is torch's update under no_grad (torch's wrapper sets grad mode to
+    the `differentiable` flag, which gptkit leaves False, between two dynamo graph breaks)."""
+
+    step = torch.no_grad()(_undecorated(torch.optim.AdamW.step))
+
+
+class Muon(Eager, torch.optim.Optimizer):
     """Muon for 2-D parameters: buf = m buf + (1 - m) g; u = (1 - m) g + m buf (Nesterov); p -= lr s NS(u), with
     s = sqrt(max(1, rows / cols)), after p *= 1 - lr wd (decoupled weight decay, as AdamW's; wd 0 = none). The state
     is one momentum buffer per matrix (saved with the checkpoint)."""
@@ -124,7 +152,7 @@ def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.d
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
-    out = {"adamw": torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")}
+    out = {"adamw": AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")}
     if t.optimizer == "muon":
         if not matrices:
             raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "

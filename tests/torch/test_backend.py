@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,46 @@ def test_decay_groups():
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     n_decay = sum(p.numel() for p in decay["params"])
     assert n_decay == 65 * 32 + 16 * 32 + 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32)  # wte, wpe, 4 matmuls/block
+
+
+def test_adamw_is_torchs_update_without_importing_dynamo(tmp_path):
+    """gptkit.torch.optim.AdamW (torch's AdamW with its dynamo wrappers unwrapped) moves weights and state exactly as
+    torch.optim.AdamW does over three steps with two decay groups, its state dict loads into torch's and back, its step
+    hooks run; and a training run with Muon, a resume and a sample imports neither torch._dynamo nor (its checkpoints
+    pass through gptkit.torch.fsdp.full) torch.distributed.tensor: a fresh process."""
+    from gptkit.torch.optim import AdamW
+
+    def steps(cls, state=None, n=3):
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+        groups = [{"params": [m[0].weight], "weight_decay": 0.1}, {"params": [m[0].bias, *m[1].parameters()],
+                                                                      "weight_decay": 0.0}]
+        opt, calls = cls(groups, lr=1e-2, betas=(0.9, 0.95)), []
+        opt.register_step_pre_hook(lambda *a: calls.append("pre"))
+        if state:
+            opt.load_state_dict(state)
+        for i in range(n):
+            m(torch.randn(4, 8, generator=torch.Generator().manual_seed(i))).square().mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            assert all(p.grad is None for p in m.parameters())
+        return [p.detach().clone() for p in m.parameters()], opt.state_dict(), calls
+
+    ours, theirs = steps(AdamW), steps(torch.optim.AdamW)
+    assert all(torch.equal(a, b) for a, b in zip(ours[0], theirs[0])) and ours[2] == ["pre"] * 3
+    assert str(ours[1]) == str(theirs[1])  # the same state, tensors and groups
+    resumed = steps(torch.optim.AdamW, ours[1]), steps(AdamW, theirs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*(r[0] for r in resumed)))
+    code = ("import sys; from pathlib import Path; from dataclasses import replace\n"
+            "from tests.torch.test_backend import tiny_run; from gptkit.torch.backend import train\n"
+            "from gptkit.training.setup import resume_config\n"
+            f"cfg = tiny_run(Path({str(tmp_path)!r}), optimizer='muon', max_iters=4, eval_interval=2, sample_tokens=8)\n"
+            "train(cfg); train(resume_config(Path(cfg.train.out_dir), ['--max_iters=6']), resume=True)\n"
+            "loaded = [m for m in ('torch._dynamo', 'torch.distributed.tensor') if m in sys.modules]\n"
+            "assert not loaded, f'a one-process run imported {loaded}'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_accumulation_steps():
