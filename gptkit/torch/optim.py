@@ -152,7 +152,8 @@ def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.d
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
-    out = {"adamw": AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")}
+    # fused: one kernel over all tensors, on CUDA and on CPUs (torch's default there is a loop of ops per tensor)
+    out = {"adamw": AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type in ("cuda", "cpu"))}
     if t.optimizer == "muon":
         if not matrices:
             raise ValueError("train.optimizer='muon' needs 2-D weights inside transformer blocks; this model has none "

@@ -193,7 +193,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype, configured: float = 0.0
     return None
 
 
-def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 512, seconds: float = 0.2) -> float:
+def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 512, seconds: float = 0.05) -> float:
     """FLOP/s of an n x n matmul on this CPU, in `dtype`, with torch's current thread count."""
     g = torch.Generator().manual_seed(0)  # its own RNG: measuring must not move the training stream
     a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)

@@ -54,6 +54,7 @@ def test_decay_groups():
     m = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32))
     opt = configure_optimizers(m, TrainConfig(weight_decay=0.1), torch.device("cpu"))["adamw"]
     decay, no_decay = opt.param_groups
+    assert opt.defaults["fused"]  # torch's one-kernel AdamW on CPUs too
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     n_decay = sum(p.numel() for p in decay["params"])
