@@ -80,8 +80,8 @@ class RandomBatches:
         k = 0 if len(self.paths) == 1 else int(self.rng.choice(len(self.paths), p=self._weights))
         data = np.memmap(self.paths[k], dtype=self.dtype, mode="r")
         ix = self.rng.integers(0, self.sizes[k] - self.T, size=self.B)
-        x = np.stack([data[i : i + self.T] for i in ix]).astype(np.int64)
-        y = np.stack([data[i + 1 : i + 1 + self.T] for i in ix]).astype(np.int64)
+        windows = data[ix[:, None] + np.arange(self.T + 1)].astype(np.int64)  # (B, T + 1) in one gather
+        x, y = np.ascontiguousarray(windows[:, :-1]), np.ascontiguousarray(windows[:, 1:])
         return x, masked_targets(y, self.masks[k], ix)
 
     def state_dict(self) -> dict:
