@@ -23,7 +23,7 @@ import torch
 from gptkit.config import GPTConfig, RunConfig, TrainConfig
 from gptkit.torch.generate import generate
 from gptkit.torch.model import build_model
-from gptkit.torch.optim import Muon, configure_optimizers
+from gptkit.torch.optim import Muon, clip_grad_norm_, configure_optimizers
 from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, released,
                                   setup_threads, teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
@@ -115,7 +115,8 @@ class TorchBackend(Backend):
         if self.grad_clip > 0:
             for opt in self.optimizers.values():
                 self.scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            clip = clip_grad_norm_ if self.device.type == "cpu" and not self.sharded else torch.nn.utils.clip_grad_norm_
+            clip(self.model.parameters(), self.grad_clip)
         for opt in self.optimizers.values():
             self.scaler.step(opt)
         self.scaler.update()

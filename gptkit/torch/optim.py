@@ -137,6 +137,21 @@ class Muon(Eager, torch.optim.Optimizer):
                     p.add_(o, alpha=-group["lr"] * scale)
 
 
+def clip_grad_norm_(parameters, max_norm: float) -> torch.Tensor:
+    """torch.nn.utils.clip_grad_norm_ (the 2-norm) for one process's CPU tensors, the same numbers: the norm of the
+    per-tensor norms, and the gradients scaled by max_norm / (norm + 1e-6) where that is below 1. torch multiplies them
+    by the coefficient clamped to 1 every step, one pass over every gradient, so as not to read the norm on the host;
+    a CPU reads it for free and skips the pass when there is nothing to clip. Returns the norm."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        torch._foreach_mul_(grads, coef)
+    return norm
+
+
 def configure_optimizers(model: torch.nn.Module, t: TrainConfig, device: torch.device,
                          dtype: torch.dtype = torch.float32, muon: type = Muon) -> dict[str, torch.optim.Optimizer]:
     """{"adamw": ...} or, with optimizer="muon", {"adamw": ..., "muon": ...}, at their peak learning rates.
