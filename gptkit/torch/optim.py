@@ -147,7 +147,7 @@ def clip_grad_norm_(parameters, max_norm: float) -> torch.Tensor:
         return torch.zeros(())
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
     coef = max_norm / (norm + 1e-6)
-    if coef < 1:
+    if not coef >= 1:  # a NaN norm scales by NaN, as torch's does
         torch._foreach_mul_(grads, coef)
     return norm
 

@@ -101,8 +101,8 @@ def test_adamw_is_torchs_update_without_importing_dynamo(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-@pytest.mark.parametrize("max_norm", [0.5, 100.0])  # clipping, and not
-def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm):
+@pytest.mark.parametrize("max_norm,nan", [(0.5, False), (100.0, False), (100.0, True)])  # clipping, not, a NaN
+def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm, nan):
     """gptkit.torch.optim.clip_grad_norm_ (CPU, one process: skips the multiply by 1 when nothing is clipped) returns
     torch.nn.utils.clip_grad_norm_'s norm and leaves the same gradients, bit for bit."""
     from gptkit.torch.optim import clip_grad_norm_
@@ -112,13 +112,17 @@ def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm):
         ps = [torch.zeros(s, requires_grad=True) for s in [(65, 32), (32,), (96, 32), (7,)]]
         for p in ps[:3]:  # the last has no gradient
             p.grad = torch.randn(p.shape, generator=g) * 0.3
+        ps[1].grad[0] = float("nan") if nan else ps[1].grad[0]
         return ps
 
     ours, theirs = grads(), grads()
     norm, expected = clip_grad_norm_(ours, max_norm), torch.nn.utils.clip_grad_norm_(theirs, max_norm)
-    assert torch.equal(norm, expected) and (expected > max_norm) == (max_norm == 0.5)
-    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours[:3], theirs[:3])) and ours[3].grad is None
-    assert float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours[:3]]))) <= max_norm + 1e-5
+    assert torch.equal(norm, expected) if not nan else bool(norm.isnan() and expected.isnan())
+    assert all(torch.equal(a.grad, b.grad) or (nan and a.grad.isnan().all() and b.grad.isnan().all())
+               for a, b in zip(ours[:3], theirs[:3])) and ours[3].grad is None
+    if not nan:
+        assert (expected > max_norm) == (max_norm == 0.5)
+        assert float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours[:3]]))) <= max_norm + 1e-5
 
 
 def test_accumulation_steps():
