@@ -9,6 +9,7 @@
     python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337   # the default on each seed, one nanoGPT run
     python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337 --paired   # a nanoGPT run before each seed
     python bench/speedrun.py --seeds 1,2,3,1337 --dtypes float32,bfloat16  # each seed in each dtype
+    python bench/speedrun.py --nanogpt ~/src/nanoGPT --seeds 1,2,3,1337 --paired --repeat 3  # median of 3 pairs each
 
 Each run is a fresh process, timed from its launch (imports included) to the first evaluation printing
 val loss <= target, and to its end; both programs evaluate on their own schedule (nanoGPT's recipe every 250
@@ -21,9 +22,11 @@ is printed and marked as not measured now.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +123,9 @@ def main() -> None:
     ap.add_argument("--paired", action="store_true", help="with --nanogpt: run nanoGPT again before each gptkit run "
                     "of --runs and take that run's ratio against its own nanoGPT run (the shared machine's speed "
                     "drifts by 10-20%% within minutes)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --paired: this many pairs per seed, then each seed's "
+                    "median ratio (one pair's ratio moves with the machine's speed; a run that never reaches the "
+                    "target counts as the worst)")
     ap.add_argument("--variants", action="store_true", help="the default recipe in fp32 too")
     ap.add_argument("--only", default="", help="with --ablation/--variants: only the rows whose name contains this "
                     "text (the presets of --runs and the ablation's base still run)")
@@ -127,6 +133,8 @@ def main() -> None:
     print(f"| run | to val <= {args.target} | vs nanoGPT | final val | wall |\n|---|---|---|---|---|")
     if args.paired and not args.nanogpt:
         ap.error("--paired runs nanoGPT beside each run: give its checkout with --nanogpt")
+    if args.repeat < 1 or (args.repeat > 1 and not args.paired):
+        ap.error("--repeat N (N >= 1) repeats the pairs of --paired: give --paired --nanogpt PATH too")
     if args.paired:
         ref = NANOGPT_RECORDED  # replaced by each pair's own run below
     elif args.nanogpt:
@@ -142,10 +150,17 @@ def main() -> None:
             for seed in seeds:
                 over = [f"--seed={seed}"] * (seed is not None) + [f"--dtype={dtype}"] * (dtype is not None)
                 name = " ".join([f"gptkit {preset}", *(o.lstrip("-").replace("=", " ") for o in over)])
-                if args.paired:
-                    ref = run_nanogpt(args.nanogpt.resolve(), args.target)
-                    print(row("nanoGPT's CPU recipe (its pair, measured now)", ref, ref), flush=True)
-                print(row(name, run_gptkit(preset, over, args.target), ref), flush=True)
+                ratios = []
+                for _ in range(args.repeat):
+                    if args.paired:
+                        ref = run_nanogpt(args.nanogpt.resolve(), args.target)
+                        print(row("nanoGPT's CPU recipe (its pair, measured now)", ref, ref), flush=True)
+                    r = run_gptkit(preset, over, args.target)
+                    print(row(name, r, ref), flush=True)
+                    ratios.append(r["reach_s"] / (ref["reach_s"] or ref["wall_s"]) if r["reach_s"] else math.inf)
+                if args.repeat > 1:
+                    print(f"| {name}: the median of {args.repeat} pairs | | **{statistics.median(ratios):.2f}x** | | |",
+                          flush=True)
     if args.variants or args.ablation:
         for name, over in [v for v in DEFAULT_VARIANTS if args.only in v[0]]:
             print(row(f"default {name}", run_gptkit("shakespeare_char", over, args.target), ref), flush=True)
