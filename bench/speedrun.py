@@ -100,13 +100,18 @@ def run_nanogpt(checkout: Path, target: float) -> dict:
         return timed([sys.executable, "train.py", *NANOGPT_CPU, f"--out_dir={out}"], str(checkout), target)
 
 
+def ratio(r: dict, ref: dict) -> float | None:
+    """r's time to the target over nanoGPT's, or over nanoGPT's time to its final val (1.8857, about the target) when
+    it does not reach the target itself: the time its recipe takes to get where it gets. None if r never reaches it."""
+    return r["reach_s"] / (ref["reach_s"] or ref["wall_s"]) if r["reach_s"] else None
+
+
 def row(name: str, r: dict, ref: dict) -> str:
-    """A table row; the ratio is against nanoGPT's time to its final val (1.8857, about the target) when it does not
-    reach the target itself: the time its recipe takes to get where it gets."""
+    """A table row: time to the target, ratio (`ratio`), final val, wall time."""
     reach = f"{r['reach_s']:7.1f} s" if r["reach_s"] is not None else "  not reached"
-    ref_s = ref["reach_s"] or ref["wall_s"]
-    ratio = f"{r['reach_s'] / ref_s:5.2f}x" if r["reach_s"] else "    -"
-    return f"| {name:38s} | {reach} | {ratio} | {r['final']:.4f} | {r['wall_s']:6.1f} s |"
+    x = ratio(r, ref)
+    ratio_text = f"{x:5.2f}x" if x is not None else "    -"
+    return f"| {name:38s} | {reach} | {ratio_text} | {r['final']:.4f} | {r['wall_s']:6.1f} s |"
 
 
 def main() -> None:
@@ -157,7 +162,8 @@ def main() -> None:
                         print(row("nanoGPT's CPU recipe (its pair, measured now)", ref, ref), flush=True)
                     r = run_gptkit(preset, over, args.target)
                     print(row(name, r, ref), flush=True)
-                    ratios.append(r["reach_s"] / (ref["reach_s"] or ref["wall_s"]) if r["reach_s"] else math.inf)
+                    x = ratio(r, ref)
+                    ratios.append(math.inf if x is None else x)
                 if args.repeat > 1:
                     print(f"| {name}: the median of {args.repeat} pairs | | **{statistics.median(ratios):.2f}x** | | |",
                           flush=True)

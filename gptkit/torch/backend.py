@@ -27,7 +27,7 @@ from gptkit.torch.optim import Muon, clip_grad_norm_, configure_optimizers
 from gptkit.torch.runtime import (autocast, init_distributed, peak_flops, pick_device, pick_dtype, released,
                                   setup_threads, teardown_distributed)
 from gptkit.torch.weights import load_weights, model_tensors
-from gptkit.training.backend import Backend, Batch, joined
+from gptkit.training.backend import EVAL_TOKENS, Backend, Batch, joined
 from gptkit.training.run import TrainResult, train_with
 
 
@@ -136,7 +136,7 @@ class TorchBackend(Backend):
         self.model.eval()
         # A join of n batches' mean loss counts n times (training.backend.joined). Sharded, every forward is a
         # collective, and whether chat batches join depends on each rank's data: there every batch goes alone.
-        joins = [(x, y, 1) for x, y in batches] if self.sharded else joined(batches)
+        joins = joined(batches, max_tokens=0 if self.sharded else EVAL_TOKENS)
         with autocast(self.device, self.dtype):
             losses = [self.model(self._tensor(x), self._tensor(y), return_logits=self.return_logits)[1] * n
                       for x, y, n in joins]

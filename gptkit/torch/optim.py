@@ -13,8 +13,8 @@ Not here: the LR schedule (gptkit.training.setup.lr_at), which the backend appli
 
 from __future__ import annotations
 
-import inspect
 import math
+from inspect import unwrap  # torch's function under its dynamo wrappers (functools.wraps)
 
 import torch
 
@@ -61,11 +61,6 @@ def _gram_iterations(X: torch.Tensor, steps: int) -> torch.Tensor:
     return Q @ X
 
 
-def _undecorated(method):
-    """torch's function under its dynamo wrappers (torch._disable_dynamo, the step's graph breaks): inspect.unwrap."""
-    return inspect.unwrap(method)
-
-
 class Eager:
     """torch.optim.Optimizer's methods without importing torch._dynamo, for optimizers placed before it in the MRO.
 
@@ -75,17 +70,17 @@ class Eager:
     models, never optimizer steps. Here those methods are torch's own functions, unwrapped; the step hooks, the state
     dict and the update are torch's. A run that compiles a model imports dynamo anyway."""
 
-    add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
-    zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
-    state_dict = _undecorated(torch.optim.Optimizer.state_dict)
-    load_state_dict = _undecorated(torch.optim.Optimizer.load_state_dict)
+    add_param_group = unwrap(torch.optim.Optimizer.add_param_group)
+    zero_grad = unwrap(torch.optim.Optimizer.zero_grad)
+    state_dict = unwrap(torch.optim.Optimizer.state_dict)
+    load_state_dict = unwrap(torch.optim.Optimizer.load_state_dict)
 
 
 class AdamW(Eager, torch.optim.AdamW):
     """torch.optim.AdamW with Eager's methods; step is torch's update under no_grad (torch's wrapper sets grad mode to
     the `differentiable` flag, which gptkit leaves False, between two dynamo graph breaks)."""
 
-    step = torch.no_grad()(_undecorated(torch.optim.AdamW.step))
+    step = torch.no_grad()(unwrap(torch.optim.AdamW.step))
 
 
 class Muon(Eager, torch.optim.Optimizer):

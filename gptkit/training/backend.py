@@ -39,6 +39,7 @@ def joined(batches: Sequence[Batch], max_tokens: int = EVAL_TOKENS) -> list[tupl
     most max_tokens tokens (a larger batch stays alone). The mean loss of a join is the mean of its batches' mean
     losses only when every target counts and the shapes match, so batches with ignored targets (-1: chat data) or
     another shape are never joined. Weighting each join's loss by its count gives evaluation's mean of batch means.
+    max_tokens 0: every batch alone.
 
     Example: 20 batches of (16, 64), max_tokens 8192 -> 3 joins of (128, 64), (128, 64), (64, 64): counts 8, 8, 4
     """

@@ -89,7 +89,7 @@ def test_adamw_is_torchs_update_without_importing_dynamo(tmp_path):
     assert str(ours[1]) == str(theirs[1])  # the same state, tensors and groups
     resumed = steps(torch.optim.AdamW, ours[1]), steps(AdamW, theirs[1])
     assert all(torch.equal(a, b) for a, b in zip(*(r[0] for r in resumed)))
-    code = ("import sys; from pathlib import Path; from dataclasses import replace\n"
+    code = ("import sys; from pathlib import Path\n"
             "from tests.torch.test_backend import tiny_run; from gptkit.torch.backend import train\n"
             "from gptkit.training.setup import resume_config\n"
             f"cfg = tiny_run(Path({str(tmp_path)!r}), optimizer='muon', max_iters=4, eval_interval=2, sample_tokens=8)\n"
