@@ -141,6 +141,48 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
 
 
+def rope_weights(w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """QK-norm's weights w (heads, hs) and rotary's tables cos, sin (T, hs) as the two (T, heads, hs) tables of
+    QKNormRope: rope(n * w) = n * C + swap(n) * S for swap(n) = (n2, n1) (n's halves exchanged), since rotate-half
+    gives (n1 w1 cos - n2 w2 sin, n2 w2 cos + n1 w1 sin): C = w cos, S = (-w2, w1) sin."""
+    h = w.size(-1) // 2
+    return cos[:, None] * w, sin[:, None] * torch.cat([-w[:, h:], w[:, :h]], dim=-1)
+
+
+class QKNormRope(torch.autograd.Function):
+    """QK-norm then rotary on the queries and keys of a fused qkv (B, T, heads, hs), with a written-out backward:
+    y = n * C + swap(n) * S for n = x / rms(x), x the first nqk heads (rope_weights has C and S), in fp32 or wider
+    (as RMSNorm), and the values copied out in attention's layout (B, n_kv, T, hs). Autograd through the separate steps
+    runs about twice the elementwise passes over these tensors, each short along hs (tests hold both equal)."""
+
+    @staticmethod
+    def forward(ctx, qkv, C, S, nqk: int, eps: float):
+        x, h = qkv[:, :, :nqk].to(torch.promote_types(qkv.dtype, torch.float32)), qkv.size(-1) // 2
+        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1)).add_(eps).rsqrt_()
+        n = x * r
+        y = torch.mul(n, C)
+        y[..., :h].addcmul_(n[..., h:], S[..., :h])
+        y[..., h:].addcmul_(n[..., :h], S[..., h:])
+        ctx.save_for_backward(n, r, C, S)
+        return y.to(qkv.dtype), qkv[:, :, nqk:].transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, gy, gv):
+        n, r, C, S = ctx.saved_tensors
+        h, gy = n.size(-1) // 2, gy.to(n.dtype)
+        gn = torch.mul(gy, C)  # y's gradient back through the tables, then through the norm
+        gn[..., h:].addcmul_(gy[..., :h], S[..., :h])
+        gn[..., :h].addcmul_(gy[..., h:], S[..., h:])
+        gS = torch.cat([(gy[..., :h] * n[..., h:]).sum(0), (gy[..., h:] * n[..., :h]).sum(0)], dim=-1)
+        gC = (gy * n).sum(0)
+        dot = torch.linalg.vecdot(gn, n, dim=-1).unsqueeze_(-1).div_(n.size(-1))  # mean(gn n) over hs
+        B, T, nqk, hs = n.shape
+        g = torch.empty(B, T, nqk + gv.size(1), hs, dtype=gv.dtype, device=gv.device)
+        torch.mul(gn.addcmul_(n, dot, value=-1), r, out=g[:, :, :nqk])  # r (gn - n mean(gn n)): RMSNorm's gradient
+        g[:, :, nqk:] = gv.transpose(1, 2)
+        return g, gC, gS, None, None
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, attention: str = "sdpa") -> None:
         super().__init__()
@@ -159,6 +201,8 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         nq, hs = self.n_head, self.hs
         qkv = self.c_attn(x).view(B, T, nq + 2 * self.n_kv, hs)  # the heads side by side: queries, keys, values
+        if cache is None and rope is not None and rope[0].dim() == 2 and self.qk_norm and type(self.q_norm) is RMSNorm:
+            return self._attend(*self._normed_rotated(qkv, rope), None, p=self.dropout if self.training else 0.0)
         qk, v = qkv[:, :, : nq + self.n_kv], qkv[:, :, nq + self.n_kv :]
         # Queries and keys take QK-norm and rotary together, one pass over both (half the elementwise kernels)
         if self.qk_norm and type(self.q_norm) is RMSNorm:
@@ -172,9 +216,21 @@ class CausalSelfAttention(nn.Module):
         mask = None  # None: plain causal over these T tokens
         if cache is not None:
             k, v, mask = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), mask (B, 1, T, span)
+        return self._attend(q, k, v, mask, p=self.dropout if self.training else 0.0)
+
+    def _normed_rotated(self, qkv: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """QK-norm and rotary of a whole sequence's qkv (B, T, heads, hs) in one QKNormRope: (q, k, v), each
+        (B, heads, T, hs); the same numbers as the separate steps of forward, in fewer passes over the tensors."""
+        nq, nqk, hs = self.n_head, self.n_head + self.n_kv, self.hs
+        w = torch.cat([self.q_norm.weight.expand(nq, hs), self.k_norm.weight.expand(self.n_kv, hs)])  # (heads, hs)
+        qk, v = QKNormRope.apply(qkv, *rope_weights(w, *rope), nqk, self.q_norm.eps)
+        return qk[:, :, :nq].transpose(1, 2), qk[:, :, nq:].transpose(1, 2), v
+
+    def _attend(self, q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
+        """Attention of q (B, nh, T, hs) over k, v (B, n_kv, S, hs), then the output projection: (B, T, C)."""
+        B, _, T, _ = q.shape
         if self.n_kv != self.n_head:  # grouped-query: key/value head j serves query heads j*g .. j*g + g-1
             k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
-        p = self.dropout if self.training else 0.0
         if self.attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None and T > 1)
         else:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gptkit.config import GPTConfig
-from gptkit.torch.model import GPT, ReluSquared, apply_rope, rope_tables
+from gptkit.torch.model import GPT, CausalSelfAttention, QKNormRope, ReluSquared, apply_rope, rope_tables, rope_weights
 
 BASE = dict(vocab_size=67, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=False, gelu="exact")
 OPTIONS = {
@@ -90,6 +90,46 @@ def test_relu_squared_gradient_is_autograds_through_relu_then_square():
     assert torch.equal(ReluSquared.apply(h), torch.nn.functional.relu(h).square()) and torch.equal(a.grad, b.grad)
     assert (a.grad[h <= 0] == 0).all() and (a.grad[h > 0] != 0).all()
     assert torch.autograd.gradcheck(ReluSquared.apply, (torch.randn(3, 5, dtype=torch.float64, requires_grad=True),))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_kv_head", [4, 2])
+def test_qk_norm_and_rope_in_one_function_equal_the_separate_steps(n_kv_head, dtype):
+    """A whole sequence's QK-norm + rotary run as one QKNormRope (shared tables (T, hs)); the same positions as per-row
+    tables (B, 1, T, hs), what a KV cache passes, take the separate steps (F.rms_norm, weight, apply_rope): the same
+    outputs and gradients for every weight and the input, in fp32 (to rounding) and under bf16 autocast (to bf16's
+    precision: the separate steps round to bf16 between the norm and the rotation)."""
+    torch.manual_seed(0)
+    config = GPTConfig(**{**BASE, "n_embd": 64}, pos="rope", norm="rmsnorm", qk_norm=True, n_kv_head=n_kv_head)
+    att = CausalSelfAttention(config)
+    with torch.no_grad():
+        for p in att.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, grad = torch.randn(3, 16, 64), torch.randn(3, 16, 64)
+    outs = []
+    for positions in (torch.arange(16), torch.arange(16).expand(3, 16)):
+        xx = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = att(xx, rope_tables(config, positions))
+        y.float().backward(grad)
+        outs.append([y.float(), xx.grad] + [p.grad.clone() for p in att.parameters()])
+        att.zero_grad()
+    for a, b in zip(*outs):
+        if dtype == torch.float32:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        else:  # bf16 keeps 8 bits: each tensor to ~1% of its size
+            assert (a - b).norm() <= 0.01 * b.norm()
+
+
+def test_qk_norm_rope_backward_passes_gradcheck():
+    """The written-out backward of QKNormRope against finite differences in float64: the input, both tables."""
+    torch.manual_seed(0)
+    B, T, heads, hs, nqk = 2, 5, 5, 8, 3  # 3 query/key heads, 2 value heads
+    qkv = torch.randn(B, T, heads, hs, dtype=torch.float64, requires_grad=True)
+    w = (1 + 0.1 * torch.randn(nqk, hs, dtype=torch.float64)).requires_grad_()
+    angles = torch.rand(T, hs // 2, dtype=torch.float64).repeat(1, 2)
+    f = lambda qkv, w: QKNormRope.apply(qkv, *rope_weights(w, angles.cos(), angles.sin()), nqk, 1e-6)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (qkv, w))
 
 
 def test_rope_docstring_example_and_relative_positions():
