@@ -107,7 +107,39 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.size(-1),), self.weight, self.eps).to(x.dtype)  # in fp32, as LayerNorm
+        return RMSNormFunction.apply(x, self.weight, self.eps)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 / sqrt(mean(x^2) + eps) over the last dim, keepdim: one pass over x (a norm) instead of squares written."""
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1)).add_(eps).rsqrt_()
+
+
+def _rms_norm_grad(gn: torch.Tensor, n: torch.Tensor, r: torch.Tensor, out: torch.Tensor | None = None):
+    """x's gradient from n's (gn, overwritten) for n = x r, r = _inv_rms(x): r (gn - n mean(gn n))."""
+    dot = torch.linalg.vecdot(gn, n, dim=-1).unsqueeze_(-1).div_(n.size(-1))
+    return torch.mul(gn.addcmul_(n, dot, value=-1), r, out=out)
+
+
+class RMSNormFunction(torch.autograd.Function):
+    """F.rms_norm(x, weight) in fp32 or wider (as LayerNorm under autocast) with a written-out backward: torch's CPU
+    rms_norm is a composite whose autograd runs about twice the elementwise passes (tests hold both equal)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps: float):
+        n = x.to(torch.promote_types(x.dtype, torch.float32))
+        r = _inv_rms(n, eps)
+        n = n * r
+        ctx.save_for_backward(n, r, weight)
+        ctx.x_dtype = x.dtype
+        return (n * weight).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, gy):
+        n, r, weight = ctx.saved_tensors
+        gy = gy.to(n.dtype)
+        gw = (gy * n).sum(tuple(range(gy.dim() - 1))).to(weight.dtype)
+        return _rms_norm_grad(gy * weight, n, r).to(ctx.x_dtype), gw, None
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
@@ -158,7 +190,7 @@ class QKNormRope(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, C, S, nqk: int, eps: float):
         x, h = qkv[:, :, :nqk].to(torch.promote_types(qkv.dtype, torch.float32)), qkv.size(-1) // 2
-        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1)).add_(eps).rsqrt_()
+        r = _inv_rms(x, eps)
         n = x * r
         y = torch.mul(n, C)
         y[..., :h].addcmul_(n[..., h:], S[..., :h])
@@ -175,10 +207,9 @@ class QKNormRope(torch.autograd.Function):
         gn[..., :h].addcmul_(gy[..., h:], S[..., h:])
         gS = torch.cat([(gy[..., :h] * n[..., h:]).sum(0), (gy[..., h:] * n[..., :h]).sum(0)], dim=-1)
         gC = (gy * n).sum(0)
-        dot = torch.linalg.vecdot(gn, n, dim=-1).unsqueeze_(-1).div_(n.size(-1))  # mean(gn n) over hs
         B, T, nqk, hs = n.shape
         g = torch.empty(B, T, nqk + gv.size(1), hs, dtype=gv.dtype, device=gv.device)
-        torch.mul(gn.addcmul_(n, dot, value=-1), r, out=g[:, :, :nqk])  # r (gn - n mean(gn n)): RMSNorm's gradient
+        _rms_norm_grad(gn, n, r, out=g[:, :, :nqk])
         g[:, :, nqk:] = gv.transpose(1, 2)
         return g, gC, gS, None, None
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gptkit.config import GPTConfig
-from gptkit.torch.model import GPT, CausalSelfAttention, QKNormRope, ReluSquared, apply_rope, rope_tables, rope_weights
+from gptkit.torch.model import (GPT, CausalSelfAttention, QKNormRope, ReluSquared, RMSNormFunction, apply_rope,
+                                rope_tables, rope_weights)
 
 BASE = dict(vocab_size=67, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=False, gelu="exact")
 OPTIONS = {
@@ -130,6 +131,30 @@ def test_qk_norm_rope_backward_passes_gradcheck():
     angles = torch.rand(T, hs // 2, dtype=torch.float64).repeat(1, 2)
     f = lambda qkv, w: QKNormRope.apply(qkv, *rope_weights(w, angles.cos(), angles.sin()), nqk, 1e-6)  # noqa: E731
     assert torch.autograd.gradcheck(f, (qkv, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rms_norm_function_is_torchs_rms_norm(dtype):
+    """RMSNormFunction: F.rms_norm's output and gradients in fp32 (to rounding), the output in x's dtype for bf16
+    input (computed in fp32, as before), and gradcheck in float64."""
+    torch.manual_seed(0)
+    x, grad = (torch.randn(3, 7, 48) * 3).to(dtype), torch.randn(3, 7, 48)
+    w = (1 + 0.1 * torch.randn(48)).requires_grad_()
+    outs = []
+    for f in (lambda x: RMSNormFunction.apply(x, w, 1e-6),
+              lambda x: torch.nn.functional.rms_norm(x.float(), (48,), w, 1e-6).to(x.dtype)):
+        xx = x.clone().requires_grad_()
+        y = f(xx)
+        y.float().backward(grad)
+        outs.append((y, xx.grad, w.grad))
+        w.grad = None
+    y, gx, _ = outs[0]
+    assert y.dtype == gx.dtype == dtype
+    for a, b in zip(outs[0], outs[1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    x64 = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    w64 = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: RMSNormFunction.apply(x, w, 1e-6), (x64, w64))
 
 
 def test_rope_docstring_example_and_relative_positions():
