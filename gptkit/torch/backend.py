@@ -296,11 +296,12 @@ class TorchBackend(Backend):
 
 
 def attention_for(device: torch.device, dtype: torch.dtype, block_size: int) -> str:
-    """The model's attention path for training: SDPA, except in bf16 on a CPU at short contexts, where torch's CPU
-    flash-attention backward is the slow part of a step and the explicit softmax(q k^T) v is faster (fwd + bwd; past
-    128 positions flash wins, as it does in fp32 at every length; figures in docs/training.md). Both paths compute the
-    same attention (tests/torch/test_model.py holds them equal)."""
-    if device.type == "cpu" and dtype == torch.bfloat16 and block_size <= 128:
+    """The model's attention path for training: SDPA, except on a CPU at short contexts, where torch's CPU
+    flash-attention backward is the slow part of attention and the explicit softmax(q k^T) v is faster (fwd + bwd:
+    in bf16 2x; in fp32 by the written-out backward of gptkit.torch.model.CausalAttention, up to 1.6x; past 128
+    positions flash wins; figures in docs/training.md). Both paths compute the same attention (tests hold them
+    equal)."""
+    if device.type == "cpu" and block_size <= 128:
         return "explicit"
     return "sdpa"
 

@@ -7,7 +7,10 @@ attention, logit soft-capping, zero-initialized output projections; gptkit.mlx.m
 names follow OpenAI's checkpoint without the `transformer.` prefix (`wte, wpe, h.{i}.attn.c_attn, h.{i}.mlp.c_fc, ln_f,
 lm_head`), so a GPT-2 import is one name map plus Conv1D transposes. Attention runs through
 `scaled_dot_product_attention` (flash kernels on GPUs); the explicit masked softmax of the lecture is kept
-(`attention="explicit"`) and tested to agree.
+(`attention="explicit"`) and tested to agree. Three pieces have their backward written out as autograd Functions,
+because eager autograd through torch's CPU kernels makes several passes over the activations where a few do (each
+tested against the plain form and by gradcheck): RMSNorm (`RMSNormFunction`), QK-norm with rotary for a whole
+sequence (`QKNormRope`) and the explicit path's causal attention (`CausalAttention`); ReLU^2 too (`ReluSquared`).
 
 Not here: I/O (weights from files and hubs: gptkit.torch.weights.from_pretrained), printing, optimizers, sampling (see
 gptkit.torch.generate), data. The model module imports only gptkit.config. The only link to the tokenizer is
@@ -264,6 +267,8 @@ class CausalSelfAttention(nn.Module):
             k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         if self.attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None and T > 1)
+        elif mask is None and p == 0.0 and k.size(2) == T and q.dtype in (torch.float32, torch.float64):
+            y = CausalAttention.apply(q, k, v)
         else:
             y = _explicit_attention(q, k, v, mask, p)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.hs)  # (B, T, nh * hs): heads side by side
@@ -281,6 +286,31 @@ def _explicit_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.T
     att = F.softmax(att.float(), dim=-1).to(q.dtype)
     att = F.dropout(att, p=p, training=p > 0)
     return att @ v  # (B, nh, T, hs)
+
+
+class CausalAttention(torch.autograd.Function):
+    """The explicit path's softmax(q k^T / sqrt(hs) + causal mask) v over a whole sequence (q, k, v (B, nh, T, hs)),
+    with a written-out backward: the scores are one batched matmul onto the additive mask, the probabilities
+    (B, nh, T, T) are saved, and the backward is four batched matmuls and torch's softmax backward. On CPUs at short
+    contexts this beats torch's flash-attention kernel, most in its backward (docs/training.md has the figures)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        B, H, T, hs = q.shape
+        q3, k3, v3 = (t.reshape(B * H, T, hs) for t in (q, k, v))
+        mask = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+        P = torch.softmax(torch.baddbmm(mask, q3, k3.mT, alpha=1 / math.sqrt(hs)), dim=-1)
+        ctx.save_for_backward(q3, k3, v3, P)
+        return torch.bmm(P, v3).view(B, H, T, hs)
+
+    @staticmethod
+    def backward(ctx, gy):
+        q3, k3, v3, P = ctx.saved_tensors
+        B, H, T, hs = gy.shape
+        gy, scale = gy.reshape(B * H, T, hs), 1 / math.sqrt(hs)
+        gs = torch._softmax_backward_data(torch.bmm(gy, v3.mT), P, -1, P.dtype)  # the scores' gradient
+        gq, gk, gv = torch.bmm(gs, k3).mul_(scale), torch.bmm(gs.mT, q3).mul_(scale), torch.bmm(P.mT, gy)
+        return tuple(g.view(B, H, T, hs) for g in (gq, gk, gv))
 
 
 class ReluSquared(torch.autograd.Function):

@@ -417,14 +417,14 @@ def test_compile_wraps_the_training_step_only(tmp_path, monkeypatch):
 
 
 def test_attention_path_for_training():
-    # bf16 on a CPU at short contexts: the explicit path (torch's CPU flash backward is 2x slower there, see
-    # attention_for's docstring); everything else keeps SDPA
+    # a CPU at short contexts: the explicit path (torch's CPU flash backward is slower there, see attention_for's
+    # docstring); longer contexts and GPUs keep SDPA
     from gptkit.torch.backend import attention_for
 
-    cpu, bf16 = torch.device("cpu"), torch.bfloat16
-    assert attention_for(cpu, bf16, 64) == attention_for(cpu, bf16, 128) == "explicit"
-    assert attention_for(cpu, bf16, 256) == attention_for(cpu, torch.float32, 64) == "sdpa"
-    assert attention_for(torch.device("cuda"), bf16, 64) == "sdpa"
+    cpu, bf16, fp32 = torch.device("cpu"), torch.bfloat16, torch.float32
+    assert attention_for(cpu, bf16, 64) == attention_for(cpu, bf16, 128) == attention_for(cpu, fp32, 64) == "explicit"
+    assert attention_for(cpu, bf16, 256) == attention_for(cpu, fp32, 256) == "sdpa"
+    assert attention_for(torch.device("cuda"), bf16, 64) == attention_for(torch.device("cuda"), fp32, 64) == "sdpa"
 
 
 FAULTS = """

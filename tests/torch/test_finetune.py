@@ -164,7 +164,8 @@ def test_init_from_with_the_chat_tokens_added_grows_the_vocabulary(tmp_path, tie
     assert tr.cfg.model.vocab_size == 67 and new.wte.weight.shape[0] == (128 if pad == 64 else 67)
     idx = torch.tensor([chat_tok.encode("ROMEO: hark")])
     with torch.no_grad():
-        torch.testing.assert_close(new(idx)[0][..., :65], old(idx)[0], rtol=0, atol=0)
+        # the training model takes a CPU's explicit attention path, the loaded one SDPA: the same math, rounded apart
+        torch.testing.assert_close(new(idx)[0][..., :65], old(idx)[0], rtol=0, atol=1e-6)
         mean = old.wte.weight[:65].double().mean(0).float()
         torch.testing.assert_close(new.wte.weight[65:67], mean.expand(2, -1), rtol=0, atol=1e-7)
         if not tie:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gptkit.config import GPTConfig
-from gptkit.torch.model import GPT, Bigram, build_model
+from gptkit.torch.model import GPT, Bigram, CausalAttention, _explicit_attention, build_model
 
 TINY = GPTConfig(vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -54,6 +54,26 @@ def test_sdpa_equals_explicit_attention():
     sdpa, explicit = _model(attention="sdpa"), _model(attention="explicit")
     idx = torch.randint(0, 67, (2, 16))
     torch.testing.assert_close(sdpa(idx)[0], explicit(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_causal_attention_function_equals_sdpa_and_the_lectures_path():
+    """CausalAttention (the explicit path's written-out backward, used for a whole sequence without dropout): SDPA's
+    output and q/k/v gradients in fp32, the lecture's _explicit_attention's output, and gradcheck in float64."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 16, 8, requires_grad=True) for _ in range(3))
+    grad = torch.randn(3, 4, 16, 8)
+    outs = []
+    for f in (CausalAttention.apply, lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v,
+                                                                                                   is_causal=True)):
+        y = f(q, k, v)
+        y.backward(grad)
+        outs.append([y] + [t.grad.clone() for t in (q, k, v)])
+        q.grad = k.grad = v.grad = None
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[0][0], _explicit_attention(q, k, v, None, 0.0), atol=1e-6, rtol=1e-6)
+    x64 = [torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    assert torch.autograd.gradcheck(CausalAttention.apply, x64)
 
 
 def assert_cache_equals_no_cache(m) -> None:
