@@ -110,7 +110,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return RMSNormFunction.apply(x, self.weight, self.eps)
+        if x.device.type == "cpu":  # torch's CPU rms_norm is a composite (see RMSNormFunction); CUDA's is fused
+            return RMSNormFunction.apply(x, self.weight, self.eps)
+        return F.rms_norm(x.float(), (x.size(-1),), self.weight, self.eps).to(x.dtype)  # in fp32, as LayerNorm
 
 
 def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -157,6 +157,26 @@ def test_rms_norm_function_is_torchs_rms_norm(dtype):
     assert torch.autograd.gradcheck(lambda x, w: RMSNormFunction.apply(x, w, 1e-6), (x64, w64))
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_the_written_out_backwards_compile(attention):
+    """torch.compile traces RMSNormFunction, QKNormRope, CausalAttention and ReluSquared (aot_eager: dynamo's capture
+    and the functionalized forward and backward graphs, without inductor's minutes of codegen): the eager loss and
+    gradients."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(**BASE, **OPTIONS["all"]), attention)
+    idx = torch.randint(0, 67, (2, 16))
+    losses, grads = [], []
+    for f in (m, torch.compile(m, backend="aot_eager")):
+        loss = f(idx, idx, return_logits=False)[1]
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in m.parameters()])
+        m.zero_grad()
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
 def test_rope_docstring_example_and_relative_positions():
     x = torch.tensor([[[[1.0, 0.0]]]])  # (B, nh, T, hs=2): one pair
     cos, sin = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])  # angle pi/2
