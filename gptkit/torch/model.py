@@ -136,15 +136,14 @@ class RMSNormFunction(torch.autograd.Function):
         r = _inv_rms(n, eps)
         n = n * r
         ctx.save_for_backward(n, r, weight)
-        ctx.x_dtype = x.dtype
         return (n * weight).to(x.dtype)
 
     @staticmethod
     def backward(ctx, gy):
         n, r, weight = ctx.saved_tensors
-        gy = gy.to(n.dtype)
+        x_dtype, gy = gy.dtype, gy.to(n.dtype)  # the output's gradient comes in the output's dtype, which is x's
         gw = (gy * n).sum(tuple(range(gy.dim() - 1))).to(weight.dtype)
-        return _rms_norm_grad(gy * weight, n, r).to(ctx.x_dtype), gw, None
+        return _rms_norm_grad(gy * weight, n, r).to(x_dtype), gw, None
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
@@ -237,13 +236,14 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         nq, hs = self.n_head, self.hs
         qkv = self.c_attn(x).view(B, T, nq + 2 * self.n_kv, hs)  # the heads side by side: queries, keys, values
+        p = self.dropout if self.training else 0.0
         if cache is None and rope is not None and rope[0].dim() == 2 and self.qk_norm and type(self.q_norm) is RMSNorm:
-            return self._attend(*self._normed_rotated(qkv, rope), None, p=self.dropout if self.training else 0.0)
+            return self._attend(*self._normed_rotated(qkv, rope), None, p)
         qk, v = qkv[:, :, : nq + self.n_kv], qkv[:, :, nq + self.n_kv :]
         # Queries and keys take QK-norm and rotary together, one pass over both (half the elementwise kernels)
         if self.qk_norm and type(self.q_norm) is RMSNorm:
-            w = torch.cat([self.q_norm.weight.expand(nq, hs), self.k_norm.weight.expand(self.n_kv, hs)])
-            qk = (F.rms_norm(qk.float(), (hs,), None, self.q_norm.eps) * w).to(qk.dtype)  # in fp32, as RMSNorm
+            n = F.rms_norm(qk.float(), (hs,), None, self.q_norm.eps)  # in fp32, as RMSNorm
+            qk = (n * self._qk_norm_weight()).to(qk.dtype)
         elif self.qk_norm:  # FSDP's norm (gptkit.torch.fsdp): its weight is whole only while its own forward runs
             qk = torch.cat([self.q_norm(qk[:, :, :nq]), self.k_norm(qk[:, :, nq:])], dim=2)
         if rope is not None:  # tables (T, hs) or (B, 1, T, hs) -> (T, 1, hs) or (B, T, 1, hs): shared by the heads
@@ -252,14 +252,18 @@ class CausalSelfAttention(nn.Module):
         mask = None  # None: plain causal over these T tokens
         if cache is not None:
             k, v, mask = cache.write(layer, k, v, positions)  # (B, n_kv, span, hs), mask (B, 1, T, span)
-        return self._attend(q, k, v, mask, p=self.dropout if self.training else 0.0)
+        return self._attend(q, k, v, mask, p)
+
+    def _qk_norm_weight(self) -> torch.Tensor:
+        """QK-norm's weights per head of qkv's queries and keys (heads, hs): q_norm's for the queries, then k_norm's."""
+        hs = self.hs
+        return torch.cat([self.q_norm.weight.expand(self.n_head, hs), self.k_norm.weight.expand(self.n_kv, hs)])
 
     def _normed_rotated(self, qkv: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """QK-norm and rotary of a whole sequence's qkv (B, T, heads, hs) in one QKNormRope: (q, k, v), each
         (B, heads, T, hs); the same numbers as the separate steps of forward, in fewer passes over the tensors."""
-        nq, nqk, hs = self.n_head, self.n_head + self.n_kv, self.hs
-        w = torch.cat([self.q_norm.weight.expand(nq, hs), self.k_norm.weight.expand(self.n_kv, hs)])  # (heads, hs)
-        qk, v = QKNormRope.apply(qkv, *rope_weights(w, *rope), nqk, self.q_norm.eps)
+        nq = self.n_head
+        qk, v = QKNormRope.apply(qkv, *rope_weights(self._qk_norm_weight(), *rope), nq + self.n_kv, self.q_norm.eps)
         return qk[:, :, :nq].transpose(1, 2), qk[:, :, nq:].transpose(1, 2), v
 
     def _attend(self, q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
