@@ -178,42 +178,50 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def rope_weights(w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """QK-norm's weights w (heads, hs) and rotary's tables cos, sin (T, hs) as the two (T, heads, hs) tables of
+    """QK-norm's weights w (heads, hs) and rotary's tables cos, sin (T, hs) as the two (heads, T, hs) tables of
     QKNormRope: rope(n * w) = n * C + swap(n) * S for swap(n) = (n2, n1) (n's halves exchanged), since rotate-half
     gives (n1 w1 cos - n2 w2 sin, n2 w2 cos + n1 w1 sin): C = w cos, S = (-w2, w1) sin."""
     h = w.size(-1) // 2
-    return cos[:, None] * w, sin[:, None] * torch.cat([-w[:, h:], w[:, :h]], dim=-1)
+    return w[:, None] * cos, torch.cat([-w[:, h:], w[:, :h]], dim=-1)[:, None] * sin
 
 
 class QKNormRope(torch.autograd.Function):
     """QK-norm then rotary on the queries and keys of a fused qkv (B, T, heads, hs), with a written-out backward:
     y = n * C + swap(n) * S for n = x / rms(x), x the first nqk heads (rope_weights has C and S), in fp32 or wider
-    (as RMSNorm), and the values copied out in attention's layout (B, n_kv, T, hs). Autograd through the separate steps
-    runs about twice the elementwise passes over these tensors, each short along hs (tests hold both equal)."""
+    (as RMSNorm). Returns q, k, v (B, heads, T, hs), each a view of head-major storage (heads, B, T, hs), the layout
+    in which CausalAttention folds heads and batch into one batch of matrices without a copy. Autograd through the
+    separate steps runs about twice the elementwise passes over these tensors, each short along hs (tests hold both
+    equal)."""
 
     @staticmethod
-    def forward(ctx, qkv, C, S, nqk: int, eps: float):
-        x, h = qkv[:, :, :nqk].to(torch.promote_types(qkv.dtype, torch.float32)), qkv.size(-1) // 2
-        r = _inv_rms(x, eps)
-        n = x * r
-        y = torch.mul(n, C)
-        y[..., :h].addcmul_(n[..., h:], S[..., :h])
-        y[..., h:].addcmul_(n[..., :h], S[..., h:])
+    def forward(ctx, qkv, C, S, nq: int, eps: float):
+        (B, T, heads, hs), nqk, h = qkv.shape, C.size(0), qkv.size(-1) // 2
+        x = qkv[:, :, :nqk].to(torch.promote_types(qkv.dtype, torch.float32))
+        r = _inv_rms(x, eps).permute(2, 0, 1, 3)  # (nqk, B, T, 1)
+        n = torch.mul(x.permute(2, 0, 1, 3), r, out=x.new_empty(nqk, B, T, hs))
+        C4, S4 = C[:, None], S[:, None]  # (nqk, 1, T, hs): shared by the batch
+        y = torch.mul(n, C4)
+        y[..., :h].addcmul_(n[..., h:], S4[..., :h])
+        y[..., h:].addcmul_(n[..., :h], S4[..., h:])
         ctx.save_for_backward(n, r, C, S)
-        return y.to(qkv.dtype), qkv[:, :, nqk:].transpose(1, 2).contiguous()
+        ctx.nq = nq
+        y, v = y.to(qkv.dtype), qkv.new_empty(heads - nqk, B, T, hs).copy_(qkv[:, :, nqk:].permute(2, 0, 1, 3))
+        return y[:nq].transpose(0, 1), y[nq:].transpose(0, 1), v.transpose(0, 1)
 
     @staticmethod
-    def backward(ctx, gy, gv):
+    def backward(ctx, gq, gk, gv):
         n, r, C, S = ctx.saved_tensors
-        h, gy = n.size(-1) // 2, gy.to(n.dtype)
-        gn = torch.mul(gy, C)  # y's gradient back through the tables, then through the norm
-        gn[..., h:].addcmul_(gy[..., :h], S[..., :h])
-        gn[..., :h].addcmul_(gy[..., h:], S[..., h:])
-        gS = torch.cat([(gy[..., :h] * n[..., h:]).sum(0), (gy[..., h:] * n[..., :h]).sum(0)], dim=-1)
-        gC = (gy * n).sum(0)
-        B, T, nqk, hs = n.shape
-        g = torch.empty(B, T, nqk + gv.size(1), hs, dtype=gv.dtype, device=gv.device)
-        _rms_norm_grad(gn, n, r, out=g[:, :, :nqk])
+        (nqk, B, T, hs), nq, h = n.shape, ctx.nq, n.size(-1) // 2
+        gy = n.new_empty(nqk, B, T, hs)
+        gy[:nq], gy[nq:] = gq.transpose(0, 1), gk.transpose(0, 1)
+        C4, S4 = C[:, None], S[:, None]
+        gn = torch.mul(gy, C4)  # y's gradient back through the tables, then through the norm
+        gn[..., h:].addcmul_(gy[..., :h], S4[..., :h])
+        gn[..., :h].addcmul_(gy[..., h:], S4[..., h:])
+        gS = torch.cat([(gy[..., :h] * n[..., h:]).sum(1), (gy[..., h:] * n[..., :h]).sum(1)], dim=-1)
+        gC = (gy * n).sum(1)
+        g = gv.new_empty(B, T, nqk + gv.size(1), hs)
+        _rms_norm_grad(gn, n, r, out=g[:, :, :nqk].permute(2, 0, 1, 3))
         g[:, :, nqk:] = gv.transpose(1, 2)
         return g, gC, gS, None, None
 
@@ -262,9 +270,7 @@ class CausalSelfAttention(nn.Module):
     def _normed_rotated(self, qkv: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """QK-norm and rotary of a whole sequence's qkv (B, T, heads, hs) in one QKNormRope: (q, k, v), each
         (B, heads, T, hs); the same numbers as the separate steps of forward, in fewer passes over the tensors."""
-        nq = self.n_head
-        qk, v = QKNormRope.apply(qkv, *rope_weights(self._qk_norm_weight(), *rope), nq + self.n_kv, self.q_norm.eps)
-        return qk[:, :, :nq].transpose(1, 2), qk[:, :, nq:].transpose(1, 2), v
+        return QKNormRope.apply(qkv, *rope_weights(self._qk_norm_weight(), *rope), self.n_head, self.q_norm.eps)
 
     def _attend(self, q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
         """Attention of q (B, nh, T, hs) over k, v (B, n_kv, S, hs), then the output projection: (B, T, C)."""
@@ -303,20 +309,26 @@ class CausalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
         B, H, T, hs = q.shape
-        q3, k3, v3 = (t.reshape(B * H, T, hs) for t in (q, k, v))
+        q3, k3, v3 = (_head_major(t) for t in (q, k, v))
         mask = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
         P = torch.softmax(torch.baddbmm(mask, q3, k3.mT, alpha=1 / math.sqrt(hs)), dim=-1)
         ctx.save_for_backward(q3, k3, v3, P)
-        return torch.bmm(P, v3).view(B, H, T, hs)
+        return torch.bmm(P, v3).view(H, B, T, hs).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, gy):
         q3, k3, v3, P = ctx.saved_tensors
         B, H, T, hs = gy.shape
-        gy, scale = gy.reshape(B * H, T, hs), 1 / math.sqrt(hs)
+        gy, scale = _head_major(gy), 1 / math.sqrt(hs)
         gs = torch._softmax_backward_data(torch.bmm(gy, v3.mT), P, -1, P.dtype)  # the scores' gradient
         gq, gk, gv = torch.bmm(gs, k3).mul_(scale), torch.bmm(gs.mT, q3).mul_(scale), torch.bmm(P.mT, gy)
-        return tuple(g.view(B, H, T, hs) for g in (gq, gk, gv))
+        return tuple(g.view(H, B, T, hs).transpose(0, 1) for g in (gq, gk, gv))
+
+
+def _head_major(t: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, hs) as one batch of (T, hs) matrices in head-major order (H * B, T, hs): a view when t is stored
+    head-major (QKNormRope's outputs), else a copy."""
+    return t.transpose(0, 1).reshape(-1, *t.shape[2:])
 
 
 class ReluSquared(torch.autograd.Function):

@@ -129,7 +129,7 @@ def test_qk_norm_rope_backward_passes_gradcheck():
     qkv = torch.randn(B, T, heads, hs, dtype=torch.float64, requires_grad=True)
     w = (1 + 0.1 * torch.randn(nqk, hs, dtype=torch.float64)).requires_grad_()
     angles = torch.rand(T, hs // 2, dtype=torch.float64).repeat(1, 2)
-    f = lambda qkv, w: QKNormRope.apply(qkv, *rope_weights(w, angles.cos(), angles.sin()), nqk, 1e-6)  # noqa: E731
+    f = lambda qkv, w: QKNormRope.apply(qkv, *rope_weights(w, angles.cos(), angles.sin()), 2, 1e-6)  # noqa: E731
     assert torch.autograd.gradcheck(f, (qkv, w))
 
 
