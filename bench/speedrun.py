@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NANOGPT_RECORDED = {"reach_s": None, "final": 1.8857, "wall_s": 136.0}  # issue 12: an AVX2-only 2-core machine
+NANOGPT_RECORDED = {"reach_s": None, "reach_step": None, "final": 1.8857, "wall_s": 136.0}  # issue 12: an AVX2-only 2-core machine
 NANOGPT_CPU = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
                "--max_iters=2000", "--lr_decay_iters=2000", "--dropout=0.0"]
@@ -68,20 +68,21 @@ REMOVE_ONE_EXTRA = [  # an option the default does not have, tried on it
 
 
 def timed(cmd: list[str], cwd: str, target: float, env: dict | None = None) -> dict:
-    """Run cmd, reading its evaluation lines as they come: seconds to the first val <= target, final val, wall."""
+    """Run cmd, reading its evaluation lines as they come: seconds to the first val <= target and that evaluation's
+    step, final val, wall."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
-    reach, last, tail = None, None, []
+    reach, reach_step, last, tail = None, None, None, []
     for line in proc.stdout:
         tail = (tail + [line])[-20:]
         for m in EVAL_LINE.finditer(line):
             last = float(m.group(3))
             if reach is None and last <= target:
-                reach = time.perf_counter() - t0
+                reach, reach_step = time.perf_counter() - t0, int(m.group(1))
     if proc.wait():
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed:\n{''.join(tail)}")
-    return {"reach_s": reach, "final": last, "wall_s": time.perf_counter() - t0}
+    return {"reach_s": reach, "reach_step": reach_step, "final": last, "wall_s": time.perf_counter() - t0}
 
 
 def run_gptkit(preset: str, overrides: list[str], target: float) -> dict:
@@ -107,8 +108,8 @@ def ratio(r: dict, ref: dict) -> float | None:
 
 
 def row(name: str, r: dict, ref: dict) -> str:
-    """A table row: time to the target, ratio (`ratio`), final val, wall time."""
-    reach = f"{r['reach_s']:7.1f} s" if r["reach_s"] is not None else "  not reached"
+    """A table row: time to the target (and the step of that evaluation), ratio (`ratio`), final val, wall time."""
+    reach = f"{r['reach_s']:7.1f} s (step {r['reach_step']})" if r["reach_s"] is not None else "  not reached"
     x = ratio(r, ref)
     ratio_text = f"{x:5.2f}x" if x is not None else "    -"
     return f"| {name:38s} | {reach} | {ratio_text} | {r['final']:.4f} | {r['wall_s']:6.1f} s |"
