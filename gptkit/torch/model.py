@@ -365,8 +365,8 @@ class MLP(nn.Module):
         h = self.c_fc(x)
         if self.kind == "gelu":
             h = F.gelu(h, approximate=self.approximate)
-        elif self.kind == "relu2":
-            h = ReluSquared.apply(h)
+        elif self.kind == "relu2":  # without autograd (evaluation, sampling) in place: h is this forward's own
+            h = ReluSquared.apply(h) if torch.is_grad_enabled() else F.relu_(h).square_()
         else:
             h = F.silu(self.c_gate(x)) * h
         return self.dropout(self.c_proj(h))

@@ -93,6 +93,19 @@ def test_relu_squared_gradient_is_autograds_through_relu_then_square():
     assert torch.autograd.gradcheck(ReluSquared.apply, (torch.randn(3, 5, dtype=torch.float64, requires_grad=True),))
 
 
+
+def test_relu_squared_mlp_without_autograd_runs_in_place_to_the_same_output():
+    """Without autograd (evaluation, sampling) the ReLU^2 MLP squares c_fc's output in place: the output of the
+    autograd Function's path bit for bit, and the input x untouched."""
+    torch.manual_seed(0)
+    mlp = GPT(GPTConfig(**{**BASE, "n_embd": 64}, mlp="relu2")).h[0].mlp
+    x = torch.randn(2, 8, 64)
+    x0 = x.clone()
+    with torch.no_grad():
+        fast = mlp(x)
+    assert torch.equal(x, x0)
+    assert torch.equal(fast, mlp(x).detach())
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_kv_head", [4, 2])
 def test_qk_norm_and_rope_in_one_function_equal_the_separate_steps(n_kv_head, dtype):
