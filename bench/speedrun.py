@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-NANOGPT_RECORDED = {"reach_s": None, "reach_step": None, "final": 1.8857, "wall_s": 136.0}  # issue 12: an AVX2-only 2-core machine
+# issue 12: an AVX2-only 2-core machine
+NANOGPT_RECORDED = {"reach_s": None, "reach_step": None, "final": 1.8857, "wall_s": 136.0}
 NANOGPT_CPU = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
                "--max_iters=2000", "--lr_decay_iters=2000", "--dropout=0.0"]
