@@ -187,11 +187,11 @@ def rope_weights(w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple
 
 class QKNormRope(torch.autograd.Function):
     """QK-norm then rotary on the queries and keys of a fused qkv (B, T, heads, hs), with a written-out backward:
-    y = n * C + swap(n) * S for n = x / rms(x), x the first nqk heads (rope_weights has C and S), in fp32 or wider
-    (as RMSNorm). Returns q, k, v (B, heads, T, hs), each a view of head-major storage (heads, B, T, hs), the layout
-    in which CausalAttention folds heads and batch into one batch of matrices without a copy. Autograd through the
-    separate steps runs about twice the elementwise passes over these tensors, each short along hs (tests hold both
-    equal)."""
+    y = n * C + swap(n) * S for n = x / rms(x), x the first nqk heads (C's and S's: rope_weights has them), the first
+    nq of them queries, in fp32 or wider (as RMSNorm). Returns q, k, v (B, heads, T, hs), each a view of head-major
+    storage (heads, B, T, hs), the layout in which CausalAttention folds heads and batch into one batch of matrices
+    without a copy. Autograd through the separate steps runs about twice the elementwise passes over these tensors,
+    each short along hs (tests hold both equal)."""
 
     @staticmethod
     def forward(ctx, qkv, C, S, nq: int, eps: float):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gptkit.config import GPTConfig
-from gptkit.torch.model import (GPT, CausalSelfAttention, QKNormRope, ReluSquared, RMSNormFunction, apply_rope,
-                                rope_tables, rope_weights)
+from gptkit.torch.model import (GPT, CausalSelfAttention, QKNormRope, ReluSquared, RMSNormFunction, _head_major,
+                                apply_rope, rope_tables, rope_weights)
 
 BASE = dict(vocab_size=67, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=False, gelu="exact")
 OPTIONS = {
@@ -93,7 +93,6 @@ def test_relu_squared_gradient_is_autograds_through_relu_then_square():
     assert torch.autograd.gradcheck(ReluSquared.apply, (torch.randn(3, 5, dtype=torch.float64, requires_grad=True),))
 
 
-
 def test_relu_squared_mlp_without_autograd_runs_in_place_to_the_same_output():
     """Without autograd (evaluation, sampling) the ReLU^2 MLP squares c_fc's output in place: the output of the
     autograd Function's path bit for bit, and the input x untouched."""
@@ -105,6 +104,7 @@ def test_relu_squared_mlp_without_autograd_runs_in_place_to_the_same_output():
         fast = mlp(x)
     assert torch.equal(x, x0)
     assert torch.equal(fast, mlp(x).detach())
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_kv_head", [4, 2])
@@ -136,14 +136,18 @@ def test_qk_norm_and_rope_in_one_function_equal_the_separate_steps(n_kv_head, dt
 
 
 def test_qk_norm_rope_backward_passes_gradcheck():
-    """The written-out backward of QKNormRope against finite differences in float64: the input, both tables."""
+    """The written-out backward of QKNormRope against finite differences in float64: the input, both tables; and its
+    outputs stored head-major, so that CausalAttention's (heads * B, T, hs) batch of each is a view, not a copy."""
     torch.manual_seed(0)
-    B, T, heads, hs, nqk = 2, 5, 5, 8, 3  # 3 query/key heads, 2 value heads
+    B, T, heads, hs, nqk = 2, 5, 5, 8, 3  # 2 query heads, 1 key head, 2 value heads
     qkv = torch.randn(B, T, heads, hs, dtype=torch.float64, requires_grad=True)
     w = (1 + 0.1 * torch.randn(nqk, hs, dtype=torch.float64)).requires_grad_()
     angles = torch.rand(T, hs // 2, dtype=torch.float64).repeat(1, 2)
     f = lambda qkv, w: QKNormRope.apply(qkv, *rope_weights(w, angles.cos(), angles.sin()), 2, 1e-6)  # noqa: E731
     assert torch.autograd.gradcheck(f, (qkv, w))
+    outs = f(qkv, w)
+    assert [tuple(t.shape) for t in outs] == [(B, 2, T, hs), (B, 1, T, hs), (B, 2, T, hs)]
+    assert all(_head_major(t).data_ptr() == t.data_ptr() for t in outs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
