@@ -195,7 +195,8 @@ class QKNormRope(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, C, S, nq: int, eps: float):
-        (B, T, heads, hs), nqk, h = qkv.shape, C.size(0), qkv.size(-1) // 2
+        (B, T, _, hs), nqk = qkv.shape, C.size(0)
+        h = hs // 2
         x = qkv[:, :, :nqk].to(torch.promote_types(qkv.dtype, torch.float32))
         r = _inv_rms(x, eps).permute(2, 0, 1, 3)  # (nqk, B, T, 1)
         n = torch.mul(x.permute(2, 0, 1, 3), r, out=x.new_empty(nqk, B, T, hs))
@@ -204,14 +205,14 @@ class QKNormRope(torch.autograd.Function):
         y[..., :h].addcmul_(n[..., h:], S4[..., :h])
         y[..., h:].addcmul_(n[..., :h], S4[..., h:])
         ctx.save_for_backward(n, r, C, S)
-        ctx.nq = nq
-        y, v = y.to(qkv.dtype), qkv.new_empty(heads - nqk, B, T, hs).copy_(qkv[:, :, nqk:].permute(2, 0, 1, 3))
+        y, v = y.to(qkv.dtype), qkv[:, :, nqk:].permute(2, 0, 1, 3).contiguous()  # v (n_kv, B, T, hs)
         return y[:nq].transpose(0, 1), y[nq:].transpose(0, 1), v.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, gq, gk, gv):
         n, r, C, S = ctx.saved_tensors
-        (nqk, B, T, hs), nq, h = n.shape, ctx.nq, n.size(-1) // 2
+        (nqk, B, T, hs), nq = n.shape, gq.size(1)  # gq (B, nq, T, hs), as q
+        h = hs // 2
         gy = n.new_empty(nqk, B, T, hs)
         gy[:nq], gy[nq:] = gq.transpose(0, 1), gk.transpose(0, 1)
         C4, S4 = C[:, None], S[:, None]
