@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gptkit.config import GPTConfig
-from gptkit.torch.model import (GPT, CausalSelfAttention, QKNormRope, ReluSquared, RMSNormFunction, _head_major,
-                                apply_rope, rope_tables, rope_weights)
+from gptkit.torch.model import (GPT, CausalSelfAttention, QKNormRope, ReluSquared, ReluSquaredMLP, RMSNormFunction,
+                                _head_major, apply_rope, rope_tables, rope_weights)
 
 BASE = dict(vocab_size=67, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=False, gelu="exact")
 OPTIONS = {
@@ -106,6 +106,44 @@ def test_relu_squared_mlp_without_autograd_runs_in_place_to_the_same_output():
     assert torch.equal(fast, mlp(x).detach())
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_relu_squared_mlp_function_gives_the_layers_numbers_bit_for_bit(bias):
+    """ReluSquaredMLP, the training path of a ReLU^2 MLP: the output and every gradient (input, both weights, both
+    biases) equal those of the layers through ReluSquared bit for bit in fp32 (the factor 2 moved onto the smaller
+    products is exact), the MLP's forward takes it in training only, and it passes gradcheck in float64."""
+    torch.manual_seed(0)
+    mlp = GPT(GPTConfig(**{**BASE, "n_embd": 64, "bias": bias}, mlp="relu2")).h[0].mlp
+    for p in mlp.parameters():  # biases away from zero, so that their gradients are tested too
+        torch.nn.init.normal_(p, std=0.1)
+    x, grad = torch.randn(2, 8, 64, requires_grad=True), torch.randn(2, 8, 64)
+    y = mlp(x)
+    assert type(y.grad_fn).__name__ == "ReluSquaredMLPBackward"
+    got = torch.autograd.grad(y, [x, *mlp.parameters()], grad)
+    ref = mlp.c_proj(ReluSquared.apply(mlp.c_fc(x)))
+    assert type(ref.grad_fn).__name__ != "ReluSquaredMLPBackward" and torch.equal(y, ref)
+    for a, b in zip(got, torch.autograd.grad(ref, [x, *mlp.parameters()], grad), strict=True):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        assert torch.equal(mlp(x), y)
+    weights = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((6, 4), (6,), (4, 6), (4,))]
+    args = (torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True), *weights)
+    assert torch.autograd.gradcheck(ReluSquaredMLP.apply, args if bias else (args[0], args[1], None, args[3], None))
+
+
+def test_relu_squared_mlp_under_autocast_keeps_the_layers():
+    """Under autocast (bf16 training) the MLP runs the layers through ReluSquared, whose casts autocast makes: a bf16
+    output equal to theirs, fp32 weight gradients."""
+    torch.manual_seed(0)
+    mlp = GPT(GPTConfig(**{**BASE, "n_embd": 64}, mlp="relu2")).h[0].mlp
+    x = torch.randn(2, 8, 64, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = mlp(x)
+        ref = mlp.c_proj(ReluSquared.apply(mlp.c_fc(x)))
+    assert y.dtype == torch.bfloat16 and type(y.grad_fn).__name__ != "ReluSquaredMLPBackward" and torch.equal(y, ref)
+    y.float().sum().backward()
+    assert mlp.c_fc.weight.grad.dtype == torch.float32 and torch.isfinite(mlp.c_fc.weight.grad).all()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_kv_head", [4, 2])
 def test_qk_norm_and_rope_in_one_function_equal_the_separate_steps(n_kv_head, dtype):
@@ -176,7 +214,7 @@ def test_rms_norm_function_is_torchs_rms_norm(dtype):
 
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
 def test_the_written_out_backwards_compile(attention):
-    """torch.compile traces RMSNormFunction, QKNormRope, CausalAttention and ReluSquared (aot_eager: dynamo's capture
+    """torch.compile traces RMSNormFunction, QKNormRope, CausalAttention and ReluSquaredMLP (aot_eager: dynamo's capture
     and the functionalized forward and backward graphs, without inductor's minutes of codegen): the eager loss and
     gradients."""
     torch.manual_seed(0)
