@@ -14,6 +14,8 @@ run (which also compiles). Sampled cases use temperature 1, top-k 50 on both sid
 tokens / seconds), the ratio to transformers, and at batch 1 the fraction of the memory-bandwidth limit (the bytes of
 the weights and the KV cache read per token, against this machine's measured read bandwidth). --quantize int8 adds
 gptkit with int8 weights (gptkit.torch.quantize), timed after fp32 in the same case, and the ratio between them.
+A case that runs oneDNN's packed linears (gptkit.torch.cpu.for_cpu_decoding: where they are faster on this CPU, or
+with --linears packed) says so at the end of its line.
 """
 
 from __future__ import annotations
@@ -83,10 +85,13 @@ def main() -> None:
     ap.add_argument("--mlx", action="store_true", help="also time gptkit's MLX engine (same weights)")
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
     ap.add_argument("--quantize", choices=["int8"], help="also time gptkit with int8 weights (gptkit.torch.quantize)")
+    ap.add_argument("--linears", choices=["auto", "packed", "plain"], default="auto",
+                    help="gptkit's linears on a CPU in fp32: as gptkit sample picks them (auto: the faster here, timed "
+                         "by gptkit.torch.cpu.packed_is_faster), oneDNN's packed ones, or torch's own")
     args = ap.parse_args()
 
     from gptkit.generate.engine import Request, generate_ids
-    from gptkit.torch.cpu import for_cpu_decoding
+    from gptkit.torch.cpu import PackedLinear, for_cpu_decoding
     from gptkit.torch.generate import Engine
     from gptkit.torch.quantize import quantize
     from gptkit.torch.weights import load_model
@@ -95,6 +100,7 @@ def main() -> None:
     n = args.new_tokens or (64 if device.type == "cpu" else 256)
     cases = args.cases or DEFAULT_CASES["cuda" if device.type == "cuda" else "cpu"]
     compile = {"auto": "auto", "yes": True, "no": False}[args.compile]
+    pack = {"auto": None, "packed": True, "plain": False}[args.linears]
     with tempfile.TemporaryDirectory() as folder:
         hf = hf_model(args, folder).to(device, dtype).eval()
         ours = load_model(args.model or folder, device=device)[0].to(dtype)
@@ -115,8 +121,10 @@ def main() -> None:
         prompts = torch.randint(0, cfg.vocab_size, (B, P), generator=g)
         settings = dict(temperature=1.0, top_k=50) if sampled else dict(temperature=0.0)
         requests = [Request(tuple(row), n, seed=i, **settings) for i, row in enumerate(prompts.tolist())]
-        # as gptkit sample and serve run it: oneDNN's linear for B rows on a CPU in fp32, eager (elsewhere as it is)
-        engine = Engine(ours if compile is True else for_cpu_decoding(copy.deepcopy(ours), B), B, compile=compile)
+        # as gptkit sample and serve run it: on a CPU in fp32, eager, oneDNN's linear for B rows where it is faster
+        model = ours if compile is True else for_cpu_decoding(copy.deepcopy(ours), B, pack)
+        engine = Engine(model, B, compile=compile)
+        packed = any(isinstance(m, PackedLinear) for m in model.modules())
         ours_s = _timed(lambda: generate_ids(engine, requests), device)
         line = f"{case:>8} {B * n / ours_s:13,.1f}"
         if args.no_hf:
@@ -146,7 +154,7 @@ def main() -> None:
             single[(P, sampled)] = n / ours_s
         elif (P, sampled) in single:  # the aggregate against the same case at batch 1 (the issue's 4x at batch 8)
             line += f" {B * n / ours_s / single[(P, sampled)]:7.1f}x batch 1"
-        print(line, flush=True)
+        print(line + ("  (oneDNN's packed linears)" if packed else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -424,14 +424,14 @@ def test_for_cpu_decoding_changes_the_kernel_not_the_model(monkeypatch):
     from gptkit.torch.cpu import PackedLinear, for_cpu_decoding
 
     lin = torch.nn.Linear(2, 3)
-    packed = for_cpu_decoding(torch.nn.Sequential(lin))[0]  # the docstring's example
+    packed = for_cpu_decoding(torch.nn.Sequential(lin), pack=True)[0]  # the docstring's example
     assert isinstance(packed, PackedLinear) and (packed.in_features, packed.out_features) == (2, 3)
     x = torch.randn(4, 5, 2)
     with torch.no_grad():
         assert torch.allclose(packed(x), lin(x), atol=1e-6)  # any leading dims, as nn.Linear
     for pos in ("learned", "rope"):
         m = _model(pos, block_size=16)
-        fast = for_cpu_decoding(copy.deepcopy(m))
+        fast = for_cpu_decoding(copy.deepcopy(m), pack=True)
         assert isinstance(fast.lm_head, PackedLinear) and fast.wte.weight.is_contiguous()  # the embedding stays dense
         assert not any(isinstance(mod, torch.nn.Linear) for mod in fast.modules())
         idx = torch.randint(0, 20, (2, 16))
@@ -442,12 +442,39 @@ def test_for_cpu_decoding_changes_the_kernel_not_the_model(monkeypatch):
         assert generate_ids(Engine(fast, 2), requests) == generate_ids(Engine(m, 2), requests)
         assert generate_ids(Engine(fast, 1), requests[:1])[0][:13] == _uncached_greedy(m, prompts[0], 13)
     half = copy.deepcopy(_model()).to(torch.bfloat16)  # only fp32 on a CPU is swapped: bf16 (no fast oneDNN path on AVX2) stays
-    assert isinstance(for_cpu_decoding(half).lm_head, torch.nn.Linear)
+    assert isinstance(for_cpu_decoding(half, pack=True).lm_head, torch.nn.Linear)
     import gptkit.torch.generate
 
     def missing(weight, rows):
         raise AttributeError("no such op")
 
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", missing, raising=False)  # a build without it
-    plain = for_cpu_decoding(copy.deepcopy(_model()))
+    plain = for_cpu_decoding(copy.deepcopy(_model()), pack=True)
     assert not any(isinstance(mod, gptkit.torch.cpu.PackedLinear) for mod in plain.modules())  # none half-swapped
+
+
+def test_for_cpu_decoding_packs_only_where_the_packed_layers_are_faster(monkeypatch):
+    """By default the swap happens only when packed_is_faster says so (the kernel that wins depends on the CPU and the
+    rows); pack=False never swaps. packed_is_faster times a pass over the layers each way: layers that take longer
+    lose, whichever side they are on."""
+    import copy
+    import time
+
+    import gptkit.torch.cpu as cpu
+
+    m = _model()
+    for faster in (True, False):
+        monkeypatch.setattr(cpu, "packed_is_faster", lambda plain, packed, rows, faster=faster: faster)
+        out = cpu.for_cpu_decoding(copy.deepcopy(m), 4)
+        assert isinstance(out.lm_head, cpu.PackedLinear) is faster
+    monkeypatch.setattr(cpu, "packed_is_faster", lambda *a: pytest.fail("pack=False measures nothing"))
+    assert isinstance(cpu.for_cpu_decoding(copy.deepcopy(m), pack=False).lm_head, torch.nn.Linear)
+    monkeypatch.undo()
+
+    class Slow(torch.nn.Linear):
+        def forward(self, x):
+            time.sleep(0.003)
+            return super().forward(x)
+
+    fast, slow = [torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)], [Slow(4, 2), Slow(2, 4)]
+    assert cpu.packed_is_faster(slow, fast, rows=2) and not cpu.packed_is_faster(fast, slow, rows=2)
