@@ -361,19 +361,18 @@ class ReluSquaredMLP(torch.autograd.Function):
         r = F.linear(x, w1, b1).relu_()
         a = r * r
         ctx.save_for_backward(x, w1, w2, r, a)
-        ctx.biases = b1 is not None, b2 is not None
         return F.linear(a, w2, b2)
 
     @staticmethod
     def backward(ctx, gy):
         x, w1, w2, r, a = ctx.saved_tensors
-        need = ctx.needs_input_grad
+        need = ctx.needs_input_grad  # False for an absent bias too
         gy = gy.reshape(-1, w2.size(0))
         gw2 = gy.t() @ a.reshape(-1, a.size(-1)) if need[3] else None
-        gb2 = gy.sum(0) if ctx.biases[1] and need[4] else None
+        gb2 = gy.sum(0) if need[4] else None
         gh = torch.mm(gy, w2).mul_(r.reshape(gy.size(0), -1))  # half the gradient of c_fc's output
         gw1 = torch.mm(gh.t(), x.reshape(-1, x.size(-1))).mul_(2) if need[1] else None
-        gb1 = gh.sum(0).mul_(2) if ctx.biases[0] and need[2] else None
+        gb1 = gh.sum(0).mul_(2) if need[2] else None
         gx = torch.mm(gh, w1).mul_(2).view(x.shape) if need[0] else None
         return gx, gw1, gb1, gw2, gb2
 
